@@ -1,0 +1,29 @@
+# The README's two commands: `make run` (main job, offline default) and `make test`.
+# Both create the virtual environment if missing and install the project into it.
+PYTHON ?= python3
+VENV ?= .venv
+CORES ?= 2
+CONFIG ?= config/config.yaml
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test setup clean
+
+setup: $(STAMP)
+
+# torch is pinned so pip takes the CPU wheel (an unpinned torch pulls gigabytes of CUDA).
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --rerun-incomplete
+
+test: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -n $(CORES) -q
+
+clean:
+	rm -rf results .snakemake

@@ -1,0 +1,25 @@
+# amps: Adaptive Modality Preference Steering. This file only wires; the `amps` package computes.
+# Run: make run (offline default) or `snakemake --cores N --configfile config/paper.yaml`.
+# The default config (config/config.yaml) comes from profiles/default/config.yaml.
+from amps.config import validate_config
+
+# Schema and semantic checks run before any job is planned; errors name the bad key.
+validate_config(config)
+
+
+include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    model="|".join(MODELS),
+
+
+include: "workflow/rules/benchmark.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/baseline.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        final_outputs(),

@@ -1,0 +1,17 @@
+rule prepare_benchmark:
+    """Benchmark records (conflict world or MC²), their images and the steer-train/validation/test split."""
+    output:
+        directory(f"{OUT}/benchmark"),
+    params:
+        settings=settings_json({**config["benchmark"], "seed": config["seed"]}),
+    log:
+        f"{OUT}/logs/prepare_benchmark.log",
+    benchmark:
+        f"{OUT}/benchmarks/prepare_benchmark.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../envs/amps.yaml"
+    shell:
+        "amps prepare-benchmark --settings {params.settings:q} --output-dir {output} > {log} 2>&1"
