@@ -17,6 +17,7 @@ wildcard_constraints:
 include: "workflow/rules/benchmark.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/baseline.smk"
+include: "workflow/rules/steering.smk"
 
 
 rule all:

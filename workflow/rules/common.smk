@@ -22,6 +22,18 @@ def model_settings(model):
     )
 
 
+def steering_settings(model, with_sweep):
+    """Settings of a steering job of one model (the sweep also depends on evaluation and steering)."""
+    settings = {
+        "model_name": model,
+        "model": config["models"][model],
+        "threads": config["threads"],
+    }
+    if with_sweep:
+        settings.update(evaluation=config["evaluation"], steering=config["steering"])
+    return settings_json(settings)
+
+
 def model_location(wildcards):
     """Where a model loads from: the trained folder for toy models, else the configured path."""
     spec = config["models"][wildcards.model]
@@ -48,4 +60,6 @@ def final_outputs():
         f"{OUT}/tables/baseline_scores.csv",
         f"{OUT}/tables/toy_model_checks.csv",
         f"{OUT}/figures/preference.pdf",
+        f"{OUT}/tables/sweep_scores.csv",
+        f"{OUT}/figures/sweep.pdf",
     ]

@@ -1,0 +1,61 @@
+"""Shared fixtures: a tiny random-weight toy LLaVA and a tiny prepared benchmark."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from amps import toy, world
+from amps.data import prepare_benchmark
+from amps.models import MultimodalModel
+
+REPO = Path(__file__).resolve().parent.parent
+MC2_DIR = REPO.parent / "shared" / "data" / "mc2"
+TASKS = ["color", "positional_reasoning"]
+
+os.environ.setdefault("AMPS_PROGRESS", "0")
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def tiny_arch() -> toy.ToyArchitecture:
+    return toy.ToyArchitecture(
+        text_layers=2, text_hidden=32, text_heads=2, vision_layers=1, vision_hidden=32, image_size=32, patch_size=8
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_arch) -> Path:
+    """A random-weight toy LLaVA saved with save_pretrained (no training)."""
+    folder = tmp_path_factory.mktemp("models") / "tiny-llava"
+    tokenizer = toy.build_tokenizer(list(world.TASKS))
+    processor = toy.build_processor(tokenizer, tiny_arch)
+    net = toy.build_model(tokenizer, tiny_arch, seed=0)
+    net.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir) -> MultimodalModel:
+    """The tiny model loaded back through the public loading path."""
+    return MultimodalModel.load(tiny_model_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_benchmark_dir(tmp_path_factory) -> Path:
+    """A prepared conflict-world benchmark with 10 records per task."""
+    folder = tmp_path_factory.mktemp("bench") / "benchmark"
+    prepare_benchmark(
+        {
+            "source": "world",
+            "seed": 3,
+            "world": {"tasks": TASKS, "records_per_task": 10, "image_size": 32},
+            "splits": {"steer_train": 0.4, "validation": 0.2, "test": 0.4},
+        },
+        str(folder),
+    )
+    return folder

@@ -1,0 +1,97 @@
+"""The offline conflict world: records, images that show the vision answer, splits, corpus."""
+
+import itertools
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from amps import world
+from amps.data import Benchmark, assign_splits
+
+
+def test_records_are_mc2_shaped_conflicts():
+    records = world.make_records(list(world.TASKS), 30, seed=1)
+    assert len(records) == 150
+    assert Counter(r["task"] for r in records) == {name: 30 for name in world.TASKS}
+    for record in records:
+        assert record["answer_vision"] != record["answer_text"]
+        assert record["answer_text"] in record["context"]
+        assert record["answer_vision"] in record["context_agreeing"]
+        assert len(record["image_id"]) == 12 and record["image_id"].isdigit()
+    assert len({r["image_id"] for r in records}) == 150
+
+
+def test_same_seed_same_records_and_pixels():
+    first, second = world.make_records(["color"], 5, 9), world.make_records(["color"], 5, 9)
+    assert first == second
+    images = [world.render_record_image("color", r["answer_vision"], r["image_id"], 32) for r in (first[0], second[0])]
+    assert images[0].tobytes() == images[1].tobytes()
+
+
+@pytest.mark.parametrize("color", sorted(world.COLORS))
+def test_color_images_show_the_vision_answer(color):
+    pixels = np.asarray(world.render_record_image("color", color, "000000000001", 32)).reshape(-1, 3)
+    foreground = pixels[(pixels != world.BACKGROUND).any(axis=1)]
+    assert (foreground == world.COLORS[color]).all(axis=1).mean() > 0.95
+
+
+@pytest.mark.parametrize("count", ["one", "two", "three", "four"])
+def test_counting_images_hold_that_many_objects(count):
+    pixels = np.asarray(world.render_record_image("counting", count, "000000000002", 32))
+    quadrants = [pixels[y : y + 16, x : x + 16] for y in (0, 16) for x in (0, 16)]
+    occupied = sum((quadrant != world.BACKGROUND).any() for quadrant in quadrants)
+    assert occupied == ["one", "two", "three", "four"].index(count) + 1
+
+
+@pytest.mark.parametrize("side", ["left", "right", "top", "bottom"])
+def test_position_images_put_the_object_on_that_side(side):
+    pixels = np.asarray(world.render_record_image("positional_reasoning", side, "000000000003", 32))
+    ys, xs = np.nonzero((pixels != world.BACKGROUND).any(axis=2))
+    centre = {"left": xs.mean() < 12, "right": xs.mean() > 20, "top": ys.mean() < 12, "bottom": ys.mean() > 20}
+    assert centre[side]
+
+
+def test_splits_are_disjoint_stratified_and_deterministic():
+    records = pd.DataFrame(world.make_records(["color", "counting"], 50, 0))
+    fractions = {"steer_train": 0.4, "validation": 0.2, "test": 0.4}
+    split = assign_splits(records, fractions, seed=5)
+    assert split.equals(assign_splits(records, fractions, seed=5))
+    assert not split.equals(assign_splits(records, fractions, seed=6))
+    counts = pd.crosstab(records["task"], split)
+    assert (counts["steer_train"] == 20).all() and (counts["validation"] == 10).all() and (counts["test"] == 20).all()
+
+
+def test_prepared_benchmark_folder(tiny_benchmark_dir):
+    benchmark = Benchmark(tiny_benchmark_dir)
+    assert len(benchmark.records) == 20
+    assert set(benchmark.records["split"]) == {"steer_train", "validation", "test"}
+    assert benchmark.image(benchmark.records.iloc[0]).size == (32, 32)
+    assert not list(tiny_benchmark_dir.parent.glob(".*partial"))
+
+
+def test_training_corpus_has_every_kind_and_no_shortcut():
+    mix = {kind: 1.0 for kind in world.EXAMPLE_KINDS}
+    examples = list(itertools.islice(world.training_examples(list(world.TASKS), mix, 0.85, 1.5, 32, 0), 700))
+    assert {example.kind for example in examples} == set(world.EXAMPLE_KINDS)
+    image_instructed_hard = [e for e in examples if e.kind == "hard" and "follow the image" in e.prompt]
+    assert image_instructed_hard
+    for example in image_instructed_hard:
+        # The value the context asserts is not an option: "pick the unmentioned option" cannot solve it.
+        lines = example.prompt.split("\n")
+        options = {lines[-3][3:], lines[-2][3:]}
+        assert not any(f" {option}" in lines[0] for option in options), example.prompt
+    assert Counter(example.answer for example in examples if example.kind != "word")["A"] / len(examples) > 0.3
+
+
+def test_pair_probabilities_are_graded_around_the_bias():
+    values = world.TASKS["color"].values
+    probabilities = [world.pair_text_probability("color", a, b, 0.85, 1.5, 0) for a in values for b in values if a != b]
+    assert 0.6 < np.mean(np.array(probabilities) > 0.5) < 1.0
+    assert min(probabilities) < 0.5 < max(probabilities)
+
+
+def test_unknown_task_is_named():
+    with pytest.raises(ValueError, match="unknown world task 'shapes'"):
+        world.task("shapes")
