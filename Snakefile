@@ -1,6 +1,8 @@
 # amps: Adaptive Modality Preference Steering. This file only wires; the `amps` package computes.
 # Run: make run (offline default) or `snakemake --cores N --configfile config/paper.yaml`.
 # The default config (config/config.yaml) comes from profiles/default/config.yaml.
+import re
+
 from amps.config import validate_config
 
 # Schema and semantic checks run before any job is planned; errors name the bad key.
@@ -11,7 +13,7 @@ include: "workflow/rules/common.smk"
 
 
 wildcard_constraints:
-    model="|".join(MODELS),
+    model="|".join(re.escape(name) for name in MODELS),
 
 
 include: "workflow/rules/benchmark.smk"

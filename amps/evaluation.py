@@ -30,6 +30,15 @@ log = logging.getLogger(__name__)
 BASELINE_CONDITIONS = ("none", "text", "image", "agreeing")
 VIEWS = ("pooled", "vision_first", "text_first", "record")
 SCORE_COLUMNS = ["n", "s_vision", "s_text", "s_other", "vision_ratio", "rate_a"]
+CHECK_COLUMNS = [
+    "model",
+    "agreeing_accuracy",
+    "follows_image_instruction",
+    "follows_text_instruction",
+    "uninstructed_vision_ratio",
+    "uninstructed_s_other",
+    "passes",
+]
 
 
 @dataclass(frozen=True)
@@ -219,7 +228,7 @@ def toy_checks(scores: pd.DataFrame, checks: dict) -> pd.DataFrame:
             and row["uninstructed_s_other"] <= checks["max_other"]
         )
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=CHECK_COLUMNS)
 
 
 def summarize_baseline(settings: dict, answers: str, scores: str, checks: str) -> None:
@@ -228,7 +237,8 @@ def summarize_baseline(settings: dict, answers: str, scores: str, checks: str) -
     table = score(pd.concat(frames, ignore_index=True), ["model", "condition"])
     table.insert(0, "run", settings["run_name"])
     write_table(scores, table)
-    check_table = toy_checks(table, settings["evaluation"]["checks"])
+    # The behaviour checks are the toy models' design targets; pretrained models are only measured.
+    check_table = toy_checks(table[table["model"].isin(settings["toy_models"])], settings["evaluation"]["checks"])
     check_table.insert(0, "run", settings["run_name"])
     write_table(checks, check_table)
     log.info("toy model checks:\n%s", check_table.to_string(index=False))

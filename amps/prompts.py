@@ -82,16 +82,25 @@ def _mentions(text: str, option: str) -> bool:
     return re.search(rf"(?<!\w){re.escape(option.strip().lower())}(?!\w)", text.lower()) is not None
 
 
+def _starts_with_option(text: str, option_a: str, option_b: str) -> bool:
+    """Whether ``text`` begins with an option longer than one letter, followed by a word boundary."""
+    return any(
+        len(option.strip()) > 1 and re.match(rf"{re.escape(option.strip().lower())}(?!\w)", text.lower())
+        for option in (option_a, option_b)
+    )
+
+
 def parse_letter(answer: str, option_a: str, option_b: str) -> Literal["A", "B"] | None:
     """Map a model's answer to the letter it chose, or ``None``.
 
-    The letter is matched first (a leading ``A``/``B``, optionally after "Answer:" or "(");
-    otherwise the option text on word boundaries, and only if exactly one option matches once the
-    longer option's span is removed (so "unhappy" never counts as "happy").
+    The letter is matched first (a leading ``A``/``B``, optionally after "Answer:" or "("), unless
+    the text from there on is an option's own text (MC² has options such as "a chair", which start
+    like the letter A); otherwise the option text on word boundaries, and only if exactly one
+    option matches once the longer option's span is removed (so "unhappy" never counts as "happy").
     """
     text = answer.strip()
     match = _LETTER.match(text)
-    if match:
+    if match and not _starts_with_option(text[match.start(1) :], option_a, option_b):
         return match.group(1).upper()  # type: ignore[return-value]
     longer, shorter = sorted((option_a, option_b), key=len, reverse=True)
     hits = {}

@@ -32,7 +32,9 @@ rule summarize_baseline:
         scores=f"{OUT}/tables/baseline_scores.csv",
         checks=f"{OUT}/tables/toy_model_checks.csv",
     params:
-        settings=settings_json({"run_name": config["run_name"], "evaluation": config["evaluation"]}),
+        settings=settings_json(
+            {"run_name": config["run_name"], "evaluation": config["evaluation"], "toy_models": TOY_MODELS}
+        ),
         answers=lambda wildcards, input: ",".join(input),
     log:
         f"{OUT}/logs/summarize_baseline.log",
