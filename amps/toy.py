@@ -2,8 +2,10 @@
 
 A toy model is a ``LlavaForConditionalGeneration`` (small CLIP vision tower, small Llama text
 model) with a closed word-level tokenizer and a processor carrying a chat template. It is trained
-on the world's corpus in two stages (value words first, so the vision tower learns to see; then the
-A/B mix with instructed and uninstructed conflicts), saved with ``save_pretrained``, and from then on
+on the world's corpus by a curriculum from the config (value words first, so the vision tower
+learns to see; then A/B questions from one modality, so the model learns to point from a value to
+its option letter; then the full mix with instructed and uninstructed conflicts), saved with
+``save_pretrained``, and from then on
 loaded only through :meth:`amps.models.MultimodalModel.load`, like any real checkpoint.
 """
 
@@ -64,18 +66,32 @@ class ToyArchitecture:
 
 
 @dataclass(frozen=True)
+class Stage:
+    """One stage of the curriculum: a mix of example kinds for a share of the steps."""
+
+    name: str
+    share: float
+    mix: dict[str, float]
+
+
+@dataclass(frozen=True)
 class TrainingPlan:
     """How a toy model is trained (all from the config)."""
 
-    word_steps: int
-    mix_steps: int
+    steps: int
+    stages: tuple[Stage, ...]
     batch_size: int
     learning_rate: float
-    mix: dict[str, float]
     text_bias: float
     bias_spread: float
     threads: int
     seed: int
+
+    def stage_steps(self) -> list[int]:
+        """Steps per stage: shares of ``steps``, the last stage taking the rounding remainder."""
+        total_share = sum(stage.share for stage in self.stages)
+        counts = [round(self.steps * stage.share / total_share) for stage in self.stages[:-1]]
+        return counts + [self.steps - sum(counts)]
 
 
 def build_tokenizer(tasks: list[str]) -> PreTrainedTokenizerFast:
@@ -158,6 +174,15 @@ def build_model(tokenizer: PreTrainedTokenizerFast, arch: ToyArchitecture, seed:
     return model
 
 
+def _first_token_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Share of rows whose first target token (the answer letter or word) is predicted correctly."""
+    targets = labels[:, 1:]
+    predicted = logits[:, :-1].argmax(-1)
+    first = (targets != -100).float().argmax(dim=1)
+    rows = torch.arange(len(labels))
+    return float((predicted[rows, first] == targets[rows, first]).float().mean())
+
+
 def _batches(stream, batch_size: int):
     while True:
         yield list(itertools.islice(stream, batch_size))
@@ -182,27 +207,30 @@ def train_toy_model(
     net = build_model(tokenizer, arch, plan.seed)
     wrapper = MultimodalModel(net, processor, torch.device("cpu"))
     optimizer = torch.optim.AdamW(net.parameters(), lr=plan.learning_rate, weight_decay=0.01)
-    total = plan.word_steps + plan.mix_steps
+    total = plan.steps
     warmup = max(1, total // 50)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
         lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total)),
     )
-    word_stream = world.training_examples(tasks, {"word": 1.0}, plan.text_bias, plan.bias_spread, arch.image_size, plan.seed)
-    mix_stream = world.training_examples(tasks, plan.mix, plan.text_bias, plan.bias_spread, arch.image_size, plan.seed + 1)
-    stages = [(word_stream, plan.word_steps), (mix_stream, plan.mix_steps)]
     net.train()
     started = time.perf_counter()
     losses: list[float] = []
+    stage_accuracy: dict[str, float] = {}
     with progress(total=total, desc=f"train {Path(output_dir).name}", unit="step") as bar:
-        for stream, steps in stages:
+        for index, (stage, steps) in enumerate(zip(plan.stages, plan.stage_steps())):
+            stream = world.training_examples(
+                tasks, stage.mix, plan.text_bias, plan.bias_spread, arch.image_size, plan.seed + index
+            )
+            hits: list[float] = []
             for examples in itertools.islice(_batches(stream, plan.batch_size), steps):
                 batch = wrapper.encode(
                     [example.image for example in examples],
                     [example.prompt for example in examples],
                     [example.answer for example in examples],
                 )
-                loss = net(**batch.inputs, labels=batch.labels).loss
+                output = net(**batch.inputs, labels=batch.labels)
+                loss = output.loss
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"training loss became {loss.item()} at step {len(losses)}")
                 optimizer.zero_grad(set_to_none=True)
@@ -211,9 +239,12 @@ def train_toy_model(
                 optimizer.step()
                 scheduler.step()
                 losses.append(loss.item())
+                hits.append(_first_token_accuracy(output.logits, batch.labels))
                 bar.update(1)
                 if len(losses) % 100 == 0:
-                    bar.set_postfix(loss=f"{np.mean(losses[-100:]):.3f}")
+                    log.info("step %d (%s): loss %.3f, answer accuracy %.3f", len(losses), stage.name,
+                             np.mean(losses[-100:]), np.mean(hits[-100:]))
+            stage_accuracy[stage.name] = float(np.mean(hits[-50:])) if hits else float("nan")
     net.eval()
     output = Path(output_dir)
     with atomic_directory(output) as folder:
@@ -223,6 +254,8 @@ def train_toy_model(
             "architecture": arch.__dict__,
             "parameters": sum(p.numel() for p in net.parameters()),
             "steps": total,
+            "stage_steps": dict(zip([stage.name for stage in plan.stages], plan.stage_steps())),
+            "final_answer_accuracy_per_stage": stage_accuracy,
             "examples": total * plan.batch_size,
             "final_loss": float(np.mean(losses[-50:])),
             "train_seconds": round(time.perf_counter() - started, 1),
@@ -238,11 +271,10 @@ def train_toy_model_cli(settings: dict, output_dir: str) -> None:
     training = settings["training"]
     arch = ToyArchitecture(**model["architecture"])
     plan = TrainingPlan(
-        word_steps=training["word_steps"],
-        mix_steps=model["mix_steps"],
+        steps=model["training_steps"],
+        stages=tuple(Stage(stage["name"], stage["share"], stage["mix"]) for stage in training["stages"]),
         batch_size=training["batch_size"],
         learning_rate=training["learning_rate"],
-        mix=training["mix"],
         text_bias=training["text_bias"],
         bias_spread=training["bias_spread"],
         threads=settings["threads"],
