@@ -14,6 +14,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from amps.resources import fill_model_gpus
+
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
 
@@ -54,6 +56,11 @@ def validate_config(config: dict) -> dict:
         lines = [f"config key '{_key_path(error)}': {error.message}" for error in errors]
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
     check_semantics(config)
+    # Every model gets an explicit GPU count: the Snakefile's requests and each job's device claim
+    # (amps.devices) then read the same number.
+    problems = fill_model_gpus(config)
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     return config
 
 
@@ -68,7 +75,7 @@ def check_semantics(config: dict) -> None:
         for layer in model["steering_layers"]:
             if depth is not None and layer >= depth:
                 problems.append(f"models.{name}.steering_layers: layer {layer} is beyond the model's {depth} decoder layers")
-        if model["source"] == "pretrained" and _looks_local(model["path"]) and not Path(model["path"]).exists():
+        if model["source"] == "pretrained" and is_local_path(model["path"]) and not Path(model["path"]).exists():
             problems.append(f"models.{name}.path: {model['path']} does not exist")
     benchmark = config["benchmark"]
     if benchmark["source"] == "mc2":
@@ -79,13 +86,30 @@ def check_semantics(config: dict) -> None:
             problems.append(f"benchmark.mc2.coco_dir: {mc2['coco_dir']} does not exist")
         if mc2["records"] != "hub" and not Path(mc2["records"]).is_file():
             problems.append(f"benchmark.mc2.records: {mc2['records']} does not exist")
+    problems += _amps_problems(config)
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 
 
-def _looks_local(path: str) -> bool:
-    """A path (rather than a hub id ``org/name``)."""
-    return path.startswith((".", "/", "~")) or path.count("/") != 1
+def _amps_problems(config: dict) -> list[str]:
+    """The ``amps`` section: β and r_anchor fixed together, the main multiplier, the ablation model, the Fisher term."""
+    amps = config["amps"]
+    problems = []
+    if (amps["beta"] is None) != (amps["r_anchor"] is None):
+        problems.append("amps.beta and amps.r_anchor must both be set (fixed) or both be null (chosen on validation)")
+    if 1 not in amps["multipliers"]:
+        problems.append(f"amps.multipliers must contain 1 (each method's main setting), got {amps['multipliers']}")
+    model = amps["ablation"]["model"]
+    if model is not None and model not in config["models"]:
+        problems.append(f"amps.ablation.model: {model!r} is not one of the models {sorted(config['models'])}")
+    if not config["mcr"]["fisher"]:
+        problems.append("mcr.fisher must be true: AMPS's estimator ablation compares the entropy and the Fisher term")
+    return problems
+
+
+def is_local_path(path: str) -> bool:
+    """Whether ``path`` names a local folder rather than a hub id (``org/name``)."""
+    return Path(path).exists() or path.startswith((".", "/", "~")) or path.count("/") != 1
 
 
 def load_config(path: str | Path) -> dict:

@@ -18,6 +18,8 @@ import torch
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
+from amps.config import is_local_path
+
 #: Model families the interface knows, keyed by ``config.model_type``.
 FAMILIES = ("llava", "qwen2_vl", "qwen2_5_vl")
 #: Families whose rotary positions are computed inside the model from the token layout (M-RoPE).
@@ -111,17 +113,24 @@ class MultimodalModel:
         ``device_map`` (e.g. ``"auto"``) shards large models over the visible GPUs; otherwise the
         model is moved to ``device``. Remote code runs only when ``trust_remote_code`` is set.
         """
-        if Path(path).exists():
+        if is_local_path(str(path)):
             check_model_folder(path)
         target = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, target)
-        model = AutoModelForImageTextToText.from_pretrained(
+        model, loading = AutoModelForImageTextToText.from_pretrained(
             str(path),
             dtype=torch_dtype,
             device_map=device_map,
             trust_remote_code=trust_remote_code,
             use_safetensors=True,
+            output_loading_info=True,
         )
+        # transformers re-initialises weights it could not load and only warns; a half-random model
+        # would silently produce meaningless results, so that is an error here.
+        problems = {kind: loading.get(kind) for kind in ("missing_keys", "mismatched_keys") if loading.get(kind)}
+        if problems:
+            details = "; ".join(f"{kind}: {sorted(map(str, keys))[:5]}" for kind, keys in problems.items())
+            raise ValueError(f"the weights in {path} do not match its config ({details})")
         if device_map is None:
             model = model.to(target)
         processor = load_processor(path, trust_remote_code=trust_remote_code)
