@@ -8,6 +8,9 @@ from amps.config import validate_config
 # Schema and semantic checks run before any job is planned; errors name the bad key.
 validate_config(config)
 
+# `snakemake --report FILE` (make run builds it): every figure and table with its caption, the rule graph.
+report: "workflow/report/workflow.rst"
+
 
 include: "workflow/rules/common.smk"
 
@@ -20,9 +23,13 @@ include: "workflow/rules/benchmark.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/baseline.smk"
 include: "workflow/rules/steering.smk"
+include: "workflow/rules/mcr.smk"
+include: "workflow/rules/amps.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     default_target: True
     input:
         final_outputs(),
+        expand(f"{OUT}/report/tables/{{table}}.html", table=REPORT_TABLES),

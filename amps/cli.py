@@ -14,6 +14,8 @@ import logging
 import sys
 from typing import Callable
 
+from amps.devices import job_devices
+
 #: subcommand -> (module, function, help, [(flag, help), ...]). Every flag is a string option.
 COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
     "validate-config": (
@@ -52,6 +54,177 @@ COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
         "stacked S_vision / S_other / S_text bars per model with the vision ratio",
         [("--scores", "scores CSV"), ("--output", "figure path (.pdf; a .png is written beside it)")],
     ),
+    "collect-activations": (
+        "amps.activations",
+        "collect_activations",
+        "hidden states of every record under the plain, image and text prompts; difference vectors",
+        [
+            ("--benchmark-dir", "benchmark folder"),
+            ("--model", "model folder or hub id"),
+            ("--output", "activations file (.safetensors)"),
+            ("--index", "JSON index of the activations file"),
+        ],
+    ),
+    "steering-sweep": (
+        "amps.sweep",
+        "run_sweep",
+        "mean steering at each strength of the grid, both directions, on the test split",
+        [
+            ("--benchmark-dir", "benchmark folder"),
+            ("--model", "model folder or hub id"),
+            ("--activations", "activations file (.safetensors, index beside it)"),
+            ("--answers", "answers table"),
+            ("--records", "per-record table (each order's choice, agreement)"),
+            ("--sensitivity-table", "per-sample flip and collapse strengths"),
+        ],
+    ),
+    "summarize-sweep": (
+        "amps.sweep",
+        "summarize_sweep",
+        "score the sweep answers of all models per direction, strength, task and view",
+        [("--answers", "comma-separated answers tables"), ("--records", "comma-separated per-record tables"), ("--scores", "scores CSV")],
+    ),
+    "plot-sweep": (
+        "amps.figures",
+        "plot_sweep",
+        "vision ratio and S_other against the steering strength, one panel per model",
+        [("--scores", "sweep scores CSV"), ("--output", "figure path (.pdf; a .png is written beside it)")],
+    ),
+    "plan-resources": (
+        "amps.resources",
+        "plan_resources",
+        "print every model's GPUs, memory and expected time per stage for a config file",
+        [("--config", "config YAML file")],
+    ),
+    "render-table": (
+        "amps.report",
+        "render_table",
+        "a results table as an HTML page for the Snakemake report",
+        [("--table", "table CSV"), ("--output", "HTML page")],
+    ),
+    "select-amps": (
+        "amps.steered_eval",
+        "select_scaling",
+        "choose the steering strengths, the sign of beta, beta and r_anchor on the validation split",
+        [
+            ("--benchmark-dir", "benchmark folder"),
+            ("--model", "model folder or hub id"),
+            ("--activations", "activations file (.safetensors, index beside it)"),
+            ("--mcr", "the model's MCR table"),
+            ("--output", "validation choice (JSON)"),
+            ("--scan", "every scanned validation point (CSV)"),
+        ],
+    ),
+    "train-steerers": (
+        "amps.steered_eval",
+        "train_modules",
+        "train the Learn-to-Steer and AMPS modules of one model, each direction and seed",
+        [
+            ("--benchmark-dir", "benchmark folder"),
+            ("--activations", "activations file (.safetensors, index beside it)"),
+            ("--mcr", "the model's MCR table"),
+            ("--selection", "validation choice (JSON)"),
+            ("--output-dir", "folder of the modules (safetensors + JSON)"),
+            ("--summary", "training losses (CSV)"),
+        ],
+    ),
+    "steered-eval": (
+        "amps.steered_eval",
+        "steered_evaluation",
+        "one steering method in one direction on the test split (conflicts and the agreeing control)",
+        [
+            ("--benchmark-dir", "benchmark folder"),
+            ("--model", "model folder or hub id"),
+            ("--activations", "activations file (.safetensors, index beside it)"),
+            ("--mcr", "the model's MCR table"),
+            ("--selection", "validation choice (JSON)"),
+            ("--steerers", "folder of the trained modules"),
+            ("--output", "answers table"),
+        ],
+    ),
+    "ablate-amps": (
+        "amps.ablation",
+        "run_ablation",
+        "one family of AMPS ablations on the ablation model (real runs on the test split)",
+        [
+            ("--benchmark-dir", "benchmark folder"),
+            ("--model", "model folder or hub id"),
+            ("--activations", "activations file (.safetensors, index beside it)"),
+            ("--mcr", "the model's MCR table"),
+            ("--selection", "validation choice (JSON)"),
+            ("--output", "answers table"),
+        ],
+    ),
+    "summarize-amps": (
+        "amps.reporting",
+        "summarize_amps",
+        "AMPS tables (scores, main, scales, matched shift, selection, ablations) as CSV, Markdown and LaTeX",
+        [
+            ("--answers", "comma-separated steered answers tables"),
+            ("--baselines", "comma-separated baseline answers tables"),
+            ("--selections", "comma-separated validation choices, in the order of the settings' models"),
+            ("--ablations", "comma-separated ablation answers tables"),
+            ("--scores", "scores CSV"),
+            ("--main", "main table CSV"),
+            ("--scale", "table across model scales CSV"),
+            ("--matched", "matched-shift table CSV"),
+            ("--selection", "validation choices table CSV"),
+            ("--ablation", "ablation table CSV"),
+        ],
+    ),
+    "plot-tradeoff": (
+        "amps.figures",
+        "plot_tradeoff",
+        "shift against collapse: the mean-steering curve and every other method",
+        [("--scores", "AMPS scores CSV"), ("--output", "figure path (.pdf; a .png is written beside it)")],
+    ),
+    "plot-examples": (
+        "amps.figures",
+        "plot_examples",
+        "a few test records with their answers under strong mean steering and under AMPS",
+        [
+            ("--mean-answers", "mean-steering answers table"),
+            ("--amps-answers", "AMPS answers table"),
+            ("--benchmark-dir", "benchmark folder"),
+            ("--output", "figure path (.pdf; a .png is written beside it)"),
+        ],
+    ),
+    "estimate-mcr": (
+        "amps.mcr",
+        "estimate_mcr_shard",
+        "the Modality Contribution Ratio of one shard of the benchmark's records (every split)",
+        [("--benchmark-dir", "benchmark folder"), ("--model", "model folder or hub id"), ("--output", "shard table (.parquet)")],
+    ),
+    "gather-mcr": (
+        "amps.mcr",
+        "gather_mcr",
+        "merge a model's MCR shards into one table; fail on a missing, duplicated or overlapping record",
+        [("--shards", "comma-separated shard tables, in shard order"), ("--benchmark-dir", "benchmark folder"), ("--output", "MCR table")],
+    ),
+    "summarize-mcr": (
+        "amps.mcr",
+        "summarize_mcr",
+        "MCR summary per model, split and task",
+        [("--tables", "comma-separated MCR tables"), ("--output", "summary CSV")],
+    ),
+    "mcr-sensitivity": (
+        "amps.sensitivity",
+        "analyze_sensitivity",
+        "Spearman correlation of MCR with per-sample steering sensitivity, with bootstrap intervals",
+        [("--mcr", "comma-separated MCR tables"), ("--sensitivity", "comma-separated sensitivity tables"), ("--output", "correlations CSV")],
+    ),
+    "plot-mcr-sensitivity": (
+        "amps.figures",
+        "plot_mcr_sensitivity",
+        "sensitivity scores across models and tasks, and MCR against sensitivity",
+        [
+            ("--mcr", "comma-separated MCR tables"),
+            ("--sensitivity", "comma-separated sensitivity tables"),
+            ("--correlations", "correlations CSV"),
+            ("--scores-figure", "sensitivity figure path (.pdf; a .png is written beside it)"),
+            ("--scatter-figure", "MCR-against-sensitivity figure path (.pdf; a .png is written beside it)"),
+        ],
+    ),
 }
 
 
@@ -83,7 +256,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"amps {args.command}: --settings is not valid JSON: {error}") from None
     _module, _function, _help, flags = COMMANDS[args.command]
     kwargs = {flag.lstrip("-").replace("-", "_"): getattr(args, flag.lstrip("-").replace("-", "_")) for flag, _ in flags}
-    resolve(args.command)(settings=settings, **kwargs)
+    # Pin the step to its own GPUs before its module imports torch (local runs; see amps.devices).
+    with job_devices(settings):
+        resolve(args.command)(settings=settings, **kwargs)
     return 0
 
 

@@ -95,22 +95,24 @@ def ask(
             batch = model.encode(images, [q.prompt for q in chunk])
             with batch_context(chunk, batch) if batch_context else contextlib.nullcontext():
                 answers = model.generate(batch, max_new_tokens)
-            for question, answer in zip(chunk, answers):
-                record = records.iloc[question.record_index]
-                letter = prompts.parse_letter(answer, question.option_a, question.option_b)
-                rows.append(
-                    {
-                        "record_id": record["record_id"],
-                        "task": record["task"],
-                        "condition": question.condition,
-                        "order": question.order,
-                        "answer": answer,
-                        "letter": letter or "",
-                        "choice": prompts.classify(answer, record, question.order),
-                    }
-                )
+            rows += [answer_row(records, question, answer) for question, answer in zip(chunk, answers)]
             bar.update(len(chunk))
     return pd.DataFrame(rows)
+
+
+def answer_row(records: pd.DataFrame, question: Question, answer: str) -> dict:
+    """One answers-table row: the record, the question's condition and order, the answer, its letter and choice."""
+    record = records.iloc[question.record_index]
+    letter = prompts.parse_letter(answer, question.option_a, question.option_b)
+    return {
+        "record_id": record["record_id"],
+        "task": record["task"],
+        "condition": question.condition,
+        "order": question.order,
+        "answer": answer,
+        "letter": letter or "",
+        "choice": prompts.classify(answer, record, question.order),
+    }
 
 
 def baseline_questions(records: pd.DataFrame, conditions: Iterable[str] = BASELINE_CONDITIONS) -> list[Question]:

@@ -12,11 +12,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import pandas as pd
-import torch
-from safetensors.torch import load_file, save_file
+
+if TYPE_CHECKING:
+    import torch
 
 
 @contextlib.contextmanager
@@ -88,6 +89,9 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
 
 def write_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     """Save tensors as safetensors, atomically (contiguous CPU copies, as safetensors requires)."""
+    # Imported here: table-only steps (summaries, figures, report pages) then start without torch.
+    from safetensors.torch import save_file
+
     payload = {name: tensor.detach().to("cpu").contiguous() for name, tensor in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(payload, str(tmp), metadata=metadata)
@@ -95,6 +99,8 @@ def write_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], met
 
 def read_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Load a safetensors file (never pickle)."""
+    from safetensors.torch import load_file
+
     return load_file(str(path))
 
 

@@ -8,6 +8,7 @@ from PIL import Image
 
 from amps.models import MultimodalModel
 from amps.steering import scaled_direction, steer
+from conftest import forward_hooks
 from tiny_models import TINY_FAMILIES, build_tiny_model
 
 PROMPTS = [
@@ -96,13 +97,14 @@ def test_hook_equals_a_wrapped_layer_on_every_family(family_model):
 def test_model_is_unchanged_after_exit_even_on_error(tiny_model):
     batch = _batch(tiny_model, [0, 1])
     before = _logits(tiny_model, batch)
+    hooks = forward_hooks(tiny_model)
     with steer(tiny_model, 0, _vector(tiny_model, 2)):
         assert not torch.equal(_logits(tiny_model, batch), before)
     assert torch.equal(_logits(tiny_model, batch), before)
     with pytest.raises(RuntimeError, match="inside the block"):
         with steer(tiny_model, 1, _vector(tiny_model, 3)):
             raise RuntimeError("inside the block")
-    assert all(not layer._forward_hooks for layer in tiny_model.decoder_layers)
+    assert forward_hooks(tiny_model) == hooks
     assert torch.equal(_logits(tiny_model, batch), before)
 
 
@@ -161,6 +163,7 @@ def test_positions_select_where_the_vector_is_added(tiny_model, positions, prefi
 
 def test_bad_arguments_are_named_before_any_forward(tiny_model):
     hidden = tiny_model.hidden_size
+    hooks = forward_hooks(tiny_model)
     with pytest.raises(ValueError, match=rf"shape \[{hidden}\] or \[batch, {hidden}\], got \[7\]"):
         with steer(tiny_model, 0, torch.zeros(7)):
             pass
@@ -180,7 +183,7 @@ def test_bad_arguments_are_named_before_any_forward(tiny_model):
     with pytest.raises(ValueError, match="3 steering vectors for a batch of 2 rows"):
         with steer(tiny_model, 0, torch.zeros(3, hidden)):
             _logits(tiny_model, batch)
-    assert all(not layer._forward_hooks for layer in tiny_model.decoder_layers)
+    assert forward_hooks(tiny_model) == hooks
 
 
 def test_scaled_direction_has_alpha_times_the_reference_norm():

@@ -54,7 +54,12 @@ rule plot_preference:
         f"{OUT}/tables/baseline_scores.csv",
     output:
         pdf=f"{OUT}/figures/preference.pdf",
-        png=f"{OUT}/figures/preference.png",
+        png=report(
+            f"{OUT}/figures/preference.png",
+            caption="../report/figures/preference.rst",
+            category="Figures",
+            labels={"figure": "preference"},
+        ),
     params:
         settings=settings_json({"run_name": config["run_name"], "benchmark_label": BENCHMARK_LABEL}),
     log:

@@ -1,5 +1,6 @@
 # Shared helpers: output locations, settings passed through params, per-model resources.
 from amps.config import settings_json
+from amps.resources import model_job_resources, toy_training_resources
 
 OUT = f"results/{config['run_name']}"
 MODELS = sorted(config["models"])
@@ -34,6 +35,26 @@ def steering_settings(model, with_sweep):
     return settings_json(settings)
 
 
+MCR_SHARDS = config["mcr"]["shards"]
+#: The mcr settings that change an MCR number (the rest of the section, e.g. bootstrap, does not).
+MCR_ESTIMATOR_KEYS = ("sigma", "samples", "max_batch", "answer", "fisher")
+
+
+def mcr_shard_settings(model, shard):
+    """Settings of one MCR shard job: the model, the estimator, the seed and which shard of how many."""
+    return settings_json(
+        {
+            "model_name": model,
+            "model": config["models"][model],
+            "mcr": {key: config["mcr"][key] for key in MCR_ESTIMATOR_KEYS},
+            "seed": config["seed"],
+            "threads": config["threads"],
+            "shard": int(shard),
+            "shards": MCR_SHARDS,
+        }
+    )
+
+
 def model_location(wildcards):
     """Where a model loads from: the trained folder for toy models, else the configured path."""
     spec = config["models"][wildcards.model]
@@ -45,13 +66,30 @@ def model_inputs(wildcards):
     return [f"{OUT}/models/{wildcards.model}"] if config["models"][wildcards.model]["source"] == "toy" else []
 
 
-def model_resources(model):
-    """Resources of a job that runs ``model`` (toy models run on CPU)."""
-    spec = config["models"][model]
-    if spec["source"] == "toy":
-        return {"mem_mb": 2000, "runtime": 30, "gpu": 0}
-    billions = spec.get("params_billion", 7)
-    return {"mem_mb": int(8000 + 4000 * billions), "runtime": int(60 + 10 * billions), "gpu": 1}
+def model_resources(model, stage="evaluate"):
+    """mem_mb, runtime and gpu of one ``stage`` job of ``model`` (amps.resources.STAGES), from the config."""
+    return model_job_resources(config, model, stage)
+
+
+def amps_settings(model, **extra):
+    """Settings of an AMPS job that runs ``model`` (its config entry makes the job claim its GPUs)."""
+    return settings_json(
+        {
+            "model_name": model,
+            "model": config["models"][model],
+            "amps": config["amps"],
+            "steering": config["steering"],
+            "evaluation": config["evaluation"],
+            "threads": config["threads"],
+            "seed": config["seed"],
+            **extra,
+        }
+    )
+
+
+def amps_resources(model):
+    """Resources of an AMPS job that runs ``model``: planned like the sweep (many steered test passes)."""
+    return model_resources(model, "sweep")
 
 
 def final_outputs():
@@ -62,4 +100,12 @@ def final_outputs():
         f"{OUT}/figures/preference.pdf",
         f"{OUT}/tables/sweep_scores.csv",
         f"{OUT}/figures/sweep.pdf",
+        f"{OUT}/tables/amps_scores.csv",
+        *[f"{OUT}/tables/amps_{name}.{kind}" for name in ("main", "scale", "matched", "selection", "ablation") for kind in ("csv", "md", "tex")],
+        f"{OUT}/figures/amps_tradeoff.pdf",
+        f"{OUT}/figures/amps_examples.pdf",
+        f"{OUT}/tables/mcr_summary.csv",
+        f"{OUT}/tables/mcr_sensitivity.csv",
+        f"{OUT}/figures/sensitivity.pdf",
+        f"{OUT}/figures/mcr_vs_sensitivity.pdf",
     ]

@@ -18,8 +18,8 @@ rule train_toy_model:
     benchmark:
         f"{OUT}/benchmarks/train_toy_model/{{model}}.tsv"
     resources:
-        mem_mb=3000,
-        runtime=60,
+        mem_mb=lambda wildcards: toy_training_resources(config, wildcards.model)["mem_mb"],
+        runtime=lambda wildcards: toy_training_resources(config, wildcards.model)["runtime"],
     conda:
         "../envs/amps.yaml"
     shell:

@@ -1,0 +1,223 @@
+"""Ablations of AMPS on one model and direction, each a real run on the test split.
+
+One family per job; every variant changes one thing against the validation-chosen setting:
+
+* ``beta``: β in units of 1/sd of the steering-training MCR, both signs and 0 (Learn-to-Steer's target);
+* ``anchor``: r_anchor at each quantile of the grid (at the chosen |β|, or one unit with the
+  data's sign where the choice was β = 0, since r_anchor is idle without β);
+* ``layer``: the input and steering layer, over the model's ``steering_layers`` (the strength is
+  the same multiple of each layer's own prompt vectors);
+* ``samples``: the MCR re-estimated with other (smaller, cheaper) Monte Carlo sample counts N, each
+  under several Monte Carlo seeds: their spread is the Monte Carlo spread of the results, an upper
+  bound for the configured N;
+* ``estimator``: γ from the functional entropy or from the Fisher term;
+* ``vector``: each prompt's own vector, or the mean vector at the typical prompt length.
+
+Each variant trains an AMPS module (first seed) on its target and asks the test conflicts at the
+main strength; the MCR families (``beta``, ``anchor``, ``samples``, ``estimator``) also run
+AMPS-online with the same change to its own chosen setting. Scores are computed by the summary
+(:mod:`amps.reporting`) against the same unsteered answers as the main table.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+import torch
+
+from amps import mcr as mcr_estimation
+from amps import scaling
+from amps.activations import Activations
+from amps.data import Benchmark
+from amps.io import read_json, read_table, write_table
+from amps.models import MultimodalModel
+from amps.steered_eval import (
+    answer_encoded,
+    check_amps_settings,
+    encode_questions,
+    evaluation_questions,
+    fit_module,
+    load_mcr,
+    load_model,
+    mcr_of,
+    mean_direction,
+    module_steering,
+    online_factors,
+    per_record_steering,
+    record_vectors,
+    training_data,
+)
+from amps.steerer import SteererConfig, TrainingSettings
+from amps.sweep import DIRECTIONS
+
+log = logging.getLogger(__name__)
+
+FAMILIES = ("beta", "anchor", "layer", "samples", "estimator", "vector")
+#: Families whose variants change γ, so AMPS-online runs beside the module.
+MCR_FAMILIES = ("beta", "anchor", "samples", "estimator")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One ablation setting: the value shown in the table and everything the run needs."""
+
+    family: str
+    value: str
+    layer: int
+    vector: str
+    beta_units: float
+    anchor_quantile: float
+    online_beta_units: float
+    online_anchor_quantile: float
+    samples: int
+    mc_seed_offset: int
+    estimator: str
+    chosen: bool
+    online_chosen: bool
+
+
+def chosen_units(choice: dict) -> tuple[float, float]:
+    """(β units, anchor quantile) of a validation choice; with β = 0 the anchor is idle and the median stands in."""
+    if choice["beta"] == 0.0:
+        return 0.0, 0.5
+    return choice["beta_units"], choice["anchor_quantile"]
+
+
+def anchor_units(units: float, sign: int, beta_units: list[float]) -> float:
+    """β units for the anchor family: the chosen ones, or the smallest grid unit with the data's sign (+ if none)."""
+    if units != 0.0:
+        return units
+    return (sign or 1) * min(beta_units)
+
+
+def variants(family: str, settings: dict, selection: dict) -> list[Variant]:
+    """The variants of ``family`` for the ablation direction (see the module docstring)."""
+    amps_settings, ablation = settings["amps"], settings["amps"]["ablation"]
+    direction = ablation["direction"]
+    module_choice, online_choice = selection[direction]["module"], selection[direction]["online"]
+    units, quantile = chosen_units(module_choice)
+    online_units, online_quantile = chosen_units(online_choice)
+    default = Variant(
+        family, "", settings["model"]["steering_layers"][0], amps_settings["vector"], units, quantile, online_units,
+        online_quantile, settings["mcr"]["samples"], 0, amps_settings["estimator"], True, True,
+    )
+    if family == "beta":
+        return [replace(default, value=f"{value:g}", beta_units=value, online_beta_units=value, chosen=value == units,
+                        online_chosen=value == online_units)
+                for value in sorted(set(ablation["beta_units"]) | {units, online_units})]
+    if family == "anchor":
+        module_units = anchor_units(units, module_choice["beta_sign"], amps_settings["beta_units"])
+        online_units_here = anchor_units(online_units, online_choice["beta_sign"], amps_settings["beta_units"])
+        return [replace(default, value=f"{value:g}", anchor_quantile=value, online_anchor_quantile=value, beta_units=module_units,
+                        online_beta_units=online_units_here, chosen=value == quantile and units != 0.0,
+                        online_chosen=value == online_quantile and online_units != 0.0)
+                for value in sorted(amps_settings["anchor_quantiles"])]
+    if family == "layer":
+        return [replace(default, value=str(layer), layer=layer, chosen=layer == default.layer, online_chosen=layer == default.layer)
+                for layer in sorted(settings["model"]["steering_layers"])]
+    if family == "samples":
+        # The other sample counts at every Monte Carlo seed (their spread is the Monte Carlo spread, an upper
+        # bound for the configured count: the estimator's variance falls as 1/N), and the main MCR table.
+        runs = sorted({(samples, offset) for samples in ablation["samples"] for offset in range(ablation["mc_seeds"])}
+                      | {(default.samples, 0)})
+        return [replace(default, value=f"N={samples}, MC seed +{offset}", samples=samples, mc_seed_offset=offset,
+                        chosen=(samples, offset) == (default.samples, 0), online_chosen=(samples, offset) == (default.samples, 0))
+                for samples, offset in runs]
+    if family == "estimator":
+        return [replace(default, value=name, estimator=name, chosen=name == default.estimator, online_chosen=name == default.estimator)
+                for name in ("entropy", "fisher")]
+    if family == "vector":
+        return [replace(default, value=name, vector=name, chosen=name == default.vector, online_chosen=name == default.vector)
+                for name in ("per_sample", "mean")]
+    raise ValueError(f"unknown ablation family {family!r}; expected one of {FAMILIES}")
+
+
+def estimate_mcr(model: MultimodalModel, benchmark: Benchmark, settings: dict, variant: Variant) -> pd.DataFrame:
+    """The MCR table of every record with the variant's sample count and the run seed + its offset.
+
+    The Fisher term (a backward pass per sample) is computed only when γ reads it.
+    """
+    section = {**settings["mcr"], "samples": variant.samples, "fisher": variant.estimator == "fisher"}
+    seed_offset = variant.mc_seed_offset
+    estimator = mcr_estimation.EstimatorSettings.from_config(section, settings["seed"] + seed_offset)
+    return mcr_estimation.estimate_records(model, benchmark, range(len(benchmark.records)), estimator,
+                                           desc=f"ablation MCR N={variant.samples} seed +{seed_offset}")
+
+
+def mcr_values(table: pd.DataFrame, estimator: str) -> pd.Series:
+    """MCR per record id from an in-memory MCR table (NaN where the estimate failed)."""
+    indexed = table.set_index("record_id")
+    return indexed[scaling.mcr_column(estimator)].astype(float).where(indexed["problem"].fillna("") == "")
+
+
+def run_ablation(settings: dict, benchmark_dir: str, model: str, activations: str, mcr: str, selection: str, output: str) -> None:
+    """CLI step: every variant of one ablation family (``settings["family"]``) on the ablation model.
+
+    ``settings``: ``family``, ``model_name``, ``model``, ``amps`` (with ``ablation``), ``mcr``,
+    ``steering``, ``evaluation``, ``seed``, ``threads``. Writes the answers of every variant.
+    """
+    family = settings["family"]
+    if family not in FAMILIES:
+        raise ValueError(f"unknown ablation family {family!r}; expected one of {FAMILIES}")
+    amps_settings = settings["amps"]
+    check_amps_settings(amps_settings)
+    direction = amps_settings["ablation"]["direction"]
+    if direction not in DIRECTIONS:
+        raise ValueError(f"amps.ablation.direction must be one of {sorted(DIRECTIONS)}, got {direction!r}")
+    if family == "estimator" and not settings["mcr"]["fisher"]:
+        raise ValueError("the estimator ablation needs the Fisher term: set mcr.fisher to true")
+    torch.set_num_threads(settings["threads"])
+    sign, _target = DIRECTIONS[direction]
+    stored = Activations.load(activations)
+    benchmark = Benchmark(benchmark_dir)
+    train, validation, test = (benchmark.split(name) for name in ("steer_train", "validation", "test"))
+    chosen = read_json(selection)
+    default_table = read_table(mcr)
+    loaded = load_model(settings, model)
+    encoded = encode_questions(loaded, benchmark, test, evaluation_questions(test, "conflict"), settings["model"]["batch_size"])
+    training = TrainingSettings.from_config(amps_settings["module"])
+    positions = settings["steering"]["positions"]
+    frames = []
+    for variant in variants(family, settings, chosen):
+        if (variant.samples, variant.mc_seed_offset) == (settings["mcr"]["samples"], 0):
+            table = default_table
+        else:
+            table = estimate_mcr(loaded, benchmark, settings, variant)
+        values = mcr_values(table, variant.estimator)
+        variant_train_mcr = values.reindex(train["record_id"]).to_numpy(dtype=np.float64)
+        module_scaling = scaling.from_units(variant_train_mcr, variant.beta_units, variant.anchor_quantile)
+        config = SteererConfig(
+            hidden_size=stored.index["hidden_size"], width=amps_settings["module"]["width"], input_layer=variant.layer,
+            steer_layer=variant.layer, kind="amps", direction=direction, vector=variant.vector,
+            beta=module_scaling.beta, r_anchor=module_scaling.r_anchor, seed=settings["seed"],
+        )
+        data = training_data(stored, variant.layer, variant.vector, train, validation, values)
+        module, history = fit_module(data, config, training, sign)
+        strength = chosen[direction]["module"]["amps_strength"]
+        described = {"family": family, "value": variant.value, "chosen": variant.chosen, "layer": variant.layer,
+                     "samples": variant.samples, "mc_seed_offset": variant.mc_seed_offset, "estimator": variant.estimator,
+                     "vector": variant.vector, "validation_loss": history["validation_loss"]}
+        answers = answer_encoded(loaded, encoded, settings["evaluation"]["max_new_tokens"],
+                                 module_steering(loaded, module, config, strength, positions), desc=f"ablation {family} {variant.value}")
+        frames.append(answers.assign(method="amps", beta=config.beta, r_anchor=config.r_anchor, strength=strength, **described))
+        if family in MCR_FAMILIES:
+            online = chosen[direction]["online"]
+            online_scaling = scaling.from_units(variant_train_mcr, variant.online_beta_units, variant.online_anchor_quantile)
+            factors, _failed = online_factors(mcr_of(values, test["record_id"].tolist()), online_scaling.beta, online_scaling.r_anchor)
+            vectors = record_vectors(stored, variant.layer, test["record_id"].tolist())
+            unit = vectors.everywhere(sign * mean_direction(vectors, 1.0))
+            context = per_record_steering(loaded, variant.layer, unit, online["amps_strength"] * factors, positions)
+            answers = answer_encoded(loaded, encoded, settings["evaluation"]["max_new_tokens"], context,
+                                     desc=f"ablation {family} {variant.value} online")
+            frames.append(answers.assign(method="amps_online", beta=online_scaling.beta, r_anchor=online_scaling.r_anchor,
+                                         strength=online["amps_strength"],
+                                         **{**described, "chosen": variant.online_chosen, "validation_loss": math.nan}))
+    table = pd.concat(frames, ignore_index=True)
+    table.insert(0, "model", settings["model_name"])
+    table.insert(1, "direction", direction)
+    write_table(output, table)
+    log.info("ablation %s on %s: %d variants", family, settings["model_name"], table["value"].nunique())

@@ -1,0 +1,290 @@
+"""The MCR estimator: zero noise, modality isolation, the split attention, convergence, the Fisher term's
+scale, non-finite values, and shards gathered against an unsharded run."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from transformers import LlavaForConditionalGeneration
+
+from amps import mcr, prompts, toy, world
+from amps.data import Benchmark
+from amps.io import read_table
+from amps.models import MultimodalModel
+from tiny_models import TINY_FAMILIES, build_tiny_model
+
+MODEL_SPEC = {"device": "cpu", "dtype": "float32", "device_map": None, "trust_remote_code": False}
+
+
+def settings(sigma: float = 0.5, samples: int = 8, max_batch: int = 64, fisher: bool = True) -> mcr.EstimatorSettings:
+    return mcr.EstimatorSettings(sigma, samples, max_batch, "clean", fisher, seed=11)
+
+
+def streams(seed: int, modalities=mcr.MODALITIES) -> dict[str, torch.Generator]:
+    return {modality: torch.Generator().manual_seed(seed * 10 + index) for index, modality in enumerate(modalities)}
+
+
+def prefilled(model: MultimodalModel, order: str = "vision_first") -> mcr.Prefill:
+    record = world.make_records(["color"], 1, seed=1)[0]
+    image = world.render_record_image("color", record["answer_vision"], record["image_id"], 32)
+    return mcr.prefill(model, model.encode([image], [prompts.conflict_query(record, order).prompt]))
+
+
+@pytest.fixture(scope="module")
+def state(tiny_model) -> mcr.Prefill:
+    return prefilled(tiny_model)
+
+
+def test_zero_noise_gives_zero_entropy_and_zero_fisher_term(tiny_model, state):
+    scored = mcr.score_samples(tiny_model, state, 0, streams(0), settings(sigma=0.0))
+    clean = float(state.option_logits.softmax(dim=-1)[0])
+    for modality in mcr.MODALITIES:
+        # The re-fed last token over the (unperturbed) cache reproduces the prefill's answer.
+        assert np.allclose(scored[modality].f, clean, atol=1e-6)
+        assert abs(mcr.functional_entropy(scored[modality].f).value) < 1e-12
+        assert np.all(scored[modality].fisher == 0.0)
+
+
+def test_noise_on_one_modality_leaves_the_other_bit_identical(state):
+    before = [(keys.clone(), values.clone()) for keys, values in state.layers]
+    for modality, other in (("text", "image"), ("image", "text")):
+        copies = mcr.ModalityCopies(state, modality, rows=3)
+        noise = mcr.draw_noise(torch.Generator().manual_seed(5), torch.empty((3, *mcr.noise_shape(state, modality))))
+        own = copies.perturb(mcr.noise_scales(state, modality, 1.0), noise)
+        other_positions = state.positions[other]
+        # The other modality's entries are shared, unperturbed: bit for bit the prefill's.
+        assert set(other_positions.tolist()) <= set(copies.shared_positions.tolist())
+        where = torch.searchsorted(copies.shared_positions, other_positions)
+        for (keys, values), (shared_keys, shared_values) in zip(state.layers, copies.shared):
+            assert torch.equal(shared_keys[:, :, where], keys[:, :, other_positions])
+            assert torch.equal(shared_values[:, :, where], values[:, :, other_positions])
+        for (keys, values), (own_keys, own_values) in zip(state.layers, own):
+            assert own_keys.shape == (3, keys.shape[1], len(state.positions[modality]), keys.shape[3])
+            assert not torch.equal(own_keys[0], keys[0, :, state.positions[modality]])
+            assert not torch.equal(own_values[1], values[0, :, state.positions[modality]])
+    for (keys, values), (kept_keys, kept_values) in zip(state.layers, before):
+        assert torch.equal(keys, kept_keys) and torch.equal(values, kept_values)
+
+
+@pytest.mark.parametrize("kv_heads", [4, 2])
+def test_split_attention_equals_attention_over_the_whole_perturbed_cache(tiny_arch, kv_heads):
+    arch = toy.ToyArchitecture(**{**tiny_arch.__dict__, "text_heads": 4})
+    tokenizer = toy.build_tokenizer(list(world.TASKS))
+    config = toy.build_model(tokenizer, arch, seed=0).config
+    config.text_config.num_key_value_heads = kv_heads
+    torch.manual_seed(0)
+    model = MultimodalModel(LlavaForConditionalGeneration(config).eval(), toy.build_processor(tokenizer, arch), torch.device("cpu"))
+    state = prefilled(model)
+    for modality in mcr.MODALITIES:
+        copies = mcr.ModalityCopies(state, modality, rows=3)
+        noise = mcr.draw_noise(torch.Generator().manual_seed(2), torch.empty((3, *mcr.noise_shape(state, modality))))
+        own = copies.perturb(mcr.noise_scales(state, modality, 2.0), noise)
+        with mcr.scoring_mode(model), torch.no_grad():
+            split = mcr.option_log_probability(model, state, copies.shared, own, 0)
+        order = torch.cat([state.positions[modality], copies.shared_positions]).argsort()
+        whole = [
+            (torch.cat([keys, shared_keys.expand(3, -1, -1, -1)], dim=2)[:, :, order],
+             torch.cat([values, shared_values.expand(3, -1, -1, -1)], dim=2)[:, :, order])
+            for (keys, values), (shared_keys, shared_values) in zip(own, copies.shared)
+        ]
+        with torch.no_grad():
+            output = model.model(
+                input_ids=state.last_token.expand(3, 1), position_ids=state.last_position_ids.expand(3, 1),
+                cache=mcr.cache_of(whole), use_cache=True,
+            )
+        plain = output.logits[:, -1, list(state.option_ids)].log_softmax(dim=-1)[:, 0]
+        assert torch.allclose(split, plain, atol=1e-5)
+        assert split.std() > 1e-4  # the noise did move f, so the comparison means something
+    assert model.model.get_decoder().config._attn_implementation == "sdpa"  # restored after scoring
+
+
+@pytest.mark.parametrize("family", TINY_FAMILIES)
+def test_every_family_reproduces_its_clean_answer_from_the_cache(family, tmp_path):
+    # LLaVA-1.5 (BPE tokenizer), Qwen2-VL and Qwen2.5-VL (M-RoPE positions from the image grid).
+    model = MultimodalModel.load(build_tiny_model(family, tmp_path / family), device="cpu", dtype="float32")
+    state = prefilled(model)
+    assert state.last_position_ids.shape == ((3, 1, 1) if family.startswith("qwen") else (1, 1))
+    scored = mcr.score_samples(model, state, 0, streams(1), settings(sigma=0.0, samples=2))
+    clean = float(state.option_logits.softmax(dim=-1)[0])
+    for modality in mcr.MODALITIES:
+        assert np.allclose(scored[modality].f, clean, atol=1e-6)
+    noisy = mcr.score_samples(model, state, 0, streams(1), settings(sigma=2.0, samples=4))
+    assert all(noisy[modality].f.std() > 0 for modality in mcr.MODALITIES)
+
+
+def test_samples_do_not_depend_on_how_passes_are_cut(tiny_model, state):
+    whole = mcr.score_samples(tiny_model, state, 1, streams(3), settings(samples=10, max_batch=64))
+    cut = mcr.score_samples(tiny_model, state, 1, streams(3), settings(samples=10, max_batch=3))
+    for modality in mcr.MODALITIES:
+        assert np.allclose(whole[modality].f, cut[modality].f, rtol=0, atol=1e-7)
+        assert np.allclose(whole[modality].fisher, cut[modality].fisher, rtol=1e-4, atol=0)
+
+
+def test_standard_error_falls_as_one_over_root_n_and_matches_the_spread(tiny_model, state):
+    def entropies(samples: int, seeds: range) -> list[mcr.Estimate]:
+        runs = [mcr.score_samples(tiny_model, state, 0, streams(seed, ["text"]), settings(samples=samples)) for seed in seeds]
+        return [mcr.functional_entropy(run["text"].f) for run in runs]
+
+    small, large = entropies(16, range(12)), entropies(256, range(12, 16))
+    se_small = np.mean([estimate.se for estimate in small])
+    se_large = np.mean([estimate.se for estimate in large])
+    assert 3.0 < se_small / se_large < 5.5  # sqrt(256 / 16) = 4
+    # The reported error describes the real spread of independent estimates.
+    assert 0.5 < np.std([estimate.value for estimate in small], ddof=1) / se_small < 1.8
+    # Both sample sizes estimate the same quantity.
+    mean_small, mean_large = np.mean([e.value for e in small]), np.mean([e.value for e in large])
+    assert abs(mean_small - mean_large) < 3 * math.hypot(se_small / math.sqrt(12), se_large / 2)
+
+
+def test_fisher_term_bounds_the_entropy_and_is_tight_for_small_noise(tiny_model, state):
+    # Gaussian log-Sobolev: Ent(f) <= E[|grad f|^2 / f] / 2, with equality as f becomes linear in the noise.
+    scored = mcr.score_samples(tiny_model, state, 0, streams(7), settings(sigma=0.05, samples=128))
+    for modality in mcr.MODALITIES:
+        entropy = mcr.functional_entropy(scored[modality].f)
+        half_fisher = mcr.sample_mean(scored[modality].fisher).value / 2
+        assert entropy.value <= half_fisher + 3 * entropy.se
+        # Near-equality: a Fisher term off by the noise scale (sigma * spread) would miss by orders of magnitude.
+        assert abs(entropy.value - half_fisher) < 3 * entropy.se + 0.05 * half_fisher
+
+
+def test_functional_entropy_matches_its_definition_and_rejects_non_finite():
+    f = np.array([0.2, 0.9, 0.5, 0.7, 0.05])
+    expected = np.mean(f * np.log(f)) - f.mean() * np.log(f.mean())
+    assert mcr.functional_entropy(f).value == pytest.approx(expected, rel=1e-12)
+    assert math.isnan(mcr.functional_entropy(np.array([0.5, np.nan, 0.4])).value)
+    assert mcr.functional_entropy(np.array([0.0, 0.0])).value == 0.0
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        mcr.functional_entropy(np.array([0.3]))
+
+
+def test_ratio_and_order_average_propagate_errors():
+    ratio = mcr.contribution_ratio(mcr.Estimate(3.0, 0.3), mcr.Estimate(1.0, 0.1))
+    assert ratio.value == 0.75
+    assert ratio.se == pytest.approx(math.sqrt((1.0 * 0.3) ** 2 + (3.0 * 0.1) ** 2) / 16)
+    assert math.isnan(mcr.contribution_ratio(mcr.Estimate(0.0, 0.0), mcr.Estimate(0.0, 0.0)).value)
+    mean = mcr.order_average([mcr.Estimate(1.0, 0.3), mcr.Estimate(3.0, 0.4)])
+    assert (mean.value, mean.se) == (2.0, pytest.approx(0.25))
+
+
+def test_settings_name_the_bad_value():
+    with pytest.raises(ValueError, match="mcr answer must be one of"):
+        mcr.EstimatorSettings(0.1, 8, 8, "image", True, 0)
+    with pytest.raises(ValueError, match="sigma"):
+        mcr.EstimatorSettings(-1.0, 8, 8, "clean", True, 0)
+    assert mcr.sample_plan(10, 4) == [4, 4, 2]
+
+
+def test_a_non_finite_sample_is_reported_with_its_record(tiny_model, tiny_benchmark_dir, monkeypatch, caplog):
+    benchmark = Benchmark(tiny_benchmark_dir)
+    record = benchmark.records.iloc[0]
+    real = mcr.score_samples
+
+    def poisoned(*args, **kwargs):
+        scored = real(*args, **kwargs)
+        scored["image"].f[2] = np.nan
+        return scored
+
+    monkeypatch.setattr(mcr, "score_samples", poisoned)
+    row = mcr.estimate_record(tiny_model, benchmark, record, settings(samples=4))
+    assert "image: 1 of 4 samples of f non-finite" in row["problem"]
+    assert math.isnan(row["mcs_image"]) and math.isnan(row["mcr"]) and math.isfinite(row["mcs_text"])
+    assert record["record_id"] in caplog.text
+
+
+def test_without_the_fisher_term_its_columns_are_nan_and_the_rest_is_unchanged(tiny_model, tiny_benchmark_dir):
+    benchmark = Benchmark(tiny_benchmark_dir)
+    record = benchmark.records.iloc[1]
+    both = mcr.estimate_record(tiny_model, benchmark, record, settings(samples=4))
+    entropy_only = mcr.estimate_record(tiny_model, benchmark, record, settings(samples=4, fisher=False))
+    assert math.isnan(entropy_only["fisher_text"]) and math.isnan(entropy_only["mcr_fisher"])
+    assert entropy_only["problem"] == "" and both["problem"] == ""
+    assert entropy_only["mcr"] == pytest.approx(both["mcr"], abs=1e-6)
+    assert set(both) == set(mcr.COLUMNS) - {"record_index"}
+
+
+def run_shards(model_dir, benchmark_dir, folder, shards: int, samples: int = 4) -> pd.DataFrame:
+    paths = []
+    for shard in range(shards):
+        path = folder / f"shard-{shard}-of-{shards}.parquet"
+        mcr.estimate_mcr_shard(
+            {
+                "model_name": "tiny", "model": MODEL_SPEC, "threads": 1, "seed": 3, "shard": shard, "shards": shards,
+                "mcr": {"sigma": 0.5, "samples": samples, "max_batch": 64, "answer": "clean", "fisher": True},
+            },
+            str(benchmark_dir), str(model_dir), str(path),
+        )
+        paths.append(str(path))
+    output = folder / f"gathered-{shards}.parquet"
+    mcr.gather_mcr({"shards": shards}, ",".join(paths), str(benchmark_dir), str(output))
+    return read_table(output)
+
+
+def test_gathered_shards_equal_an_unsharded_run_exactly(tiny_model_dir, tiny_benchmark_dir, tmp_path):
+    whole = run_shards(tiny_model_dir, tiny_benchmark_dir, tmp_path, shards=1)
+    sharded = run_shards(tiny_model_dir, tiny_benchmark_dir, tmp_path, shards=3)
+    pd.testing.assert_frame_equal(whole, sharded, check_exact=True)
+    records = Benchmark(tiny_benchmark_dir).records
+    assert whole["record_id"].tolist() == records["record_id"].tolist()
+    assert set(whole["split"]) == {"steer_train", "validation", "test"}
+    assert (whole["problem"] == "").all()
+    assert whole["mcr"].between(0, 1).all() and whole["mcr_fisher"].between(0, 1).all()
+    assert (whole["mcs_text_se"] > 0).all() and whole["clean_choice_vision_first"].isin(["vision", "text"]).all()
+
+
+def shard_table(indices: list[int], record_ids: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({column: [0.0] * len(indices) for column in mcr.COLUMNS}).assign(
+        record_index=indices, record_id=[record_ids[i] for i in indices], problem=""
+    )
+
+
+@pytest.mark.parametrize(
+    ("shards", "message"),
+    [
+        ([[0, 1], [3, 4, 5]], r"missing records at indices \[2\]"),
+        ([[0, 1, 2, 2], [3, 4, 5]], r"duplicated records at indices \[2\]"),
+        ([[0, 1, 2, 3], [3, 4, 5]], r"records at indices \[3\] belong to other shards"),
+    ],
+)
+def test_gather_fails_on_missing_duplicated_or_overlapping_records(shards, message):
+    record_ids = [f"r{i}" for i in range(6)]
+    tables = [shard_table(indices, record_ids) for indices in shards]
+    with pytest.raises(ValueError, match=message):
+        mcr.gather_shards(tables, ["a", "b"], record_ids)
+    good = mcr.gather_shards([shard_table([0, 1, 2], record_ids), shard_table([3, 4, 5], record_ids)], ["a", "b"], record_ids)
+    assert good["record_id"].tolist() == record_ids
+
+
+def test_gather_fails_on_a_record_the_benchmark_does_not_have_there():
+    record_ids = [f"r{i}" for i in range(4)]
+    stale = shard_table([0, 1], record_ids).assign(record_id=["r0", "other"])
+    with pytest.raises(ValueError, match="record 'other' at index 1"):
+        mcr.gather_shards([stale, shard_table([2, 3], record_ids)], ["a", "b"], record_ids)
+
+
+def test_shard_ranges_are_disjoint_and_cover_every_record():
+    for count, shards in ((10, 3), (2, 5), (0, 2)):
+        covered = [index for shard in range(shards) for index in mcr.shard_range(count, shard, shards)]
+        assert covered == list(range(count))
+    with pytest.raises(ValueError, match="shard 3 is out of range for 3 shards"):
+        mcr.shard_range(10, 3, 3)
+
+
+def test_summary_counts_problems_and_leaves_them_out():
+    table = pd.DataFrame(
+        {
+            "record_id": ["a", "b", "c"], "task": ["color", "color", "count"], "split": ["test", "test", "validation"],
+            "mcs_text": [2.0, np.nan, 1.0], "mcs_image": [2.0, np.nan, 3.0], "mcr": [0.5, np.nan, 0.25],
+            "mcr_se": [0.1, np.nan, 0.1], "mcr_fisher": [0.4, np.nan, 0.3],
+            "clean_choice_vision_first": ["vision", "text", "text"], "clean_choice_text_first": ["text", "text", "text"],
+            "problem": ["", "text_first image: 1 of 4 samples of f non-finite", ""],
+        }
+    )
+    summary = mcr.summarize({"m": table}).set_index(["split", "task"])
+    whole = summary.loc[("all", "all")]
+    assert (whole["n"], whole["n_problem"], whole["mcr_mean"]) == (3, 1, pytest.approx(0.375))
+    assert summary.loc[("test", "color"), "n_problem"] == 1
+    assert summary.loc[("validation", "count"), "mcr_median"] == 0.25

@@ -1,0 +1,71 @@
+"""Job resources from the config: GPUs, memory and runtime grow with the model and the stage."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from amps import resources
+from amps.config import ConfigError, load_config, validate_config
+from conftest import REPO
+
+
+@pytest.fixture()
+def paper_config(tmp_path) -> dict:
+    """config/paper.yaml, validated, with a COCO folder that exists."""
+    with open(REPO / "config" / "paper.yaml") as handle:
+        config = yaml.safe_load(handle)
+    config["benchmark"]["mc2"]["coco_dir"] = str(tmp_path)
+    return config
+
+
+def test_larger_models_get_more_gpus_memory_and_time(paper_config):
+    config = validate_config(paper_config)
+    small = resources.model_job_resources(config, "qwen2.5-vl-7b", "sweep")
+    large = resources.model_job_resources(config, "qwen2.5-vl-32b", "sweep")
+    assert small["gpu"] == 1 and large["gpu"] == 2  # 67 GB of bfloat16 weights do not fit one 80 GB GPU
+    assert large["mem_mb"] > small["mem_mb"] and large["runtime"] > small["runtime"]
+
+
+def test_gpu_count_follows_the_configured_gpu_memory(paper_config):
+    paper_config["compute"] = {"gpu_memory_gb": 141}
+    config = validate_config(paper_config)
+    assert config["models"]["qwen2.5-vl-32b"]["gpus"] == 1
+
+
+def test_an_explicit_gpu_count_wins(paper_config):
+    paper_config["models"]["qwen2.5-vl-7b"]["gpus"] = 3
+    paper_config["models"]["qwen2.5-vl-7b"]["device_map"] = "auto"
+    config = validate_config(paper_config)
+    assert resources.model_job_resources(config, "qwen2.5-vl-7b", "evaluate")["gpu"] == 3
+
+
+def test_a_model_on_several_gpus_must_be_spread_over_them(paper_config):
+    paper_config["models"]["qwen2.5-vl-32b"]["device_map"] = None
+    with pytest.raises(ConfigError, match=r"models\.qwen2\.5-vl-32b: needs 2 GPUs .* set device_map: auto"):
+        validate_config(paper_config)
+
+
+def test_toy_models_run_on_the_cpu_with_small_requests():
+    config = load_config(REPO / "config" / "config.yaml")
+    for model in config["models"]:
+        job = resources.model_job_resources(config, model, "evaluate")
+        assert job["gpu"] == 0 and job["mem_mb"] <= 4000 and job["runtime"] <= 30
+        assert resources.toy_training_resources(config, model)["gpu"] == 0
+
+
+def test_runtime_grows_with_the_stage_work(paper_config):
+    config = validate_config(paper_config)
+    runtimes = {stage: resources.model_job_resources(config, "llava-1.5-13b", stage)["runtime"] for stage in ("evaluate", "sweep")}
+    assert runtimes["sweep"] > runtimes["evaluate"]  # 13 strengths against 4 conditions
+    fewer = copy.deepcopy(config)
+    fewer["benchmark"]["mc2"]["limit"] = 5
+    assert resources.model_job_resources(fewer, "llava-1.5-13b", "sweep")["runtime"] < runtimes["sweep"]
+
+
+def test_unknown_stage_is_named(paper_config):
+    config = validate_config(paper_config)
+    with pytest.raises(ValueError, match="unknown stage 'train'"):
+        resources.model_job_resources(config, "llava-1.5-7b", "train")
