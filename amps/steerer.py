@@ -30,7 +30,7 @@ import torch
 
 from amps.io import read_json, read_tensors, write_json, write_tensors
 from amps.models import MultimodalModel
-from amps.steering import POSITIONS, check_steering_args
+from amps.steering import POSITIONS, add_at_positions, check_steering_args
 
 log = logging.getLogger(__name__)
 
@@ -233,15 +233,7 @@ def learned_steering(
     def add_vector(_module, _args, output):
         if "delta" not in predicted:
             raise RuntimeError("the steering layer ran before the module read the prompt's state")
-        delta = predicted["delta"]
-        prefill = output.shape[1] > 1
-        if positions == "all" or (positions == "prompt" and prefill) or (positions == "generated" and not prefill):
-            return output + delta
-        if positions == "last" and prefill:
-            steered = output.clone()
-            steered[:, -1:, :] += delta
-            return steered
-        return output
+        return add_at_positions(output, predicted["delta"], positions)
 
     # The reading hook is registered first: on a shared layer it sees the output before steering.
     handles = [model.decoder_layers[input_layer].register_forward_hook(read_state)]

@@ -46,6 +46,22 @@ def check_steering_args(model: MultimodalModel, layer: int, vectors: torch.Tenso
         raise ValueError("steering vectors contain NaN or infinite values")
 
 
+def add_at_positions(output: torch.Tensor, delta: torch.Tensor, positions: str) -> torch.Tensor:
+    """``output`` with ``delta`` added at ``positions`` (see :data:`POSITIONS`).
+
+    A pass over more than one position is the prompt (prefill), a pass over one position a
+    generated token.
+    """
+    prefill = output.shape[1] > 1
+    if positions == "all" or (positions == "prompt" and prefill) or (positions == "generated" and not prefill):
+        return output + delta
+    if positions == "last" and prefill:
+        steered = output.clone()
+        steered[:, -1:, :] += delta
+        return steered
+    return output
+
+
 @contextlib.contextmanager
 def steer(
     model: MultimodalModel,
@@ -78,14 +94,7 @@ def steer(
             raise TypeError(f"decoder layer {layer} returned {type(output).__name__}, expected a hidden-state tensor")
         if delta.shape[0] != 1 and delta.shape[0] != output.shape[0]:
             raise ValueError(f"{delta.shape[0]} steering vectors for a batch of {output.shape[0]} rows")
-        prefill = output.shape[1] > 1
-        if positions == "all" or (positions == "prompt" and prefill) or (positions == "generated" and not prefill):
-            return output + delta
-        if positions == "last" and prefill:
-            steered = output.clone()
-            steered[:, -1:, :] += delta
-            return steered
-        return output
+        return add_at_positions(output, delta, positions)
 
     handle = layer_module.register_forward_hook(add_vector)
     try:

@@ -23,7 +23,7 @@ from amps.steerer import (
 from amps.steering import steer
 from conftest import forward_hooks
 
-SETTINGS = TrainingSettings(learning_rate=0.01, max_epochs=3000, patience=200, cosine_weight=0.0, weight_decay=0.0)
+SETTINGS = TrainingSettings(learning_rate=0.02, max_epochs=1000, patience=200, cosine_weight=0.0, weight_decay=0.0)
 PROMPTS = [
     "Text context: The shape is blue.\nWhat color is the shape?\nA. red\nB. blue\nAnswer the question by selecting the correct answer A or B.",
     "Text context: The square is on the left.\nWhere is the square?\nA. left\nB. right",
