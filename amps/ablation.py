@@ -41,7 +41,6 @@ from amps.steered_eval import (
     encode_questions,
     evaluation_questions,
     fit_module,
-    load_mcr,
     load_model,
     mcr_of,
     mean_direction,

@@ -214,8 +214,21 @@ def scale_table(main: pd.DataFrame, parameters: pd.Series, matched: pd.DataFrame
     return pd.DataFrame(rows)
 
 
+SELECTION_COLUMNS = [
+    "model", "direction", "method", "layer", "estimator", "strength", "strength_shift", "strength_collapse",
+    "strength_within_bound", "sensitivity_correlation", "beta_sign", "amps_strength", "beta_units", "anchor_quantile",
+    "beta", "r_anchor", "validation_shift", "validation_collapse", "scaling_within_bound", "records_reacting",
+    "records_without_mcr", "train_mcr_sd",
+]
+
+
 def selection_table(selections: dict[str, dict]) -> pd.DataFrame:
-    """The validation choices of every model: per direction and family, strength, sensitivity sign, β and r_anchor."""
+    """The validation choices of every model: per direction and family, strength, sensitivity sign, β and r_anchor.
+
+    ``method`` names the family's scaled method: ``amps`` (prompt vectors; its unscaled strength is
+    Learn-to-Steer's and prompt-to-steer's) or ``amps_online`` (the mean vector; its unscaled
+    strength is mean steering's main setting).
+    """
     rows = []
     for model, chosen in sorted(selections.items()):
         for direction in DIRECTIONS:
@@ -223,7 +236,10 @@ def selection_table(selections: dict[str, dict]) -> pd.DataFrame:
                 choice = chosen[direction][family]
                 rows.append({"model": model, "direction": direction, "method": method, "layer": chosen["layer"],
                              "estimator": chosen["estimator"], "train_mcr_sd": chosen["train_mcr_sd"], **choice})
-    return pd.DataFrame(rows)
+    # An undefined correlation is null in the JSON: a missing number here.
+    table = pd.DataFrame(rows).fillna({"sensitivity_correlation": math.nan})
+    table["sensitivity_correlation"] = table["sensitivity_correlation"].astype(float)
+    return table[SELECTION_COLUMNS]
 
 
 def ablation_table(ablations: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFrame:
@@ -232,6 +248,9 @@ def ablation_table(ablations: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFr
         return pd.DataFrame()
     direction = ablations["direction"].iloc[0]
     model = ablations["model"].iloc[0]
+    baseline = baseline[baseline["model"] == model]
+    if baseline.empty:
+        raise ValueError(f"no baseline answers of the ablation model {model!r} to take shift and collapse against")
     keys = ["family", "value", "method"]
     metrics = _conflict_metrics(ablations.assign(condition="conflict"), keys)
     unsteered = _conflict_metrics(baseline_as_points(baseline).query("condition == 'conflict' and direction == @direction")
@@ -345,8 +364,7 @@ def summarize_amps(
     matched_frame = matched_table(table)
     chosen = {model: read_json(path) for model, path in zip(settings["models"], _paths(selections))}
     ablation_answers = pd.concat([read_table(path) for path in _paths(ablations)], ignore_index=True) if _paths(ablations) else pd.DataFrame()
-    ablation_model = settings["ablation_model"]
-    ablation_frame = ablation_table(ablation_answers, baseline[baseline["model"] == ablation_model])
+    ablation_frame = ablation_table(ablation_answers, baseline)
     label = f"({run}, {settings['benchmark_label']})"
     write_report_table(main, main_frame.assign(run=run),
                        f"Shift and collapse at each method's main setting, both directions {label}")
@@ -357,6 +375,6 @@ def summarize_amps(
     write_report_table(selection, selection_table(chosen).assign(run=run),
                        f"Validation choices: strength, sensitivity correlation, sign of beta, beta and r_anchor {label}")
     write_report_table(ablation, ablation_frame.assign(run=run),
-                       f"Ablations on {ablation_model} {label}")
+                       f"Ablations on {settings['ablation_model']} {label}")
     log.info("main table:\n%s", to_markdown(main_frame))
     log.info("matched shift:\n%s", to_markdown(matched_frame))

@@ -33,7 +33,7 @@ SLURM_PROFILE = REPO / "profiles" / "slurm"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 #: Rules that run a model (the MCR shards among them): GPU jobs for pretrained models.
 MODEL_RULES = {"evaluate_baseline", "collect_activations", "steering_sweep", "mcr_shard"}
-#: Rules that draw figures or write tables: small CPU jobs on every config.
+#: Rules that draw figures, write tables or gather shards: small CPU jobs on every config.
 CPU_ONLY_RULE = re.compile(r"^(plot_|summarize_|render_|gather_)")
 
 

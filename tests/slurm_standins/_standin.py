@@ -9,12 +9,14 @@ runs its command; ``scontrol`` and ``sinfo`` answer the plugin's configuration q
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+# Not SLURM_-prefixed: the plugin's job step drops SLURM_* variables before it calls srun.
 STATE_DIR = Path(os.environ["STANDIN_STATE_DIR"])
 
 
@@ -31,8 +33,6 @@ def option_value(args: list[str], *names: str) -> str | None:
 
 def next_job_id() -> str:
     """A fresh job id (a counter file; sbatch calls may run in parallel, so it is locked)."""
-    import fcntl
-
     with open(STATE_DIR / "counter", "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         handle.seek(0)
@@ -44,6 +44,7 @@ def next_job_id() -> str:
 
 
 def sbatch(args: list[str]) -> int:
+    """Record the submission, run the job to its end, record its state, print its id."""
     job_id = next_job_id()
     with open(STATE_DIR / "sbatch.jsonl", "a") as handle:
         handle.write(json.dumps({"job_id": job_id, "args": args}) + "\n")
@@ -73,6 +74,7 @@ def job_states(name: str | None) -> list[tuple[str, str]]:
 
 
 def sacct(args: list[str]) -> int:
+    """Job states as ``id|STATE`` lines, for the plugin's status query."""
     # The plugin also asks sacct for an account to guess and for failure reasons: answer nothing.
     if "--format=JobIdRaw,State" in args:
         for job_id, state in job_states(option_value(args, "--name")):
@@ -81,12 +83,14 @@ def sacct(args: list[str]) -> int:
 
 
 def squeue(args: list[str]) -> int:
+    """Job states as ``id|STATE`` lines (the plugin's other status query)."""
     for job_id, state in job_states(option_value(args, "--name")):
         print(f"{job_id}|{state}")
     return 0
 
 
 def srun(args: list[str]) -> int:
+    """Record the job step's options and run its command."""
     with open(STATE_DIR / "srun.jsonl", "a") as handle:
         handle.write(json.dumps({"job_id": os.environ.get("SLURM_JOB_ID"), "args": args}) + "\n")
     # The plugin's srun options are single tokens (-n1, --gpus=1, ...); the command follows them.
@@ -95,6 +99,7 @@ def srun(args: list[str]) -> int:
 
 
 def scontrol(args: list[str]) -> int:
+    """The two configuration values the plugin reads."""
     if args[:2] == ["show", "config"]:
         print("MinJobAge               = 300 sec")
         print("MaxArraySize            = 1001")
@@ -102,6 +107,7 @@ def scontrol(args: list[str]) -> int:
 
 
 def sinfo(args: list[str]) -> int:
+    """A partition list with a default partition (the plugin checks that sinfo exists)."""
     print("PARTITION")
     print("cpu*")
     print("gpu")
