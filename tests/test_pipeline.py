@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -35,23 +33,6 @@ def pipeline_env() -> dict[str, str]:
 def run_pipeline(workdir: Path) -> subprocess.CompletedProcess:
     """Run the whole DAG of the test config in ``workdir`` (outputs land under workdir/results)."""
     return subprocess.run(snakemake_command(workdir), capture_output=True, text=True, env=pipeline_env())
-
-
-def kill_when_started(workdir: Path, log_glob: str, timeout: float = 300) -> None:
-    """Run the DAG on one core and kill it (SIGKILL, whole process group) once a job of ``log_glob`` starts."""
-    process = subprocess.Popen(
-        snakemake_command(workdir, cores=1), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env=pipeline_env(), start_new_session=True,
-    )
-    deadline = time.monotonic() + timeout
-    try:
-        while not list((workdir / "results" / "test" / "logs").glob(log_glob)):
-            assert process.poll() is None, f"the run ended before any job of {log_glob} started"
-            assert time.monotonic() < deadline, f"no job of {log_glob} started within {timeout} s"
-            time.sleep(0.05)
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -91,18 +72,3 @@ def test_same_config_same_tables_byte_for_byte(two_runs):
     for table in tables:
         assert (first / table).read_bytes() == (second / table).read_bytes(), table
 
-
-def test_killed_jobs_rerun_only_what_was_incomplete(two_runs, tmp_path):
-    reference, _ = two_runs
-    kill_when_started(tmp_path, "mcr_shard/*/*.log")
-    out = tmp_path / "results" / "test"
-    assert not list(out.glob("mcr/*/*.tmp")) and not list(out.glob("mcr/*/.*.tmp"))
-    model_mtime = (out / "models" / "toy-xs" / "config.json").stat().st_mtime_ns
-    kill_when_started(tmp_path, "steered_eval/*/*.log")
-    result = run_pipeline(tmp_path)
-    assert result.returncode == 0, result.stderr[-4000:]
-    # The trained model was complete before the kills: it is reused, not retrained.
-    assert (out / "models" / "toy-xs" / "config.json").stat().st_mtime_ns == model_mtime
-    assert "train_toy_model" not in result.stderr.split("Job stats")[1].split("Select jobs")[0]
-    for table in sorted(reference.glob("tables/*.csv")):
-        assert table.read_bytes() == (out / "tables" / table.name).read_bytes(), table.name
