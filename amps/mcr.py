@@ -180,6 +180,8 @@ def prefill(model: MultimodalModel, batch: Batch) -> Prefill:
     """Run the prompt once and keep its cache, minus the last position (which scoring feeds again)."""
     if batch.input_ids.shape[0] != 1:
         raise ValueError(f"the MCR prefill takes one prompt at a time, got a batch of {batch.input_ids.shape[0]}")
+    if batch.text_mask is None:
+        raise ValueError("the MCR needs the prompt's text positions: encode the batch with locate_prompt=True")
     position_ids = prompt_position_ids(model, batch)
     output = model.model(**dict(batch.inputs, position_ids=position_ids), use_cache=True, logits_to_keep=1)
     cache = output.cache

@@ -34,13 +34,14 @@ class Batch:
 
     ``inputs`` are the keyword arguments of the model's forward; ``image_mask`` marks the image
     token positions and ``text_mask`` the tokens of the user's prompt (context, question, options,
-    instructions), excluding the chat template's fixed tokens and padding. ``labels`` is set when
+    instructions), excluding the chat template's fixed tokens and padding (``None`` when the batch
+    was encoded without locating the prompt, as for training). ``labels`` is set when
     targets were given (``-100`` everywhere but the target tokens).
     """
 
     inputs: dict[str, torch.Tensor]
     image_mask: torch.Tensor
-    text_mask: torch.Tensor
+    text_mask: torch.Tensor | None
     labels: torch.Tensor | None = None
 
     @property
@@ -168,22 +169,28 @@ class MultimodalModel:
         images: Sequence[Image.Image],
         prompts: Sequence[str],
         targets: Sequence[str] | None = None,
+        locate_prompt: bool = True,
     ) -> Batch:
-        """Build a left-padded batch; with ``targets``, append each target and EOS and set labels."""
+        """Build a left-padded batch; with ``targets``, append each target and EOS and set labels.
+
+        ``locate_prompt=False`` skips the prompt-token mask (a re-tokenization that costs about a
+        tenth of a toy training step) and leaves ``text_mask`` as ``None``.
+        """
         if len(images) != len(prompts):
             raise ValueError(f"{len(images)} images for {len(prompts)} prompts")
         texts = [self.render(prompt) for prompt in prompts]
         processed = self.processor(text=texts, images=list(images), padding=True, return_tensors="pt")
         inputs = {key: value for key, value in processed.items() if isinstance(value, torch.Tensor)}
         image_mask = inputs["input_ids"] == self.image_token_id
-        text_mask = self._prompt_token_mask(texts, prompts, inputs["input_ids"], image_mask)
+        text_mask = self._prompt_token_mask(texts, prompts, inputs["input_ids"], image_mask) if locate_prompt else None
         labels = None
         if targets is not None:
             inputs, image_mask, text_mask, labels = self._append_targets(inputs, image_mask, text_mask, targets)
         if self.family not in _INTERNAL_POSITIONS:
             inputs["position_ids"] = positions_from_mask(inputs["attention_mask"])
         inputs = {key: value.to(self.device) for key, value in inputs.items()}
-        return Batch(inputs, image_mask.to(self.device), text_mask.to(self.device), labels)
+        text_mask = None if text_mask is None else text_mask.to(self.device)
+        return Batch(inputs, image_mask.to(self.device), text_mask, labels)
 
     def _prompt_token_mask(
         self, texts: list[str], prompts: Sequence[str], input_ids: torch.Tensor, image_mask: torch.Tensor
@@ -229,7 +236,7 @@ class MultimodalModel:
         new_attention = torch.zeros((batch, length + width), dtype=inputs["attention_mask"].dtype)
         labels = torch.full((batch, length + width), -100, dtype=torch.long)
         new_image = torch.zeros((batch, length + width), dtype=torch.bool)
-        new_text = torch.zeros((batch, length + width), dtype=torch.bool)
+        new_text = None if text_mask is None else torch.zeros((batch, length + width), dtype=torch.bool)
         for row, ids in enumerate(target_ids):
             shift = width - len(ids)
             new_ids[row, shift : shift + length] = inputs["input_ids"][row]
@@ -238,7 +245,8 @@ class MultimodalModel:
             new_attention[row, shift + length :] = 1
             labels[row, shift + length :] = torch.tensor(ids)
             new_image[row, shift : shift + length] = image_mask[row]
-            new_text[row, shift : shift + length] = text_mask[row]
+            if new_text is not None:
+                new_text[row, shift : shift + length] = text_mask[row]
         extended = dict(inputs, input_ids=new_ids, attention_mask=new_attention)
         if "mm_token_type_ids" in inputs:
             token_types = torch.zeros_like(new_ids, dtype=inputs["mm_token_type_ids"].dtype)

@@ -228,6 +228,7 @@ def train_toy_model(
                     [example.image for example in examples],
                     [example.prompt for example in examples],
                     [example.answer for example in examples],
+                    locate_prompt=False,
                 )
                 output = net(**batch.inputs, labels=batch.labels)
                 loss = output.loss
