@@ -29,7 +29,6 @@ import logging
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
 from amps.io import read_table, write_table
 
@@ -41,13 +40,21 @@ DIRECTIONS = ("to_vision", "to_text")
 ESTIMATORS = {"entropy": "mcr", "fisher": "mcr_fisher"}
 SENSITIVITY_COLUMNS = ("record_id", "task", "direction", "flip_alpha", "collapse_alpha")
 INTERVAL = 0.95
+
+
+def _ranks(values: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Ranks along ``axis``, ties averaged (scipy's ``rankdata``)."""
+    # Imported here: scipy.stats costs over a second at start-up, paid by every model job that imports amps.
+    from scipy.stats import rankdata
+
+    return rankdata(values, axis=axis)
 #: Fewer records than this give no correlation (NaN).
 MIN_RECORDS = 3
 
 
 def beyond_grid_ranks(scores: np.ndarray) -> np.ndarray:
     """Ranks along the last axis with NaN ("beyond the grid") above every finite score; ties share a mean rank."""
-    return rankdata(np.where(np.isnan(scores), np.inf, scores), axis=-1)
+    return _ranks(np.where(np.isnan(scores), np.inf, scores), axis=-1)
 
 
 def rank_correlation(x_ranks: np.ndarray, y_ranks: np.ndarray) -> np.ndarray:
@@ -63,7 +70,7 @@ def spearman(mcr: np.ndarray, scores: np.ndarray) -> float:
     """Spearman's rho between MCR values (finite) and sensitivity scores (NaN = beyond the grid)."""
     if len(mcr) < MIN_RECORDS:
         return float("nan")
-    return float(rank_correlation(rankdata(mcr), beyond_grid_ranks(scores)))
+    return float(rank_correlation(_ranks(mcr), beyond_grid_ranks(scores)))
 
 
 def bootstrap_interval(mcr: np.ndarray, scores: np.ndarray, resamples: int, seed: int) -> tuple[float, float, int]:
@@ -75,7 +82,7 @@ def bootstrap_interval(mcr: np.ndarray, scores: np.ndarray, resamples: int, seed
         return float("nan"), float("nan"), 0
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, len(mcr), size=(resamples, len(mcr)))
-    rhos = rank_correlation(rankdata(mcr[picks], axis=-1), beyond_grid_ranks(scores[picks]))
+    rhos = rank_correlation(_ranks(mcr[picks], axis=-1), beyond_grid_ranks(scores[picks]))
     defined = rhos[np.isfinite(rhos)]
     if len(defined) == 0:
         return float("nan"), float("nan"), 0
