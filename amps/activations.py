@@ -107,6 +107,12 @@ def collect_states(
             captured = last_token_states(model, batch, layers)
             for row, question in enumerate(chunk):
                 for layer in layers:
+                    if not torch.isfinite(captured[layer][row]).all():
+                        raise FloatingPointError(
+                            f"non-finite hidden state at layer {layer} for record "
+                            f"{records.iloc[question.record_index]['record_id']!r} "
+                            f"({question.condition} instruction, {question.order})"
+                        )
                     states[(layer, question.condition, question.order)][question.record_index] = captured[layer][row]
             bar.update(len(chunk))
     return states

@@ -109,3 +109,21 @@ def test_bad_requests_are_named(collected, tiny_model_dir, tiny_benchmark_dir, t
     with pytest.raises(FileNotFoundError, match="run the collect-activations step first"):
         Activations.load(tmp_path / "x.safetensors")
     assert tensor_name(2, "diff") == "layer2.diff"
+
+
+def test_a_non_finite_hidden_state_stops_the_collection_naming_its_record(tiny_model, tiny_benchmark_dir, monkeypatch):
+    from amps import activations
+
+    benchmark = Benchmark(tiny_benchmark_dir)
+    records = benchmark.split("steer_train").head(3)
+    real = activations.last_token_states
+
+    def poisoned(model, batch, layers):
+        states = real(model, batch, layers)
+        states[layers[0]][-1, 0] = float("nan")  # the batch's last question
+        return states
+
+    monkeypatch.setattr(activations, "last_token_states", poisoned)
+    last = activations.contrastive_questions(records)[-1]
+    with pytest.raises(FloatingPointError, match=rf"record '{records.iloc[last.record_index]['record_id']}'"):
+        activations.collect_states(tiny_model, benchmark, records, [1], batch_size=64)
