@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +17,7 @@ from conftest import REPO
 pytestmark = pytest.mark.slow
 
 
-def snakemake_command(workdir: Path, cores: int = 2) -> list[str]:
+def snakemake_command(workdir: Path, cores: int = 2, *extra: str) -> list[str]:
     """The command that runs the whole DAG of the test config in ``workdir``."""
     return [
         sys.executable, "-m", "snakemake",
@@ -23,6 +25,7 @@ def snakemake_command(workdir: Path, cores: int = 2) -> list[str]:
         "--directory", str(workdir),
         "--configfile", str(REPO / "config" / "test.yaml"),
         "--cores", str(cores),
+        *extra,
     ]
 
 
@@ -30,9 +33,32 @@ def pipeline_env() -> dict[str, str]:
     return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", AMPS_PROGRESS="0")
 
 
-def run_pipeline(workdir: Path) -> subprocess.CompletedProcess:
+def run_pipeline(workdir: Path, *extra: str) -> subprocess.CompletedProcess:
     """Run the whole DAG of the test config in ``workdir`` (outputs land under workdir/results)."""
-    return subprocess.run(snakemake_command(workdir), capture_output=True, text=True, env=pipeline_env())
+    return subprocess.run(snakemake_command(workdir, 2, *extra), capture_output=True, text=True, env=pipeline_env())
+
+
+def kill_when_started(workdir: Path, log_glob: str, timeout: float = 300) -> None:
+    """Run the DAG on one core and kill it (SIGKILL, whole process group) once a job of ``log_glob`` starts.
+
+    A job's log file is created when the job starts, so the kill lands while it is running.
+    """
+    process = subprocess.Popen(
+        snakemake_command(workdir, 1, "--rerun-incomplete"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=pipeline_env(), start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        while not list((workdir / "results" / "test" / "logs").glob(log_glob)):
+            assert process.poll() is None, f"the run ended before any job of {log_glob} started"
+            assert time.monotonic() < deadline, f"no job of {log_glob} started within {timeout} s"
+            time.sleep(0.02)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    # A killed Snakemake leaves its lock behind; the README's recovery step removes it.
+    unlock = subprocess.run(snakemake_command(workdir, 1, "--unlock"), capture_output=True, text=True, env=pipeline_env())
+    assert unlock.returncode == 0, unlock.stderr[-2000:]
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +98,22 @@ def test_same_config_same_tables_byte_for_byte(two_runs):
     for table in tables:
         assert (first / table).read_bytes() == (second / table).read_bytes(), table
 
+
+
+def test_killed_jobs_rerun_only_what_was_incomplete(two_runs, tmp_path):
+    reference, _ = two_runs
+    kill_when_started(tmp_path, "mcr_shard/*/*.log")
+    out = tmp_path / "results" / "test"
+    model_mtime = (out / "models" / "toy-xs" / "config.json").stat().st_mtime_ns
+    assert not list(out.glob("mcr/**/*.parquet")), "a killed MCR shard left an output that looks done"
+    kill_when_started(tmp_path, "steered_eval/*/*.log")
+    assert not list(out.glob("amps/*/answers/*.parquet")), "a killed evaluation left an output that looks done"
+    result = run_pipeline(tmp_path, "--rerun-incomplete")
+    assert result.returncode == 0, result.stderr[-4000:]
+    # The trained model was complete before the kills: it is reused, not retrained.
+    assert (out / "models" / "toy-xs" / "config.json").stat().st_mtime_ns == model_mtime
+    assert "train_toy_model" not in result.stderr.split("Job stats")[1].split("Select jobs")[0]
+    tables = sorted(reference.glob("tables/*.csv"))
+    assert tables
+    for table in tables:
+        assert table.read_bytes() == (out / "tables" / table.name).read_bytes(), table.name
