@@ -47,15 +47,18 @@ def _key_path(error: jsonschema.ValidationError) -> str:
     return ".".join(str(part) for part in error.absolute_path) or "(top level)"
 
 
-def validate_config(config: dict) -> dict:
-    """Validate ``config`` in place (filling defaults) and return it; raise :class:`ConfigError`."""
+def validate_config(config: dict, check_paths: bool = True) -> dict:
+    """Validate ``config`` in place (filling defaults) and return it; raise :class:`ConfigError`.
+
+    ``check_paths=False`` skips the checks that data and weights exist (for planning a run elsewhere).
+    """
     schema = load_schema()
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda error: list(error.absolute_path))
     if errors:
         lines = [f"config key '{_key_path(error)}': {error.message}" for error in errors]
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
-    check_semantics(config)
+    check_semantics(config, check_paths)
     # Every model gets an explicit GPU count: the Snakefile's requests and each job's device claim
     # (amps.devices) then read the same number.
     problems = fill_model_gpus(config)
@@ -64,8 +67,8 @@ def validate_config(config: dict) -> dict:
     return config
 
 
-def check_semantics(config: dict) -> None:
-    """Checks beyond the schema: split fractions, steering layers within depth, paths that exist."""
+def check_semantics(config: dict, check_paths: bool = True) -> None:
+    """Checks beyond the schema: split fractions, steering layers within depth, paths that exist (if ``check_paths``)."""
     problems = []
     splits = config["benchmark"]["splits"]
     if abs(sum(splits.values()) - 1.0) > 1e-9:
@@ -75,16 +78,16 @@ def check_semantics(config: dict) -> None:
         for layer in model["steering_layers"]:
             if depth is not None and layer >= depth:
                 problems.append(f"models.{name}.steering_layers: layer {layer} is beyond the model's {depth} decoder layers")
-        if model["source"] == "pretrained" and is_local_path(model["path"]) and not Path(model["path"]).exists():
+        if check_paths and model["source"] == "pretrained" and is_local_path(model["path"]) and not Path(model["path"]).exists():
             problems.append(f"models.{name}.path: {model['path']} does not exist")
     benchmark = config["benchmark"]
     if benchmark["source"] == "mc2":
         mc2 = benchmark["mc2"]
         if "coco_dir" not in mc2:
             problems.append("benchmark.mc2.coco_dir is required when benchmark.source is mc2")
-        elif not Path(mc2["coco_dir"]).is_dir():
+        elif check_paths and not Path(mc2["coco_dir"]).is_dir():
             problems.append(f"benchmark.mc2.coco_dir: {mc2['coco_dir']} does not exist")
-        if mc2["records"] != "hub" and not Path(mc2["records"]).is_file():
+        if check_paths and mc2["records"] != "hub" and not Path(mc2["records"]).is_file():
             problems.append(f"benchmark.mc2.records: {mc2['records']} does not exist")
     problems += _amps_problems(config)
     if problems:
@@ -112,14 +115,14 @@ def is_local_path(path: str) -> bool:
     return Path(path).exists() or path.startswith((".", "/", "~")) or path.count("/") != 1
 
 
-def load_config(path: str | Path) -> dict:
-    """Read and validate a YAML config file."""
+def load_config(path: str | Path, check_paths: bool = True) -> dict:
+    """Read and validate a YAML config file (``check_paths``: see :func:`validate_config`)."""
     config_path = Path(path)
     if not config_path.is_file():
         raise ConfigError(f"config file {config_path} does not exist")
     with open(config_path) as handle:
         config = yaml.safe_load(handle) or {}
-    return validate_config(config)
+    return validate_config(config, check_paths)
 
 
 def validate_config_file(settings: dict, config: str) -> None:

@@ -69,3 +69,14 @@ def test_unknown_stage_is_named(paper_config):
     config = validate_config(paper_config)
     with pytest.raises(ValueError, match="unknown stage 'train'"):
         resources.model_job_resources(config, "llava-1.5-7b", "train")
+
+
+def test_a_run_is_planned_without_its_data_or_weights(capsys):
+    """config/paper.yaml names a COCO folder this machine lacks: running refuses, planning does not."""
+    with pytest.raises(ConfigError, match="benchmark.mc2.coco_dir: data/coco does not exist"):
+        load_config(REPO / "config" / "paper.yaml")
+    resources.plan_resources({}, str(REPO / "config" / "paper.yaml"))
+    lines = capsys.readouterr().out.splitlines()
+    sweep_32b = next(line.split() for line in lines if line.startswith("qwen2.5-vl-32b") and " sweep " in line)
+    assert sweep_32b[2] == "2"  # GPUs
+    assert len(lines) == 1 + len(load_config(REPO / "config" / "paper.yaml", check_paths=False)["models"]) * len(resources.STAGES)
