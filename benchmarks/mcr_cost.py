@@ -9,8 +9,8 @@ functional entropy and the Fisher term), the naive time, the speed-up, and the e
 units of one prefill.
 
 Models (random weights; cost does not depend on training):
-* toy-large: the largest toy scale of the default config (4 layers, hidden 128, 16 image tokens)
-  with a conflict-world prompt;
+* toy-large: the largest toy scale of config/config.yaml (toy-l: 5 layers, hidden 96, 16 image
+  tokens) with a conflict-world prompt;
 * llava-576: a LLaVA-architecture model (CLIP tower, 336-pixel images, patch 14: 576 image tokens;
   Llama text model with hidden size 512, 4 layers, 8 query heads sharing 2 key-value heads) and an
   MC²-length prompt (a text context of about 100 words, as long as MC²'s longer contexts).
@@ -46,18 +46,17 @@ from transformers import LlavaForConditionalGeneration
 
 from amps import mcr, prompts, toy, world
 from amps.models import Batch, MultimodalModel
+from default_scales import default_architecture
 
 TASKS = list(world.TASKS)
 SCALES = {
-    "toy-large": toy.ToyArchitecture(
-        text_layers=4, text_hidden=128, text_heads=4, vision_layers=2, vision_hidden=64, image_size=32, patch_size=8
-    ),
+    "toy-large": default_architecture("toy-l"),
     "llava-576": toy.ToyArchitecture(
         text_layers=4, text_hidden=512, text_heads=8, vision_layers=2, vision_hidden=256, image_size=336, patch_size=14
     ),
 }
 #: Key-value heads of each model's text model (query heads share them in groups).
-KV_HEADS = {"toy-large": 4, "llava-576": 2}
+KV_HEADS = {"toy-large": SCALES["toy-large"].text_heads, "llava-576": 2}
 #: Words of text context for the MC²-length prompt (MC²'s prompts: median 66, 95th percentile 124 words and marks).
 MC2_CONTEXT_WORDS = 100
 SPEEDUP_TARGET = 10.0

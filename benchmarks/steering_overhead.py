@@ -1,7 +1,7 @@
 """Steered vs unsteered batched generation on the same inputs, in one run.
 
-Two random-weight models are timed: the largest toy scale of the default config (4 text layers,
-hidden 128, 16 image tokens) and a tiny LLaVA-architecture model with LLaVA-1.5's 576 image tokens
+Two random-weight models are timed: the largest toy scale of config/config.yaml (toy-l: 5 text
+layers, hidden 96, 16 image tokens) and a tiny LLaVA-architecture model with LLaVA-1.5's 576 image tokens
 (336-pixel images, patch 14). Each batch is generated unsteered and with one steering vector per row
 (the per-sample path every steering method uses) at all positions, for a fixed number of new tokens
 so both runs do the same work. Runs alternate in ABBA order (so slow drifts cancel). Each run is
@@ -27,11 +27,10 @@ import torch
 from amps import prompts, toy, world
 from amps.models import MultimodalModel
 from amps.steering import steer
+from default_scales import default_architecture
 
 SCALES = {
-    "toy-large (16 image tokens)": toy.ToyArchitecture(
-        text_layers=4, text_hidden=128, text_heads=4, vision_layers=2, vision_hidden=64, image_size=32, patch_size=8
-    ),
+    "toy-large (16 image tokens)": default_architecture("toy-l"),
     "tiny LLaVA (576 image tokens)": toy.ToyArchitecture(
         text_layers=2, text_hidden=64, text_heads=2, vision_layers=1, vision_hidden=32, image_size=336, patch_size=14
     ),
