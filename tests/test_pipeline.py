@@ -1,4 +1,4 @@
-"""The real Snakemake DAG on config/test.yaml, run twice: every output appears, tables are identical."""
+"""The real Snakemake DAG on config/test.yaml: a clean run, and a run killed twice and resumed; same tables."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -61,19 +62,41 @@ def kill_when_started(workdir: Path, log_glob: str, timeout: float = 300) -> Non
     assert unlock.returncode == 0, unlock.stderr[-2000:]
 
 
+@dataclass(frozen=True)
+class ResumedRun:
+    """A run of the test config killed twice (during an MCR shard, then during an evaluation) and resumed."""
+
+    out: Path
+    leftovers_after_mcr_kill: list[Path]
+    leftovers_after_eval_kill: list[Path]
+    model_mtime_before_resume: int
+    resume: subprocess.CompletedProcess
+
+
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory) -> tuple[Path, Path]:
-    outputs = []
-    for name in ("first", "second"):
-        workdir = tmp_path_factory.mktemp(name)
-        result = run_pipeline(workdir)
-        assert result.returncode == 0, result.stderr[-4000:]
-        outputs.append(workdir / "results" / "test")
-    return outputs[0], outputs[1]
+def clean_run(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("clean")
+    result = run_pipeline(workdir)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir / "results" / "test"
 
 
-def test_dag_produces_tables_models_and_figures(two_runs):
-    out, _ = two_runs
+@pytest.fixture(scope="module")
+def resumed_run(tmp_path_factory) -> ResumedRun:
+    workdir = tmp_path_factory.mktemp("resumed")
+    out = workdir / "results" / "test"
+    kill_when_started(workdir, "mcr_shard/*/*.log")
+    after_mcr_kill = list(out.glob("mcr/**/*.parquet"))
+    model_mtime = (out / "models" / "toy-xs" / "config.json").stat().st_mtime_ns
+    kill_when_started(workdir, "steered_eval/*/*.log")
+    after_eval_kill = list(out.glob("amps/*/answers/*.parquet"))
+    resume = run_pipeline(workdir, "--rerun-incomplete")
+    assert resume.returncode == 0, resume.stderr[-4000:]
+    return ResumedRun(out, after_mcr_kill, after_eval_kill, model_mtime, resume)
+
+
+def test_dag_produces_tables_models_and_figures(clean_run):
+    out = clean_run
     model = out / "models" / "toy-xs"
     assert (model / "config.json").is_file() and any(model.glob("*.safetensors"))
     assert not list(out.glob("models/.*partial"))
@@ -91,29 +114,19 @@ def test_dag_produces_tables_models_and_figures(two_runs):
     assert (out / "logs" / "prepare_benchmark.log").is_file()
 
 
-def test_same_config_same_tables_byte_for_byte(two_runs):
-    first, second = two_runs
-    tables = sorted(path.relative_to(first) for path in first.glob("tables/*.csv"))
-    assert tables
-    for table in tables:
-        assert (first / table).read_bytes() == (second / table).read_bytes(), table
-
-
-
-def test_killed_jobs_rerun_only_what_was_incomplete(two_runs, tmp_path):
-    reference, _ = two_runs
-    kill_when_started(tmp_path, "mcr_shard/*/*.log")
-    out = tmp_path / "results" / "test"
-    model_mtime = (out / "models" / "toy-xs" / "config.json").stat().st_mtime_ns
-    assert not list(out.glob("mcr/**/*.parquet")), "a killed MCR shard left an output that looks done"
-    kill_when_started(tmp_path, "steered_eval/*/*.log")
-    assert not list(out.glob("amps/*/answers/*.parquet")), "a killed evaluation left an output that looks done"
-    result = run_pipeline(tmp_path, "--rerun-incomplete")
-    assert result.returncode == 0, result.stderr[-4000:]
+def test_killed_jobs_leave_nothing_that_looks_done_and_rerun_only_what_was_incomplete(resumed_run):
+    assert resumed_run.leftovers_after_mcr_kill == [], "a killed MCR shard left an output that looks done"
+    assert resumed_run.leftovers_after_eval_kill == [], "a killed evaluation left an output that looks done"
     # The trained model was complete before the kills: it is reused, not retrained.
-    assert (out / "models" / "toy-xs" / "config.json").stat().st_mtime_ns == model_mtime
-    assert "train_toy_model" not in result.stderr.split("Job stats")[1].split("Select jobs")[0]
-    tables = sorted(reference.glob("tables/*.csv"))
-    assert tables
+    out = resumed_run.out
+    assert (out / "models" / "toy-xs" / "config.json").stat().st_mtime_ns == resumed_run.model_mtime_before_resume
+    planned = resumed_run.resume.stderr.split("Job stats")[1].split("Select jobs")[0]
+    assert "train_toy_model" not in planned and "steered_eval" in planned
+
+
+def test_same_config_same_tables_byte_for_byte_even_after_kills(clean_run, resumed_run):
+    """Two executions of every job of one config, one of them interrupted twice and resumed: identical tables."""
+    tables = sorted(path.name for path in clean_run.glob("tables/*.csv"))
+    assert len(tables) > 10
     for table in tables:
-        assert table.read_bytes() == (out / "tables" / table.name).read_bytes(), table.name
+        assert (clean_run / "tables" / table).read_bytes() == (resumed_run.out / "tables" / table).read_bytes(), table
