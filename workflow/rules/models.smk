@@ -5,7 +5,10 @@ rule train_toy_model:
     params:
         settings=lambda wildcards: settings_json(
             {
-                "model": config["models"][wildcards.model],
+                # Only what shapes the weights: changing a model's steering layers must not retrain it.
+                "model": {
+                    key: config["models"][wildcards.model][key] for key in ("source", "architecture", "training_steps")
+                },
                 "training": config["toy_training"],
                 "tasks": config["benchmark"]["world"]["tasks"],
                 "threads": config["threads"],
