@@ -29,7 +29,7 @@ Targets (issue 4): at N = 32 the estimator is at least 10x faster than the naive
 576-image-token model it costs at most 3 prefills (both modalities). The script prints both, and
 exits with status 1 when a target is missed.
 
-Usage: python benchmarks/mcr_cost.py [--samples 32] [--repeats 3] [--threads 1] [--models toy-large,llava-576]
+Usage: python benchmarks/mcr_cost.py [--samples 32] [--repeats 5] [--threads 1] [--models toy-large,llava-576]
 """
 
 from __future__ import annotations
@@ -191,7 +191,7 @@ def measure(name: str, kv_heads: int, settings: mcr.EstimatorSettings, repeats: 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=32, help="Monte Carlo samples per modality (default 32)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats of the prefill and the estimator (median)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats of the prefill and the estimator (median)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--sigma", type=float, default=0.25, help="noise scale relative to the per-channel spread")
     parser.add_argument("--max-batch", type=int, default=64, help="rows per batched pass of the estimator")
