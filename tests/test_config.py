@@ -49,6 +49,19 @@ def test_layer_beyond_depth_is_named(default_config):
         validate_config(default_config)
 
 
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        ("mcr", "shards", 0, r"config key 'mcr\.shards': 0 is less than the minimum of 1"),
+        ("steering", "alphas", [], r"config key 'steering\.alphas': \[\] should be non-empty"),
+    ],
+)
+def test_out_of_range_values_are_named(default_config, section, key, value, message):
+    default_config[section][key] = value
+    with pytest.raises(ConfigError, match=message):
+        validate_config(default_config)
+
+
 def test_splits_must_sum_to_one(default_config):
     default_config["benchmark"]["splits"] = {"steer_train": 0.5, "validation": 0.2, "test": 0.4}
     with pytest.raises(ConfigError, match="splits must sum to 1"):

@@ -1,4 +1,8 @@
-"""The real Snakemake DAG on config/test.yaml: a clean run, and a run killed twice and resumed; same tables."""
+"""The real Snakemake DAG on config/test.yaml, killed twice and resumed: its tables equal those of a clean run.
+
+The clean run is the SLURM-profile run of tests/test_cluster.py (one run per session, shared by the
+workers), so the suite runs the DAG twice in all, side by side on two workers.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
+from test_cluster import slurm_run  # noqa: F401 (a fixture: the clean run to compare with)
 
 pytestmark = pytest.mark.slow
 
@@ -74,14 +79,6 @@ class ResumedRun:
 
 
 @pytest.fixture(scope="module")
-def clean_run(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("clean")
-    result = run_pipeline(workdir)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return workdir / "results" / "test"
-
-
-@pytest.fixture(scope="module")
 def resumed_run(tmp_path_factory) -> ResumedRun:
     workdir = tmp_path_factory.mktemp("resumed")
     out = workdir / "results" / "test"
@@ -95,8 +92,8 @@ def resumed_run(tmp_path_factory) -> ResumedRun:
     return ResumedRun(out, after_mcr_kill, after_eval_kill, model_mtime, resume)
 
 
-def test_dag_produces_tables_models_and_figures(clean_run):
-    out = clean_run
+def test_dag_produces_tables_models_and_figures(resumed_run):
+    out = resumed_run.out
     model = out / "models" / "toy-xs"
     assert (model / "config.json").is_file() and any(model.glob("*.safetensors"))
     assert not list(out.glob("models/.*partial"))
@@ -124,9 +121,10 @@ def test_killed_jobs_leave_nothing_that_looks_done_and_rerun_only_what_was_incom
     assert "train_toy_model" not in planned and "steered_eval" in planned
 
 
-def test_same_config_same_tables_byte_for_byte_even_after_kills(clean_run, resumed_run):
-    """Two executions of every job of one config, one of them interrupted twice and resumed: identical tables."""
-    tables = sorted(path.name for path in clean_run.glob("tables/*.csv"))
+def test_same_config_same_tables_byte_for_byte_even_after_kills(resumed_run, slurm_run):
+    """Two executions of every job of one config (a clean one through SLURM, a local one interrupted twice): identical tables."""
+    clean = slurm_run.workdir / "results" / "test"
+    tables = sorted(path.name for path in clean.glob("tables/*.csv"))
     assert len(tables) > 10
     for table in tables:
-        assert (clean_run / "tables" / table).read_bytes() == (resumed_run.out / "tables" / table).read_bytes(), table
+        assert (clean / "tables" / table).read_bytes() == (resumed_run.out / "tables" / table).read_bytes(), table
