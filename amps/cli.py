@@ -131,7 +131,7 @@ COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
     "steered-eval": (
         "amps.steered_eval",
         "steered_evaluation",
-        "one steering method in one direction on the test split (conflicts and the agreeing control)",
+        "one steering method in both directions on the test split (conflicts and the agreeing control)",
         [
             ("--benchmark-dir", "benchmark folder"),
             ("--model", "model folder or hub id"),
@@ -139,7 +139,8 @@ COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
             ("--mcr", "the model's MCR table"),
             ("--selection", "validation choice (JSON)"),
             ("--steerers", "folder of the trained modules"),
-            ("--output", "answers table"),
+            ("--to-vision", "answers table of the direction toward the image"),
+            ("--to-text", "answers table of the direction toward the text"),
         ],
     ),
     "ablate-amps": (

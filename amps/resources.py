@@ -53,7 +53,7 @@ TOY_TRAIN_MEM_MB = 3000
 #: shared 2-core machine under load, about three times its time on an idle one: planned with that.
 TOY_SECONDS_PER_TRAIN_EXAMPLE = 1218 / 96_000
 HOST_MEMORY_BASE_GB = 8.0
-STAGES = ("evaluate", "activations", "sweep", "mcr")
+STAGES = ("evaluate", "activations", "sweep", "steered", "mcr")
 
 
 def weights_gb(spec: dict) -> float:
@@ -117,6 +117,13 @@ def stage_prompts(config: dict, stage: str) -> float:
     if stage == "sweep":
         # Each strength in both directions, plus α = 0.
         return test_records * OPTION_ORDERS * (2 * len(config["steering"]["alphas"]) + 1)
+    if stage == "steered":
+        # One method in both directions: its conflict settings plus the agreeing control at each main
+        # one; the costliest method is the mean grid or the learned modules (every seed and multiple).
+        amps = config["amps"]
+        mean_passes = len(config["steering"]["alphas"]) + 1
+        module_passes = amps["seeds"] * (len(amps["multipliers"]) + 1)
+        return test_records * OPTION_ORDERS * 2 * max(mean_passes, module_passes)
     if stage == "mcr":
         mcr = config["mcr"]
         per_sample = MCR_SAMPLE_COST * (3 if mcr["fisher"] else 1)

@@ -639,10 +639,21 @@ def method_points(model: MultimodalModel, method: str, direction: str, inputs: M
 
 
 def evaluate_points(
-    model: MultimodalModel, benchmark: Benchmark, records: pd.DataFrame, points: list[Point], batch_size: int, max_new_tokens: int, desc: str
+    model: MultimodalModel,
+    benchmark: Benchmark,
+    records: pd.DataFrame,
+    points: list[Point],
+    batch_size: int,
+    max_new_tokens: int,
+    desc: str,
+    encoded: dict[tuple[str, str], EncodedQuestions] | None = None,
 ) -> pd.DataFrame:
-    """Answers at every point: the conflict prompts always, the agreeing control at main points."""
-    encoded: dict[tuple[str, str], EncodedQuestions] = {}
+    """Answers at every point: the conflict prompts always, the agreeing control at main points.
+
+    ``encoded`` caches the encoded questions per (condition, instruction); pass one dict to share
+    them between calls on the same records.
+    """
+    encoded = {} if encoded is None else encoded
     frames = []
     for point in points:
         for condition in ("conflict", "agreeing") if point.main else ("conflict",):
@@ -657,17 +668,25 @@ def evaluate_points(
 
 
 def steered_evaluation(
-    settings: dict, benchmark_dir: str, model: str, activations: str, mcr: str, selection: str, steerers: str, output: str
+    settings: dict,
+    benchmark_dir: str,
+    model: str,
+    activations: str,
+    mcr: str,
+    selection: str,
+    steerers: str,
+    to_vision: str,
+    to_text: str,
 ) -> None:
-    """CLI step: one method in one direction on the test split (``settings["method"]``, ``settings["direction"]``).
+    """CLI step: one method (``settings["method"]``) on the test split, in both directions.
 
+    The directions share the loaded model and the encoded prompts; each direction's answers go to
+    its own table (``to_vision``, ``to_text``), written once both are computed.
     ``settings`` also holds ``model_name``, ``model``, ``amps``, ``steering``, ``evaluation``, ``threads``.
     """
-    method, direction = settings["method"], settings["direction"]
+    method = settings["method"]
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
-    if direction not in DIRECTIONS:
-        raise ValueError(f"unknown direction {direction!r}; expected one of {sorted(DIRECTIONS)}")
     check_amps_settings(settings["amps"])
     torch.set_num_threads(settings["threads"])
     layer = settings["model"]["steering_layers"][0]
@@ -684,18 +703,24 @@ def steered_evaluation(
         positions=settings["steering"]["positions"],
     )
     loaded = load_model(settings, model)
-    points = method_points(loaded, method, direction, inputs)
-    answers = evaluate_points(
-        loaded, benchmark, records, points, settings["model"]["batch_size"], settings["evaluation"]["max_new_tokens"],
-        desc=f"{settings['model_name']} {method} {direction}",
-    )
-    answers.insert(0, "model", settings["model_name"])
-    answers.insert(1, "method", method)
-    answers.insert(2, "direction", direction)
-    answers["layer"] = layer
     # The model's size, for the table across scales.
-    answers["parameters"] = sum(parameter.numel() for parameter in loaded.model.parameters())
-    write_table(output, answers)
-    main = answers[answers["main"] & (answers["condition"] == "conflict")]
-    log.info("%s %s %s main setting:\n%s", settings["model_name"], method, direction,
-             target_metrics(main, ["seed"], DIRECTIONS[direction][1]).to_string(index=False))
+    parameters = sum(parameter.numel() for parameter in loaded.model.parameters())
+    encoded: dict[tuple[str, str], EncodedQuestions] = {}
+    tables = {}
+    for direction in DIRECTIONS:
+        answers = evaluate_points(
+            loaded, benchmark, records, method_points(loaded, method, direction, inputs),
+            settings["model"]["batch_size"], settings["evaluation"]["max_new_tokens"],
+            desc=f"{settings['model_name']} {method} {direction}", encoded=encoded,
+        )
+        answers.insert(0, "model", settings["model_name"])
+        answers.insert(1, "method", method)
+        answers.insert(2, "direction", direction)
+        answers["layer"] = layer
+        answers["parameters"] = parameters
+        main = answers[answers["main"] & (answers["condition"] == "conflict")]
+        log.info("%s %s %s main setting:\n%s", settings["model_name"], method, direction,
+                 target_metrics(main, ["seed"], DIRECTIONS[direction][1]).to_string(index=False))
+        tables[direction] = answers
+    write_table(to_vision, tables["to_vision"])
+    write_table(to_text, tables["to_text"])

@@ -65,6 +65,18 @@ def test_runtime_grows_with_the_stage_work(paper_config):
     assert resources.model_job_resources(fewer, "llava-1.5-13b", "sweep")["runtime"] < runtimes["sweep"]
 
 
+def test_a_steered_evaluation_job_is_planned_by_its_costliest_method():
+    config = load_config(REPO / "config" / "config.yaml")
+    config["amps"].update(seeds=3, multipliers=[1, 2])
+    config["steering"]["alphas"] = [0.5, 1, 2, 4, 8, 16, 32, 64, 128]
+    config["benchmark"]["world"].update(tasks=["color", "counting"], records_per_task=50)
+    test_prompts = 2 * 50 * 0.4 * 2  # the test split's records, both option orders
+    # Both directions: the mean grid (9 strengths + its agreeing control) outweighs 3 seeds x (2 multiples + control).
+    assert resources.stage_prompts(config, "steered") == test_prompts * 2 * 10
+    config["amps"]["seeds"] = 5
+    assert resources.stage_prompts(config, "steered") == test_prompts * 2 * 15
+
+
 def test_unknown_stage_is_named(paper_config):
     config = validate_config(paper_config)
     with pytest.raises(ValueError, match="unknown stage 'train'"):

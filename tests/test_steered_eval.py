@@ -175,11 +175,14 @@ def test_amps_steps_end_to_end(tiny_model_dir, tiny_benchmark_dir, activations_p
 
     answer_paths = []
     for method in METHODS:
-        for direction in ("to_vision", "to_text"):
-            path = tmp_path / "answers" / f"{method}-{direction}.parquet"
-            steered_evaluation(_settings(method=method, direction=direction), bench, model, str(activations_path),
-                               str(mcr_path), str(selection), str(steerers), str(path))
-            answer_paths.append(str(path))
+        paths = [str(tmp_path / "answers" / f"{method}-{direction}.parquet") for direction in ("to_vision", "to_text")]
+        steered_evaluation(_settings(method=method), bench, model, str(activations_path),
+                           str(mcr_path), str(selection), str(steerers), *paths)
+        answer_paths += paths
+    for path in answer_paths:
+        method, direction = Path(path).stem.split("-")
+        written = read_table(path)
+        assert set(written["method"]) == {method} and set(written["direction"]) == {direction}
     amps_answers = read_table(tmp_path / "answers" / "amps-to_vision.parquet")
     conflict = amps_answers[amps_answers["condition"] == "conflict"]
     assert sorted(conflict.groupby(["seed", "multiplier"]).size().index.tolist()) == [(0, 0.5), (0, 1.0), (1, 0.5), (1, 1.0)]

@@ -1,5 +1,5 @@
 # AMPS: validation choices (strengths, sign of beta, beta, r_anchor), the Learn-to-Steer and AMPS
-# modules, the steered evaluation of every method x direction on the test split, ablations, tables
+# modules, the steered evaluation of every method (both directions) on the test split, ablations, tables
 # and figures.
 from types import SimpleNamespace
 
@@ -82,7 +82,11 @@ rule train_steerers:
 
 
 rule steered_eval:
-    """One method in one direction on the test split: conflicts at every setting, the agreeing control at the main one."""
+    """One method in both directions on the test split: conflicts at every setting, the agreeing control at the main one.
+
+    The two directions share one job (one model load, one encoding of the prompts): on small models
+    a job's start-up (importing torch and transformers) costs as much as the evaluation itself.
+    """
     input:
         benchmark=f"{OUT}/benchmark",
         model=model_inputs,
@@ -92,28 +96,28 @@ rule steered_eval:
         selection=f"{OUT}/amps/{{model}}/selection.json",
         steerers=f"{OUT}/amps/{{model}}/steerers",
     output:
-        f"{OUT}/amps/{{model}}/answers/{{method}}-{{direction}}.parquet",
+        to_vision=f"{OUT}/amps/{{model}}/answers/{{method}}-to_vision.parquet",
+        to_text=f"{OUT}/amps/{{model}}/answers/{{method}}-to_text.parquet",
     wildcard_constraints:
         method="|".join(AMPS_METHODS),
-        direction="|".join(AMPS_DIRECTIONS),
     params:
-        settings=lambda wildcards: amps_settings(wildcards.model, method=wildcards.method, direction=wildcards.direction),
+        settings=lambda wildcards: amps_settings(wildcards.model, method=wildcards.method),
         model=model_location,
     threads: config["threads"]
     log:
-        f"{OUT}/logs/steered_eval/{{model}}/{{method}}-{{direction}}.log",
+        f"{OUT}/logs/steered_eval/{{model}}/{{method}}.log",
     benchmark:
-        f"{OUT}/benchmarks/steered_eval/{{model}}/{{method}}-{{direction}}.tsv"
+        f"{OUT}/benchmarks/steered_eval/{{model}}/{{method}}.tsv"
     resources:
-        mem_mb=lambda wildcards: amps_resources(wildcards.model)["mem_mb"],
-        runtime=lambda wildcards: amps_resources(wildcards.model)["runtime"],
-        gpu=lambda wildcards: amps_resources(wildcards.model)["gpu"],
+        mem_mb=lambda wildcards: amps_resources(wildcards.model, "steered")["mem_mb"],
+        runtime=lambda wildcards: amps_resources(wildcards.model, "steered")["runtime"],
+        gpu=lambda wildcards: amps_resources(wildcards.model, "steered")["gpu"],
     conda:
         "../envs/amps.yaml"
     shell:
         "amps steered-eval --settings {params.settings:q} --benchmark-dir {input.benchmark} --model {params.model}"
         " --activations {input.tensors} --mcr {input.mcr} --selection {input.selection} --steerers {input.steerers}"
-        " --output {output} > {log} 2>&1"
+        " --to-vision {output.to_vision} --to-text {output.to_text} > {log} 2>&1"
 
 
 rule ablate_amps:
