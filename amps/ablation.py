@@ -51,7 +51,7 @@ from amps.steered_eval import (
     training_data,
 )
 from amps.steerer import SteererConfig, TrainingSettings
-from amps.sweep import DIRECTIONS
+from amps.scoring import DIRECTIONS
 
 log = logging.getLogger(__name__)
 

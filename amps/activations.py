@@ -37,6 +37,7 @@ from amps.evaluation import Question, make_question
 from amps.io import read_json, read_tensors, write_json, write_tensors
 from amps.models import Batch, MultimodalModel
 from amps.progress import progress
+from amps.scoring import ALPHA_UNIT
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,6 @@ log = logging.getLogger(__name__)
 CONDITIONS = ("none", "image", "text")
 #: The split whose records define the mean vector and the strength unit.
 MEAN_SPLIT = "steer_train"
-ALPHA_UNIT = "mean norm of the plain prompt's last-token hidden state at the steering layer (steer_train)"
 
 
 def tensor_name(layer: int, kind: str) -> str:

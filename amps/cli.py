@@ -43,7 +43,7 @@ COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
         [("--benchmark-dir", "benchmark folder"), ("--model", "model folder or hub id"), ("--output", "answers table")],
     ),
     "summarize-baseline": (
-        "amps.evaluation",
+        "amps.scoring",
         "summarize_baseline",
         "score the baseline answers of all models and check the toy models' behaviour",
         [("--answers", "comma-separated answers tables"), ("--scores", "scores CSV"), ("--checks", "checks CSV")],
@@ -79,7 +79,7 @@ COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
         ],
     ),
     "summarize-sweep": (
-        "amps.sweep",
+        "amps.scoring",
         "summarize_sweep",
         "score the sweep answers of all models per direction, strength, task and view",
         [("--answers", "comma-separated answers tables"), ("--records", "comma-separated per-record tables"), ("--scores", "scores CSV")],
@@ -197,13 +197,13 @@ COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
         [("--benchmark-dir", "benchmark folder"), ("--model", "model folder or hub id"), ("--output", "shard table (.parquet)")],
     ),
     "gather-mcr": (
-        "amps.mcr",
+        "amps.mcr_tables",
         "gather_mcr",
         "merge a model's MCR shards into one table; fail on a missing, duplicated or overlapping record",
         [("--shards", "comma-separated shard tables, in shard order"), ("--benchmark-dir", "benchmark folder"), ("--output", "MCR table")],
     ),
     "summarize-mcr": (
-        "amps.mcr",
+        "amps.mcr_tables",
         "summarize_mcr",
         "MCR summary per model, split and task",
         [("--tables", "comma-separated MCR tables"), ("--output", "summary CSV")],

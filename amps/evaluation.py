@@ -1,10 +1,7 @@
-"""Preference evaluation: ask records in both option orders, parse answers, score modalities.
+"""Preference evaluation: ask records in both option orders and parse the answers.
 
-Scores follow MC²: S_vision, S_text and S_other sum to 1 and vision ratio = S_vision / (S_vision +
-S_text). They are reported for each option order, for both orders pooled (MC²'s protocol), and for
-the record-level view, where a record follows a modality only if both orders pick that modality's
-answer; ``rate_a`` (the share of answers that chose letter A) sits beside them so that a model
-pushed to one letter is not mistaken for a modality shift.
+Each answer row names the record, its condition and option order, the answer, the letter it chose
+and the modality it followed; :mod:`amps.scoring` turns these rows into MC²'s scores.
 """
 
 from __future__ import annotations
@@ -20,7 +17,7 @@ import torch
 
 from amps import prompts
 from amps.data import Benchmark
-from amps.io import read_table, write_table
+from amps.io import write_table
 from amps.models import MultimodalModel
 from amps.progress import progress
 
@@ -28,19 +25,6 @@ log = logging.getLogger(__name__)
 
 #: Baseline conditions: the conflict record under each instruction, and the agreeing control.
 BASELINE_CONDITIONS = ("none", "text", "image", "agreeing")
-VIEWS = ("pooled", "vision_first", "text_first", "record")
-SCORE_COLUMNS = ["n", "s_vision", "s_text", "s_other", "vision_ratio", "rate_a"]
-CHECK_COLUMNS = [
-    "model",
-    "agreeing_accuracy",
-    "follows_image_instruction",
-    "follows_text_instruction",
-    "uninstructed_vision_ratio",
-    "uninstructed_s_other",
-    "passes",
-]
-
-
 @dataclass(frozen=True)
 class Question:
     """One row to ask: a record in one option order under one condition."""
@@ -148,99 +132,3 @@ def evaluate_baseline(settings: dict, benchmark_dir: str, model: str, output: st
     )
     answers.insert(0, "model", settings["model_name"])
     write_table(output, answers)
-
-
-# ----------------------------------------------------------------------------- scoring
-
-
-def _shares(choices: pd.Series, letters: pd.Series) -> dict[str, float]:
-    n = len(choices)
-    s_vision = float((choices == "vision").mean()) if n else np.nan
-    s_text = float((choices == "text").mean()) if n else np.nan
-    decided = s_vision + s_text
-    return {
-        "n": n,
-        "s_vision": s_vision,
-        "s_text": s_text,
-        "s_other": 1.0 - decided if n else np.nan,
-        "vision_ratio": s_vision / decided if n and decided > 0 else np.nan,
-        "rate_a": float((letters == "A").mean()) if n else np.nan,
-    }
-
-
-def record_choices(answers: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Record-level choices: a modality only where both option orders chose it, else ``other``."""
-    wide = answers.pivot_table(index=keys + ["record_id"], columns="order", values="choice", aggfunc="first")
-    agree = wide["vision_first"] == wide["text_first"]
-    choice = wide["vision_first"].where(agree, "other")
-    return choice.rename("choice").reset_index()
-
-
-def score(answers: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Scores per group of ``keys`` (plus ``task``, with ``all`` for the whole) and per view."""
-    rows = []
-    records = record_choices(answers, keys + ["task"])
-    letters_by_record = answers.groupby(keys + ["task", "record_id"])["letter"].apply(lambda s: (s == "A").mean())
-    for task_level in ("all", "task"):
-        group_keys = keys + (["task"] if task_level == "task" else [])
-        for group, frame in answers.groupby(group_keys, sort=True):
-            group = group if isinstance(group, tuple) else (group,)
-            base = dict(zip(group_keys, group))
-            base.setdefault("task", "all")
-            rows.append({**base, "view": "pooled", **_shares(frame["choice"], frame["letter"])})
-            for order in prompts.ORDERS:
-                part = frame[frame["order"] == order]
-                rows.append({**base, "view": order, **_shares(part["choice"], part["letter"])})
-            mask = np.ones(len(records), dtype=bool)
-            for key, value in zip(group_keys, group):
-                mask &= (records[key] == value).to_numpy()
-            chosen = records[mask]
-            shares = _shares(chosen["choice"], pd.Series(dtype=object))
-            rate = letters_by_record.loc[tuple(group)] if group_keys else letters_by_record
-            shares["rate_a"] = float(np.mean(rate))
-            rows.append({**base, "view": "record", **shares})
-    table = pd.DataFrame(rows)
-    return table[keys + ["task", "view"] + SCORE_COLUMNS]
-
-
-def toy_checks(scores: pd.DataFrame, checks: dict) -> pd.DataFrame:
-    """The behaviour the toy models must show, per model, with pass/fail against the config."""
-    pooled = scores[(scores["task"] == "all") & (scores["view"] == "pooled")].set_index(["model", "condition"])
-    rows = []
-    for model in sorted(pooled.index.get_level_values("model").unique()):
-        none = pooled.loc[(model, "none")]
-        row = {
-            "model": model,
-            "agreeing_accuracy": pooled.loc[(model, "agreeing"), "s_vision"],
-            "follows_image_instruction": pooled.loc[(model, "image"), "s_vision"],
-            "follows_text_instruction": pooled.loc[(model, "text"), "s_text"],
-            "uninstructed_vision_ratio": none["vision_ratio"],
-            "uninstructed_s_other": none["s_other"],
-        }
-        preferred = (
-            row["uninstructed_vision_ratio"] <= 0.35
-            if checks["preference"] == "text"
-            else row["uninstructed_vision_ratio"] >= 0.65
-        )
-        row["passes"] = bool(
-            row["agreeing_accuracy"] >= checks["agreeing_accuracy"]
-            and row["follows_image_instruction"] >= checks["instruction_following"]
-            and row["follows_text_instruction"] >= checks["instruction_following"]
-            and preferred
-            and row["uninstructed_s_other"] <= checks["max_other"]
-        )
-        rows.append(row)
-    return pd.DataFrame(rows, columns=CHECK_COLUMNS)
-
-
-def summarize_baseline(settings: dict, answers: str, scores: str, checks: str) -> None:
-    """CLI step: score all models' baseline answers and write the toy-model checks."""
-    frames = [read_table(path) for path in answers.split(",")]
-    table = score(pd.concat(frames, ignore_index=True), ["model", "condition"])
-    table.insert(0, "run", settings["run_name"])
-    write_table(scores, table)
-    # The behaviour checks are the toy models' design targets; pretrained models are only measured.
-    check_table = toy_checks(table[table["model"].isin(settings["toy_models"])], settings["evaluation"]["checks"])
-    check_table.insert(0, "run", settings["run_name"])
-    write_table(checks, check_table)
-    log.info("toy model checks:\n%s", check_table.to_string(index=False))

@@ -15,7 +15,8 @@ import pandas as pd  # noqa: E402
 from amps import prompts  # noqa: E402
 from amps.data import Benchmark  # noqa: E402
 from amps.io import atomic_path, read_table  # noqa: E402
-from amps.sensitivity import DIRECTIONS, SCORES  # noqa: E402
+from amps.scoring import DIRECTIONS  # noqa: E402
+from amps.sensitivity import SCORES  # noqa: E402
 
 VISION_COLOR = "#3b7dd8"
 TEXT_COLOR = "#e0813a"
@@ -317,8 +318,8 @@ def plot_mcr_sensitivity(
             rho = (f"ρ = {found['spearman'].iloc[0]:.2f} [{found['ci_low'].iloc[0]:.2f}, {found['ci_high'].iloc[0]:.2f}]"
                    if defined else "ρ undefined (ties)")
             axis.set_title(f"{model}, {direction.replace('_', ' ')}: {rho}", fontsize=8)
-    for row in range(len(DIRECTIONS)):
-        axes[row][0].set_ylabel(f"flip α ({DIRECTIONS[row].replace('_', ' ')})")
+    for row, direction in enumerate(DIRECTIONS):
+        axes[row][0].set_ylabel(f"flip α ({direction.replace('_', ' ')})")
     handles = [plt.Line2D([], [], marker="o", linestyle="", color=color, label=task.replace("_", " ")) for task, color in task_colors.items()]
     axes[0][-1].legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7, frameon=False)
     figure.suptitle(textwrap.fill(f"MCR against the steering strength that flips each test record {title}", 80), fontsize=10)

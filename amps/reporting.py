@@ -28,9 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from amps.evaluation import record_choices
 from amps.io import read_json, read_table, write_table, write_text
-from amps.sweep import DIRECTIONS
+from amps.scoring import DIRECTIONS, record_choices
 
 log = logging.getLogger(__name__)
 

@@ -31,11 +31,11 @@ import numpy as np
 import pandas as pd
 
 from amps.io import read_table, write_table
+from amps.scoring import DIRECTIONS
 
 log = logging.getLogger(__name__)
 
 SCORES = ("flip_alpha", "collapse_alpha")
-DIRECTIONS = ("to_vision", "to_text")
 #: MCR estimator -> column of the MCR table.
 ESTIMATORS = {"entropy": "mcr", "fisher": "mcr_fisher"}
 SENSITIVITY_COLUMNS = ("record_id", "task", "direction", "flip_alpha", "collapse_alpha")
@@ -104,7 +104,7 @@ def joined(mcr: pd.DataFrame, sensitivity: pd.DataFrame, model: str) -> pd.DataF
         raise ValueError(f"the sensitivity table of {model} lacks columns {missing_columns}")
     unknown = sorted(set(sensitivity["direction"]) - set(DIRECTIONS))
     if unknown:
-        raise ValueError(f"the sensitivity table of {model} has unknown directions {unknown}; expected {DIRECTIONS}")
+        raise ValueError(f"the sensitivity table of {model} has unknown directions {unknown}; expected {list(DIRECTIONS)}")
     merged = sensitivity.merge(
         mcr[["record_id", "task", *ESTIMATORS.values()]], on="record_id", how="left", suffixes=("", "_mcr"), indicator=True
     )

@@ -48,7 +48,7 @@ import torch
 from amps import prompts, scaling
 from amps.activations import Activations
 from amps.data import Benchmark
-from amps.evaluation import Question, answer_row, make_question, record_choices
+from amps.evaluation import Question, answer_row, make_question
 from amps.io import atomic_directory, read_json, read_table, write_json, write_table
 from amps.models import Batch, MultimodalModel
 from amps.progress import progress
@@ -61,7 +61,8 @@ from amps.steerer import (
     train_steerer,
 )
 from amps.steering import scaled_direction, steer
-from amps.sweep import DIRECTIONS, check_alphas
+from amps.scoring import DIRECTIONS, record_choices
+from amps.sweep import check_alphas
 
 log = logging.getLogger(__name__)
 

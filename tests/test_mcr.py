@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import LlavaForConditionalGeneration
 
-from amps import mcr, prompts, toy, world
+from amps import mcr, mcr_tables, prompts, toy, world
 from amps.data import Benchmark
 from amps.io import read_table
 from amps.models import MultimodalModel
@@ -203,7 +203,7 @@ def test_without_the_fisher_term_its_columns_are_nan_and_the_rest_is_unchanged(t
     assert math.isnan(entropy_only["fisher_text"]) and math.isnan(entropy_only["mcr_fisher"])
     assert entropy_only["problem"] == "" and both["problem"] == ""
     assert entropy_only["mcr"] == pytest.approx(both["mcr"], abs=1e-6)
-    assert set(both) == set(mcr.COLUMNS) - {"record_index"}
+    assert set(both) == set(mcr_tables.COLUMNS) - {"record_index"}
 
 
 def run_shards(model_dir, benchmark_dir, folder, shards: int, samples: int = 4) -> pd.DataFrame:
@@ -219,7 +219,7 @@ def run_shards(model_dir, benchmark_dir, folder, shards: int, samples: int = 4) 
         )
         paths.append(str(path))
     output = folder / f"gathered-{shards}.parquet"
-    mcr.gather_mcr({"shards": shards}, ",".join(paths), str(benchmark_dir), str(output))
+    mcr_tables.gather_mcr({"shards": shards}, ",".join(paths), str(benchmark_dir), str(output))
     return read_table(output)
 
 
@@ -236,7 +236,7 @@ def test_gathered_shards_equal_an_unsharded_run_exactly(tiny_model_dir, tiny_ben
 
 
 def shard_table(indices: list[int], record_ids: list[str]) -> pd.DataFrame:
-    return pd.DataFrame({column: [0.0] * len(indices) for column in mcr.COLUMNS}).assign(
+    return pd.DataFrame({column: [0.0] * len(indices) for column in mcr_tables.COLUMNS}).assign(
         record_index=indices, record_id=[record_ids[i] for i in indices], problem=""
     )
 
@@ -253,8 +253,8 @@ def test_gather_fails_on_missing_duplicated_or_overlapping_records(shards, messa
     record_ids = [f"r{i}" for i in range(6)]
     tables = [shard_table(indices, record_ids) for indices in shards]
     with pytest.raises(ValueError, match=message):
-        mcr.gather_shards(tables, ["a", "b"], record_ids)
-    good = mcr.gather_shards([shard_table([0, 1, 2], record_ids), shard_table([3, 4, 5], record_ids)], ["a", "b"], record_ids)
+        mcr_tables.gather_shards(tables, ["a", "b"], record_ids)
+    good = mcr_tables.gather_shards([shard_table([0, 1, 2], record_ids), shard_table([3, 4, 5], record_ids)], ["a", "b"], record_ids)
     assert good["record_id"].tolist() == record_ids
 
 
@@ -262,15 +262,15 @@ def test_gather_fails_on_a_record_the_benchmark_does_not_have_there():
     record_ids = [f"r{i}" for i in range(4)]
     stale = shard_table([0, 1], record_ids).assign(record_id=["r0", "other"])
     with pytest.raises(ValueError, match="record 'other' at index 1"):
-        mcr.gather_shards([stale, shard_table([2, 3], record_ids)], ["a", "b"], record_ids)
+        mcr_tables.gather_shards([stale, shard_table([2, 3], record_ids)], ["a", "b"], record_ids)
 
 
 def test_shard_ranges_are_disjoint_and_cover_every_record():
     for count, shards in ((10, 3), (2, 5), (0, 2)):
-        covered = [index for shard in range(shards) for index in mcr.shard_range(count, shard, shards)]
+        covered = [index for shard in range(shards) for index in mcr_tables.shard_range(count, shard, shards)]
         assert covered == list(range(count))
     with pytest.raises(ValueError, match="shard 3 is out of range for 3 shards"):
-        mcr.shard_range(10, 3, 3)
+        mcr_tables.shard_range(10, 3, 3)
 
 
 def test_summary_counts_problems_and_leaves_them_out():
@@ -283,7 +283,7 @@ def test_summary_counts_problems_and_leaves_them_out():
             "problem": ["", "text_first image: 1 of 4 samples of f non-finite", ""],
         }
     )
-    summary = mcr.summarize({"m": table}).set_index(["split", "task"])
+    summary = mcr_tables.summarize({"m": table}).set_index(["split", "task"])
     whole = summary.loc[("all", "all")]
     assert (whole["n"], whole["n_problem"], whole["mcr_mean"]) == (3, 1, pytest.approx(0.375))
     assert summary.loc[("test", "color"), "n_problem"] == 1

@@ -19,7 +19,8 @@ from transformers import LlavaProcessor
 
 from amps import prompts
 from amps.data import prepare_benchmark
-from amps.evaluation import BASELINE_CONDITIONS, evaluate_baseline, score
+from amps.evaluation import BASELINE_CONDITIONS, evaluate_baseline
+from amps.scoring import score
 from amps.models import MultimodalModel, load_processor
 from amps.qwen import ImageOnlyQwenProcessor, is_qwen_folder
 from fake_mc2 import IMAGE_SIZES, synthetic_records, write_coco_folder, write_records

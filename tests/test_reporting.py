@@ -116,3 +116,19 @@ def test_markdown_and_latex_show_mean_and_sd():
     assert "| amps_x | 0.500 ± 0.100 | yes |" in markdown and "| b | 0.250 | no |" in markdown
     latex = to_latex(frame, "Shift & collapse")
     assert r"amps\_x & 0.500 $\pm$ 0.100 & yes \\" in latex and r"\caption{Shift \& collapse}" in latex
+
+
+def test_steps_without_a_model_start_without_torch():
+    """Table, figure and data steps must not import torch or transformers: on the offline default each
+    such import costs a job about 6 s of its start-up."""
+    import subprocess
+    import sys
+
+    from amps.cli import COMMANDS
+
+    model_free = ("prepare-", "validate-", "plan-", "summarize-", "gather-", "mcr-sensitivity", "plot-", "render-")
+    modules = sorted({module for name, (module, *_rest) in COMMANDS.items() if name.startswith(model_free)})
+    assert {"amps.scoring", "amps.mcr_tables", "amps.reporting", "amps.figures"} <= set(modules)
+    code = f"import sys\nfor m in {modules!r}: __import__(m)\nprint(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]", f"{modules} import {loaded}"

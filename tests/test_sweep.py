@@ -12,7 +12,8 @@ from amps.activations import Activations, collect_activations
 from amps.config import ConfigError, validate_config
 from amps.figures import plot_sweep
 from amps.io import read_table
-from amps.sweep import check_alphas, record_table, run_sweep, sensitivity, summarize_sweep, sweep_scores
+from amps.scoring import record_table, sensitivity, summarize_sweep, sweep_scores
+from amps.sweep import check_alphas, run_sweep
 from conftest import REPO
 
 MODEL_SPEC = {"steering_layers": [1], "batch_size": 16, "device": "cpu", "dtype": "float32", "device_map": None, "trust_remote_code": False}
