@@ -1,6 +1,7 @@
 """Ablations of AMPS on one model and direction, each a real run on the test split.
 
-One family per job; every variant changes one thing against the validation-chosen setting:
+All families in one job (they share the model and the encoded prompts); every variant changes one
+thing against the validation-chosen setting:
 
 * ``beta``: β in units of 1/sd of the steering-training MCR, both signs and 0 (Learn-to-Steer's target);
 * ``anchor``: r_anchor at each quantile of the grid (at the chosen |β|, or one unit with the
@@ -24,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -36,6 +38,7 @@ from amps.data import Benchmark
 from amps.io import read_json, read_table, write_table
 from amps.models import MultimodalModel
 from amps.steered_eval import (
+    EncodedQuestions,
     answer_encoded,
     check_amps_settings,
     encode_questions,
@@ -50,8 +53,8 @@ from amps.steered_eval import (
     record_vectors,
     training_data,
 )
-from amps.steerer import SteererConfig, TrainingSettings
 from amps.scoring import DIRECTIONS
+from amps.steerer import SteererConfig, TrainingSettings
 
 log = logging.getLogger(__name__)
 
@@ -153,70 +156,102 @@ def mcr_values(table: pd.DataFrame, estimator: str) -> pd.Series:
     return indexed[scaling.mcr_column(estimator)].astype(float).where(indexed["problem"].fillna("") == "")
 
 
-def run_ablation(settings: dict, benchmark_dir: str, model: str, activations: str, mcr: str, selection: str, output: str) -> None:
-    """CLI step: every variant of one ablation family (``settings["family"]``) on the ablation model.
+@dataclass
+class AblationRun:
+    """What every family's variants share: the model, the splits, the stored vectors, the choices."""
 
-    ``settings``: ``family``, ``model_name``, ``model``, ``amps`` (with ``ablation``), ``mcr``,
-    ``steering``, ``evaluation``, ``seed``, ``threads``. Writes the answers of every variant.
-    """
-    family = settings["family"]
-    if family not in FAMILIES:
-        raise ValueError(f"unknown ablation family {family!r}; expected one of {FAMILIES}")
-    amps_settings = settings["amps"]
-    check_amps_settings(amps_settings)
-    direction = amps_settings["ablation"]["direction"]
-    if direction not in DIRECTIONS:
-        raise ValueError(f"amps.ablation.direction must be one of {sorted(DIRECTIONS)}, got {direction!r}")
-    if family == "estimator" and not settings["mcr"]["fisher"]:
-        raise ValueError("the estimator ablation needs the Fisher term: set mcr.fisher to true")
-    torch.set_num_threads(settings["threads"])
+    settings: dict
+    model: MultimodalModel
+    benchmark: Benchmark
+    stored: Activations
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    test: pd.DataFrame
+    chosen: dict
+    default_mcr: pd.DataFrame
+    encoded: EncodedQuestions
+    direction: str
+
+
+def family_answers(run: AblationRun, family: str) -> pd.DataFrame:
+    """The test answers of every variant of ``family``: AMPS, and AMPS-online for the MCR families."""
+    settings, amps_settings, direction = run.settings, run.settings["amps"], run.direction
     sign, _target = DIRECTIONS[direction]
-    stored = Activations.load(activations)
-    benchmark = Benchmark(benchmark_dir)
-    train, validation, test = (benchmark.split(name) for name in ("steer_train", "validation", "test"))
-    chosen = read_json(selection)
-    default_table = read_table(mcr)
-    loaded = load_model(settings, model)
-    encoded = encode_questions(loaded, benchmark, test, evaluation_questions(test, "conflict"), settings["model"]["batch_size"])
     training = TrainingSettings.from_config(amps_settings["module"])
     positions = settings["steering"]["positions"]
+    max_new_tokens = settings["evaluation"]["max_new_tokens"]
     frames = []
-    for variant in variants(family, settings, chosen):
+    for variant in variants(family, settings, run.chosen):
         if (variant.samples, variant.mc_seed_offset) == (settings["mcr"]["samples"], 0):
-            table = default_table
+            table = run.default_mcr
         else:
-            table = estimate_mcr(loaded, benchmark, settings, variant)
+            table = estimate_mcr(run.model, run.benchmark, settings, variant)
         values = mcr_values(table, variant.estimator)
-        variant_train_mcr = values.reindex(train["record_id"]).to_numpy(dtype=np.float64)
+        variant_train_mcr = values.reindex(run.train["record_id"]).to_numpy(dtype=np.float64)
         module_scaling = scaling.from_units(variant_train_mcr, variant.beta_units, variant.anchor_quantile)
         config = SteererConfig(
-            hidden_size=stored.index["hidden_size"], width=amps_settings["module"]["width"], input_layer=variant.layer,
+            hidden_size=run.stored.index["hidden_size"], width=amps_settings["module"]["width"], input_layer=variant.layer,
             steer_layer=variant.layer, kind="amps", direction=direction, vector=variant.vector,
             beta=module_scaling.beta, r_anchor=module_scaling.r_anchor, seed=settings["seed"],
         )
-        data = training_data(stored, variant.layer, variant.vector, train, validation, values)
+        data = training_data(run.stored, variant.layer, variant.vector, run.train, run.validation, values)
         module, history = fit_module(data, config, training, sign)
-        strength = chosen[direction]["module"]["amps_strength"]
+        strength = run.chosen[direction]["module"]["amps_strength"]
         described = {"family": family, "value": variant.value, "chosen": variant.chosen, "layer": variant.layer,
                      "samples": variant.samples, "mc_seed_offset": variant.mc_seed_offset, "estimator": variant.estimator,
                      "vector": variant.vector, "validation_loss": history["validation_loss"]}
-        answers = answer_encoded(loaded, encoded, settings["evaluation"]["max_new_tokens"],
-                                 module_steering(loaded, module, config, strength, positions), desc=f"ablation {family} {variant.value}")
+        answers = answer_encoded(run.model, run.encoded, max_new_tokens,
+                                 module_steering(run.model, module, config, strength, positions), desc=f"ablation {family} {variant.value}")
         frames.append(answers.assign(method="amps", beta=config.beta, r_anchor=config.r_anchor, strength=strength, **described))
         if family in MCR_FAMILIES:
-            online = chosen[direction]["online"]
+            online = run.chosen[direction]["online"]
             online_scaling = scaling.from_units(variant_train_mcr, variant.online_beta_units, variant.online_anchor_quantile)
-            factors, _failed = online_factors(mcr_of(values, test["record_id"].tolist()), online_scaling.beta, online_scaling.r_anchor)
-            vectors = record_vectors(stored, variant.layer, test["record_id"].tolist())
+            test_ids = run.test["record_id"].tolist()
+            factors, _failed = online_factors(mcr_of(values, test_ids), online_scaling.beta, online_scaling.r_anchor)
+            vectors = record_vectors(run.stored, variant.layer, test_ids)
             unit = vectors.everywhere(sign * mean_direction(vectors, 1.0))
-            context = per_record_steering(loaded, variant.layer, unit, online["amps_strength"] * factors, positions)
-            answers = answer_encoded(loaded, encoded, settings["evaluation"]["max_new_tokens"], context,
-                                     desc=f"ablation {family} {variant.value} online")
+            context = per_record_steering(run.model, variant.layer, unit, online["amps_strength"] * factors, positions)
+            answers = answer_encoded(run.model, run.encoded, max_new_tokens, context, desc=f"ablation {family} {variant.value} online")
             frames.append(answers.assign(method="amps_online", beta=online_scaling.beta, r_anchor=online_scaling.r_anchor,
                                          strength=online["amps_strength"],
                                          **{**described, "chosen": variant.online_chosen, "validation_loss": math.nan}))
     table = pd.concat(frames, ignore_index=True)
     table.insert(0, "model", settings["model_name"])
     table.insert(1, "direction", direction)
-    write_table(output, table)
     log.info("ablation %s on %s: %d variants", family, settings["model_name"], table["value"].nunique())
+    return table
+
+
+def ablation_path(output_dir: str | Path, family: str) -> Path:
+    """Where the ablations write the answers of ``family``."""
+    return Path(output_dir) / f"{family}.parquet"
+
+
+def run_ablations(settings: dict, benchmark_dir: str, model: str, activations: str, mcr: str, selection: str, output_dir: str) -> None:
+    """CLI step: every variant of every ablation family on the ablation model, one answers table per family.
+
+    One job: the families share the loaded model and the encoded test prompts. ``settings``:
+    ``model_name``, ``model``, ``amps`` (with ``ablation``), ``mcr``, ``steering``, ``evaluation``,
+    ``seed``, ``threads``. The tables (:func:`ablation_path`) are written once all are computed.
+    """
+    amps_settings = settings["amps"]
+    check_amps_settings(amps_settings)
+    direction = amps_settings["ablation"]["direction"]
+    if direction not in DIRECTIONS:
+        raise ValueError(f"amps.ablation.direction must be one of {sorted(DIRECTIONS)}, got {direction!r}")
+    if not settings["mcr"]["fisher"]:
+        raise ValueError("the estimator ablation needs the Fisher term: set mcr.fisher to true")
+    torch.set_num_threads(settings["threads"])
+    benchmark = Benchmark(benchmark_dir)
+    test = benchmark.split("test")
+    loaded = load_model(settings, model)
+    run = AblationRun(
+        settings=settings, model=loaded, benchmark=benchmark, stored=Activations.load(activations),
+        train=benchmark.split("steer_train"), validation=benchmark.split("validation"), test=test,
+        chosen=read_json(selection), default_mcr=read_table(mcr),
+        encoded=encode_questions(loaded, benchmark, test, evaluation_questions(test, "conflict"), settings["model"]["batch_size"]),
+        direction=direction,
+    )
+    tables = {family: family_answers(run, family) for family in FAMILIES}
+    for family, table in tables.items():
+        write_table(ablation_path(output_dir, family), table)

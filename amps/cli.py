@@ -131,7 +131,7 @@ COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
     "steered-eval": (
         "amps.steered_eval",
         "steered_evaluation",
-        "one steering method in both directions on the test split (conflicts and the agreeing control)",
+        "every steering method in both directions on the test split (conflicts and the agreeing control)",
         [
             ("--benchmark-dir", "benchmark folder"),
             ("--model", "model folder or hub id"),
@@ -139,21 +139,20 @@ COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
             ("--mcr", "the model's MCR table"),
             ("--selection", "validation choice (JSON)"),
             ("--steerers", "folder of the trained modules"),
-            ("--to-vision", "answers table of the direction toward the image"),
-            ("--to-text", "answers table of the direction toward the text"),
+            ("--answers-dir", "folder of the answers tables (<method>-<direction>.parquet)"),
         ],
     ),
     "ablate-amps": (
         "amps.ablation",
-        "run_ablation",
-        "one family of AMPS ablations on the ablation model (real runs on the test split)",
+        "run_ablations",
+        "every family of AMPS ablations on the ablation model (real runs on the test split)",
         [
             ("--benchmark-dir", "benchmark folder"),
             ("--model", "model folder or hub id"),
             ("--activations", "activations file (.safetensors, index beside it)"),
             ("--mcr", "the model's MCR table"),
             ("--selection", "validation choice (JSON)"),
-            ("--output", "answers table"),
+            ("--output-dir", "folder of the answers tables (<family>.parquet)"),
         ],
     ),
     "summarize-amps": (

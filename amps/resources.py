@@ -53,7 +53,7 @@ TOY_TRAIN_MEM_MB = 3000
 #: shared 2-core machine under load, about three times its time on an idle one: planned with that.
 TOY_SECONDS_PER_TRAIN_EXAMPLE = 1218 / 96_000
 HOST_MEMORY_BASE_GB = 8.0
-STAGES = ("evaluate", "activations", "sweep", "steered", "mcr")
+STAGES = ("evaluate", "activations", "sweep", "steered", "ablations", "mcr")
 
 
 def weights_gb(spec: dict) -> float:
@@ -118,18 +118,35 @@ def stage_prompts(config: dict, stage: str) -> float:
         # Each strength in both directions, plus α = 0.
         return test_records * OPTION_ORDERS * (2 * len(config["steering"]["alphas"]) + 1)
     if stage == "steered":
-        # One method in both directions: its conflict settings plus the agreeing control at each main
-        # one; the costliest method is the mean grid or the learned modules (every seed and multiple).
+        # Every method in both directions: each conflict setting plus the agreeing control at each
+        # main one (instruction: 1 + 1; mean: the α grid + 1; prompt-to-steer and AMPS-online: each
+        # multiple + 1; Learn-to-Steer and AMPS: that for every seed).
         amps = config["amps"]
-        mean_passes = len(config["steering"]["alphas"]) + 1
-        module_passes = amps["seeds"] * (len(amps["multipliers"]) + 1)
-        return test_records * OPTION_ORDERS * 2 * max(mean_passes, module_passes)
+        per_vector = len(amps["multipliers"]) + 1
+        passes = 2 + (len(config["steering"]["alphas"]) + 1) + 2 * per_vector + 2 * amps["seeds"] * per_vector
+        return test_records * OPTION_ORDERS * 2 * passes
+    if stage == "ablations":
+        # Test passes of every variant (AMPS, plus AMPS-online in the MCR families) and the Monte Carlo
+        # re-estimates of the samples family (entropy only).
+        amps, ablation = config["amps"], config["amps"]["ablation"]
+        model = ablation_model(config)
+        reestimates = len(ablation["samples"]) * ablation["mc_seeds"]
+        passes = (2 * len(ablation["beta_units"]) + 2 * len(amps["anchor_quantiles"])
+                  + len(config["models"][model]["steering_layers"]) + 2 * (reestimates + 1) + 2 * 2 + 2)
+        monte_carlo = sum(records * OPTION_ORDERS * MCR_MODALITIES * samples * MCR_SAMPLE_COST
+                          for samples in ablation["samples"]) * ablation["mc_seeds"]
+        return test_records * OPTION_ORDERS * passes + monte_carlo
     if stage == "mcr":
         mcr = config["mcr"]
         per_sample = MCR_SAMPLE_COST * (3 if mcr["fisher"] else 1)
         shard_records = math.ceil(records / mcr["shards"])
         return shard_records * OPTION_ORDERS * MCR_MODALITIES * mcr["samples"] * per_sample
     raise ValueError(f"unknown stage {stage!r}; stages are {STAGES}")
+
+
+def ablation_model(config: dict) -> str:
+    """The model the ablations run on: the configured one, else the config's first model."""
+    return config["amps"]["ablation"]["model"] or next(iter(config["models"]))
 
 
 def round_runtime(minutes: float) -> int:
@@ -175,6 +192,8 @@ def plan_lines(config: dict) -> list[str]:
         sized = {**spec, "params_billion": _planned_size(spec)}
         gpu_memory = "-" if spec["source"] == "toy" or not spec["gpus"] else f"{gpu_memory_needed_gb(sized):.0f}"
         for stage in STAGES:
+            if stage == "ablations" and model != ablation_model(config):
+                continue
             job = model_job_resources(config, model, stage)
             lines.append(
                 f"{model:<18} {stage:<12} {job['gpu']:>4} {gpu_memory:>10} {job['mem_mb'] / 1024:>7.0f}"
@@ -193,12 +212,15 @@ def plan_resources(settings: dict, config: str) -> None:
     print("\n".join(plan_lines(load_config(config, check_paths=False))))
 
 
-def toy_training_resources(config: dict, model: str) -> dict[str, int]:
-    """Snakemake resources of training one toy model (CPU): memory and runtime from its step counts."""
+def toy_training_minutes(config: dict, model: str) -> float:
+    """Expected minutes of training one toy model (before the safety margin), from its step counts."""
     spec = config["models"][model]
-    training = config["toy_training"]
-    examples = spec["training_steps"] * training["batch_size"]
+    examples = spec["training_steps"] * config["toy_training"]["batch_size"]
     # Larger toys than the measured one cost about in proportion to layers times width.
     scale = spec["architecture"]["text_layers"] * spec["architecture"]["text_hidden"] / (3 * 96)
-    minutes = examples * TOY_SECONDS_PER_TRAIN_EXAMPLE * max(scale, 1.0) / 60
-    return {"mem_mb": TOY_TRAIN_MEM_MB, "runtime": round_runtime(minutes), "gpu": 0}
+    return examples * TOY_SECONDS_PER_TRAIN_EXAMPLE * max(scale, 1.0) / 60
+
+
+def toy_training_resources(config: dict, model: str) -> dict[str, int]:
+    """Snakemake resources of training one toy model (CPU): memory and runtime from its step counts."""
+    return {"mem_mb": TOY_TRAIN_MEM_MB, "runtime": round_runtime(toy_training_minutes(config, model)), "gpu": 0}

@@ -668,26 +668,21 @@ def evaluate_points(
     return pd.concat(frames, ignore_index=True)
 
 
-def steered_evaluation(
-    settings: dict,
-    benchmark_dir: str,
-    model: str,
-    activations: str,
-    mcr: str,
-    selection: str,
-    steerers: str,
-    to_vision: str,
-    to_text: str,
-) -> None:
-    """CLI step: one method (``settings["method"]``) on the test split, in both directions.
+def answers_path(answers_dir: str | Path, method: str, direction: str) -> Path:
+    """Where the steered evaluation writes the answers of ``method`` in ``direction``."""
+    return Path(answers_dir) / f"{method}-{direction}.parquet"
 
-    The directions share the loaded model and the encoded prompts; each direction's answers go to
-    its own table (``to_vision``, ``to_text``), written once both are computed.
-    ``settings`` also holds ``model_name``, ``model``, ``amps``, ``steering``, ``evaluation``, ``threads``.
+
+def steered_evaluation(
+    settings: dict, benchmark_dir: str, model: str, activations: str, mcr: str, selection: str, steerers: str, answers_dir: str
+) -> None:
+    """CLI step: every method in both directions on the test split, one answers table each.
+
+    One job per model: the methods share the loaded model and the encoded prompts, and on small
+    models a job's start-up (importing torch and transformers) costs as much as a method's
+    evaluation. The tables (:func:`answers_path`) are written once all are computed.
+    ``settings``: ``model_name``, ``model``, ``amps``, ``steering``, ``evaluation``, ``threads``.
     """
-    method = settings["method"]
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
     check_amps_settings(settings["amps"])
     torch.set_num_threads(settings["threads"])
     layer = settings["model"]["steering_layers"][0]
@@ -708,20 +703,21 @@ def steered_evaluation(
     parameters = sum(parameter.numel() for parameter in loaded.model.parameters())
     encoded: dict[tuple[str, str], EncodedQuestions] = {}
     tables = {}
-    for direction in DIRECTIONS:
-        answers = evaluate_points(
-            loaded, benchmark, records, method_points(loaded, method, direction, inputs),
-            settings["model"]["batch_size"], settings["evaluation"]["max_new_tokens"],
-            desc=f"{settings['model_name']} {method} {direction}", encoded=encoded,
-        )
-        answers.insert(0, "model", settings["model_name"])
-        answers.insert(1, "method", method)
-        answers.insert(2, "direction", direction)
-        answers["layer"] = layer
-        answers["parameters"] = parameters
-        main = answers[answers["main"] & (answers["condition"] == "conflict")]
-        log.info("%s %s %s main setting:\n%s", settings["model_name"], method, direction,
-                 target_metrics(main, ["seed"], DIRECTIONS[direction][1]).to_string(index=False))
-        tables[direction] = answers
-    write_table(to_vision, tables["to_vision"])
-    write_table(to_text, tables["to_text"])
+    for method in METHODS:
+        for direction in DIRECTIONS:
+            answers = evaluate_points(
+                loaded, benchmark, records, method_points(loaded, method, direction, inputs),
+                settings["model"]["batch_size"], settings["evaluation"]["max_new_tokens"],
+                desc=f"{settings['model_name']} {method} {direction}", encoded=encoded,
+            )
+            answers.insert(0, "model", settings["model_name"])
+            answers.insert(1, "method", method)
+            answers.insert(2, "direction", direction)
+            answers["layer"] = layer
+            answers["parameters"] = parameters
+            main = answers[answers["main"] & (answers["condition"] == "conflict")]
+            log.info("%s %s %s main setting:\n%s", settings["model_name"], method, direction,
+                     target_metrics(main, ["seed"], DIRECTIONS[direction][1]).to_string(index=False))
+            tables[method, direction] = answers
+    for (method, direction), answers in tables.items():
+        write_table(answers_path(answers_dir, method, direction), answers)

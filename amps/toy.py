@@ -206,7 +206,8 @@ def train_toy_model(
     processor = build_processor(tokenizer, arch)
     net = build_model(tokenizer, arch, plan.seed)
     wrapper = MultimodalModel(net, processor, torch.device("cpu"))
-    optimizer = torch.optim.AdamW(net.parameters(), lr=plan.learning_rate, weight_decay=0.01)
+    # foreach: the multi-tensor update, bitwise equal to the per-tensor one on the CPU and faster.
+    optimizer = torch.optim.AdamW(net.parameters(), lr=plan.learning_rate, weight_decay=0.01, foreach=True)
     total = plan.steps
     warmup = max(1, total // 50)
     scheduler = torch.optim.lr_scheduler.LambdaLR(

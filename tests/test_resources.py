@@ -65,16 +65,29 @@ def test_runtime_grows_with_the_stage_work(paper_config):
     assert resources.model_job_resources(fewer, "llava-1.5-13b", "sweep")["runtime"] < runtimes["sweep"]
 
 
-def test_a_steered_evaluation_job_is_planned_by_its_costliest_method():
+def test_the_steered_evaluation_is_planned_by_its_passes():
     config = load_config(REPO / "config" / "config.yaml")
     config["amps"].update(seeds=3, multipliers=[1, 2])
-    config["steering"]["alphas"] = [0.5, 1, 2, 4, 8, 16, 32, 64, 128]
+    config["steering"]["alphas"] = [0.5, 1, 2, 4]
     config["benchmark"]["world"].update(tasks=["color", "counting"], records_per_task=50)
     test_prompts = 2 * 50 * 0.4 * 2  # the test split's records, both option orders
-    # Both directions: the mean grid (9 strengths + its agreeing control) outweighs 3 seeds x (2 multiples + control).
-    assert resources.stage_prompts(config, "steered") == test_prompts * 2 * 10
+    # Per direction: instruction 2, mean 4 + 1, p2s and AMPS-online 2 x 3, Learn-to-Steer and AMPS 2 x 3 seeds x 3.
+    assert resources.stage_prompts(config, "steered") == test_prompts * 2 * (2 + 5 + 6 + 18)
     config["amps"]["seeds"] = 5
-    assert resources.stage_prompts(config, "steered") == test_prompts * 2 * 15
+    assert resources.stage_prompts(config, "steered") == test_prompts * 2 * (2 + 5 + 6 + 30)
+
+
+def test_the_ablations_are_planned_by_their_variants_and_monte_carlo():
+    config = load_config(REPO / "config" / "config.yaml")
+    config["benchmark"]["world"].update(tasks=["color", "counting"], records_per_task=50)
+    config["amps"]["anchor_quantiles"] = [0.5]
+    config["amps"]["ablation"].update(model="toy-l", beta_units=[-1, 1], samples=[4], mc_seeds=2)
+    config["models"]["toy-l"]["steering_layers"] = [2, 1, 3]
+    test_prompts, records = 2 * 50 * 0.4 * 2, 2 * 50
+    # beta 2 x 2, anchor 1 x 2, layer 3, samples (2 re-estimates + the default) x 2, estimator 2 x 2, vector 2.
+    passes = 4 + 2 + 3 + 6 + 4 + 2
+    monte_carlo = 2 * records * 2 * 2 * 4 * resources.MCR_SAMPLE_COST
+    assert resources.stage_prompts(config, "ablations") == pytest.approx(test_prompts * passes + monte_carlo)
 
 
 def test_unknown_stage_is_named(paper_config):
@@ -91,4 +104,7 @@ def test_a_run_is_planned_without_its_data_or_weights(capsys):
     lines = capsys.readouterr().out.splitlines()
     sweep_32b = next(line.split() for line in lines if line.startswith("qwen2.5-vl-32b") and " sweep " in line)
     assert sweep_32b[2] == "2"  # GPUs
-    assert len(lines) == 1 + len(load_config(REPO / "config" / "paper.yaml", check_paths=False)["models"]) * len(resources.STAGES)
+    models = load_config(REPO / "config" / "paper.yaml", check_paths=False)["models"]
+    # Every stage of every model, the ablations only on the ablation model (llava-1.5-7b).
+    assert len(lines) == 1 + len(models) * (len(resources.STAGES) - 1) + 1
+    assert [line.split()[0] for line in lines if " ablations " in line] == ["llava-1.5-7b"]

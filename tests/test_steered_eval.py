@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from amps import prompts
-from amps.ablation import run_ablation
+from amps.ablation import FAMILIES, run_ablations
 from amps.activations import Activations, collect_activations
 from amps.data import Benchmark
 from amps.figures import plot_examples, plot_tradeoff
@@ -173,12 +173,10 @@ def test_amps_steps_end_to_end(tiny_model_dir, tiny_benchmark_dir, activations_p
     training = read_table(tmp_path / "training.csv")
     assert (training.loc[training["kind"] == "l2s", "beta"] == 0.0).all()
 
-    answer_paths = []
-    for method in METHODS:
-        paths = [str(tmp_path / "answers" / f"{method}-{direction}.parquet") for direction in ("to_vision", "to_text")]
-        steered_evaluation(_settings(method=method), bench, model, str(activations_path),
-                           str(mcr_path), str(selection), str(steerers), *paths)
-        answer_paths += paths
+    steered_evaluation(_settings(), bench, model, str(activations_path), str(mcr_path), str(selection), str(steerers),
+                       str(tmp_path / "answers"))
+    answer_paths = [str(tmp_path / "answers" / f"{method}-{direction}.parquet") for method in METHODS for direction in ("to_vision", "to_text")]
+    assert sorted(str(path) for path in (tmp_path / "answers").iterdir()) == sorted(answer_paths)
     for path in answer_paths:
         method, direction = Path(path).stem.split("-")
         written = read_table(path)
@@ -190,14 +188,12 @@ def test_amps_steps_end_to_end(tiny_model_dir, tiny_benchmark_dir, activations_p
     mean_answers = read_table(tmp_path / "answers" / "mean-to_vision.parquet")
     assert sorted(mean_answers["strength"].unique()) == [2.0, 8.0]
 
-    ablation_paths = []
-    for family in ("beta", "samples"):
-        path = tmp_path / "ablations" / f"{family}.parquet"
-        run_ablation(_settings(family=family), bench, model, str(activations_path), str(mcr_path), str(selection), str(path))
-        ablation_paths.append(str(path))
-    beta = read_table(ablation_paths[0])
+    run_ablations(_settings(), bench, model, str(activations_path), str(mcr_path), str(selection), str(tmp_path / "ablations"))
+    ablation_paths = [str(tmp_path / "ablations" / f"{family}.parquet") for family in FAMILIES]
+    assert sorted(str(path) for path in (tmp_path / "ablations").iterdir()) == sorted(ablation_paths)
+    beta = read_table(ablation_paths[FAMILIES.index("beta")])
     assert set(beta["value"]) >= {"-1", "1"} and set(beta["method"]) == {"amps", "amps_online"}
-    samples = read_table(ablation_paths[1])
+    samples = read_table(ablation_paths[FAMILIES.index("samples")])
     assert set(samples["samples"]) == {2, 3}
 
     baseline = tmp_path / "baseline.parquet"

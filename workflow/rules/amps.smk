@@ -1,13 +1,13 @@
 # AMPS: validation choices (strengths, sign of beta, beta, r_anchor), the Learn-to-Steer and AMPS
-# modules, the steered evaluation of every method (both directions) on the test split, ablations, tables
+# modules, the steered evaluation of every method and direction on the test split, ablations, tables
 # and figures.
+import os
 from types import SimpleNamespace
 
 AMPS_METHODS = ["instruction", "mean", "p2s", "l2s", "amps", "amps_online"]
 AMPS_DIRECTIONS = ["to_vision", "to_text"]
 ABLATION_FAMILIES = ["beta", "anchor", "layer", "samples", "estimator", "vector"]
-# The ablations' model: the configured one, else the config's first model.
-ABLATION_MODEL = config["amps"]["ablation"]["model"] or list(config["models"])[0]
+ABLATION_MODEL = ablation_model(config)
 ABLATION_WILDCARDS = SimpleNamespace(model=ABLATION_MODEL)
 ABLATION_DIRECTION = config["amps"]["ablation"]["direction"]
 # The MCR table of a model (issue 4's gathered per-model table, every split).
@@ -82,10 +82,10 @@ rule train_steerers:
 
 
 rule steered_eval:
-    """One method in both directions on the test split: conflicts at every setting, the agreeing control at the main one.
+    """Every method in both directions on the test split: conflicts at every setting, the agreeing control at the main one.
 
-    The two directions share one job (one model load, one encoding of the prompts): on small models
-    a job's start-up (importing torch and transformers) costs as much as the evaluation itself.
+    One job per model (one model load, one encoding of the prompts): on small models a job's
+    start-up (importing torch and transformers) costs as much as a method's evaluation.
     """
     input:
         benchmark=f"{OUT}/benchmark",
@@ -96,18 +96,17 @@ rule steered_eval:
         selection=f"{OUT}/amps/{{model}}/selection.json",
         steerers=f"{OUT}/amps/{{model}}/steerers",
     output:
-        to_vision=f"{OUT}/amps/{{model}}/answers/{{method}}-to_vision.parquet",
-        to_text=f"{OUT}/amps/{{model}}/answers/{{method}}-to_text.parquet",
-    wildcard_constraints:
-        method="|".join(AMPS_METHODS),
+        expand(f"{OUT}/amps/{{{{model}}}}/answers/{{method}}-{{direction}}.parquet", method=AMPS_METHODS, direction=AMPS_DIRECTIONS),
     params:
-        settings=lambda wildcards: amps_settings(wildcards.model, method=wildcards.method),
+        settings=lambda wildcards: amps_settings(wildcards.model),
         model=model_location,
+        # The folder of the answers tables (each output is <folder>/<method>-<direction>.parquet).
+        answers=lambda wildcards, output: os.path.dirname(output[0]),
     threads: config["threads"]
     log:
-        f"{OUT}/logs/steered_eval/{{model}}/{{method}}.log",
+        f"{OUT}/logs/steered_eval/{{model}}.log",
     benchmark:
-        f"{OUT}/benchmarks/steered_eval/{{model}}/{{method}}.tsv"
+        f"{OUT}/benchmarks/steered_eval/{{model}}.tsv"
     resources:
         mem_mb=lambda wildcards: amps_resources(wildcards.model, "steered")["mem_mb"],
         runtime=lambda wildcards: amps_resources(wildcards.model, "steered")["runtime"],
@@ -117,11 +116,11 @@ rule steered_eval:
     shell:
         "amps steered-eval --settings {params.settings:q} --benchmark-dir {input.benchmark} --model {params.model}"
         " --activations {input.tensors} --mcr {input.mcr} --selection {input.selection} --steerers {input.steerers}"
-        " --to-vision {output.to_vision} --to-text {output.to_text} > {log} 2>&1"
+        " --answers-dir {params.answers} > {log} 2>&1"
 
 
 rule ablate_amps:
-    """One ablation family on the ablation model: each variant retrains AMPS (and reruns AMPS-online) on the test split."""
+    """Every ablation family on the ablation model: each variant retrains AMPS (and reruns AMPS-online) on the test split."""
     input:
         benchmark=f"{OUT}/benchmark",
         model=model_inputs(ABLATION_WILDCARDS),
@@ -130,26 +129,26 @@ rule ablate_amps:
         mcr=MCR_TABLE.format(model=ABLATION_MODEL),
         selection=f"{OUT}/amps/{ABLATION_MODEL}/selection.json",
     output:
-        f"{OUT}/amps/ablations/{{family}}.parquet",
-    wildcard_constraints:
-        family="|".join(ABLATION_FAMILIES),
+        expand(f"{OUT}/amps/ablations/{{family}}.parquet", family=ABLATION_FAMILIES),
     params:
-        settings=lambda wildcards: amps_settings(ABLATION_MODEL, family=wildcards.family, mcr=config["mcr"]),
+        settings=amps_settings(ABLATION_MODEL, mcr=config["mcr"]),
         model=lambda wildcards: model_location(ABLATION_WILDCARDS),
+        # The folder of the family tables (each output is <folder>/<family>.parquet).
+        output_dir=lambda wildcards, output: os.path.dirname(output[0]),
     threads: config["threads"]
     log:
-        f"{OUT}/logs/ablate_amps/{{family}}.log",
+        f"{OUT}/logs/ablate_amps.log",
     benchmark:
-        f"{OUT}/benchmarks/ablate_amps/{{family}}.tsv"
+        f"{OUT}/benchmarks/ablate_amps.tsv"
     resources:
-        mem_mb=amps_resources(ABLATION_MODEL)["mem_mb"],
-        runtime=amps_resources(ABLATION_MODEL)["runtime"],
-        gpu=amps_resources(ABLATION_MODEL)["gpu"],
+        mem_mb=amps_resources(ABLATION_MODEL, "ablations")["mem_mb"],
+        runtime=amps_resources(ABLATION_MODEL, "ablations")["runtime"],
+        gpu=amps_resources(ABLATION_MODEL, "ablations")["gpu"],
     conda:
         "../envs/amps.yaml"
     shell:
         "amps ablate-amps --settings {params.settings:q} --benchmark-dir {input.benchmark} --model {params.model}"
-        " --activations {input.tensors} --mcr {input.mcr} --selection {input.selection} --output {output} > {log} 2>&1"
+        " --activations {input.tensors} --mcr {input.mcr} --selection {input.selection} --output-dir {params.output_dir} > {log} 2>&1"
 
 
 rule summarize_amps:

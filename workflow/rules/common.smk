@@ -1,6 +1,6 @@
 # Shared helpers: output locations, settings passed through params, per-model resources.
 from amps.config import settings_json
-from amps.resources import model_job_resources, toy_training_resources
+from amps.resources import ablation_model, model_job_resources, toy_training_minutes, toy_training_resources
 
 OUT = f"results/{config['run_name']}"
 MODELS = sorted(config["models"])

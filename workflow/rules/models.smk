@@ -16,6 +16,8 @@ rule train_toy_model:
             }
         ),
     threads: config["threads"]
+    # Longest first: the largest toy's chain of jobs is the run's critical path.
+    priority: lambda wildcards: toy_training_minutes(config, wildcards.model)
     log:
         f"{OUT}/logs/train_toy_model/{{model}}.log",
     benchmark:
