@@ -85,7 +85,7 @@ def resumed_run(tmp_path_factory) -> ResumedRun:
     kill_when_started(workdir, "mcr_shard/*/*.log")
     after_mcr_kill = list(out.glob("mcr/**/*.parquet"))
     model_mtime = (out / "models" / "toy-xs" / "config.json").stat().st_mtime_ns
-    kill_when_started(workdir, "steered_eval/*/*.log")
+    kill_when_started(workdir, "steered_eval/*.log")
     after_eval_kill = list(out.glob("amps/*/answers/*.parquet"))
     resume = run_pipeline(workdir, "--rerun-incomplete")
     assert resume.returncode == 0, resume.stderr[-4000:]
