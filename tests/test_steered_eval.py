@@ -19,6 +19,7 @@ from amps.figures import plot_examples, plot_tradeoff
 from amps.evaluation import evaluate_baseline
 from amps.io import read_json, read_table, write_table
 from amps.reporting import summarize_amps
+from amps.scoring import DIRECTIONS
 from amps.steered_eval import (
     METHODS,
     MethodInputs,
@@ -266,3 +267,20 @@ def test_selection_takes_the_sign_of_beta_from_the_data_and_can_steer_harder(mon
     choice, table = steered_eval.select_family(scan, torch.zeros(2, 8, 4), [1.0, 2.0], mcr, np.array(values), "to_vision", "per_sample", fixed)
     assert choice["beta"] == fixed["beta"] and (table["stage"] == "scaling").sum() == 2
     assert choice["validation_shift"] < 1.0
+
+
+def test_the_workflow_expects_the_tables_the_package_writes():
+    """The rules name every method and ablation family (they must not import torch to know them)."""
+    import ast
+    import re
+
+    from conftest import REPO
+
+    rules = (REPO / "workflow" / "rules" / "amps.smk").read_text()
+
+    def listed(name: str) -> tuple[str, ...]:
+        return tuple(ast.literal_eval(re.search(rf"^{name} = (\[.*\])$", rules, re.MULTILINE).group(1)))
+
+    assert listed("AMPS_METHODS") == METHODS
+    assert listed("ABLATION_FAMILIES") == FAMILIES
+    assert listed("AMPS_DIRECTIONS") == tuple(DIRECTIONS)
