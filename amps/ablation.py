@@ -170,7 +170,11 @@ class AblationRun:
     chosen: dict
     default_mcr: pd.DataFrame
     encoded: EncodedQuestions
-    direction: str
+
+    @property
+    def direction(self) -> str:
+        """The ablations' steering direction (``amps.ablation.direction``)."""
+        return self.settings["amps"]["ablation"]["direction"]
 
 
 def family_answers(run: AblationRun, family: str) -> pd.DataFrame:
@@ -250,7 +254,6 @@ def run_ablations(settings: dict, benchmark_dir: str, model: str, activations: s
         train=benchmark.split("steer_train"), validation=benchmark.split("validation"), test=test,
         chosen=read_json(selection), default_mcr=read_table(mcr),
         encoded=encode_questions(loaded, benchmark, test, evaluation_questions(test, "conflict"), settings["model"]["batch_size"]),
-        direction=direction,
     )
     tables = {family: family_answers(run, family) for family in FAMILIES}
     for family, table in tables.items():

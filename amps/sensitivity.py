@@ -40,6 +40,8 @@ SCORES = ("flip_alpha", "collapse_alpha")
 ESTIMATORS = {"entropy": "mcr", "fisher": "mcr_fisher"}
 SENSITIVITY_COLUMNS = ("record_id", "task", "direction", "flip_alpha", "collapse_alpha")
 INTERVAL = 0.95
+#: Fewer records than this give no correlation (NaN).
+MIN_RECORDS = 3
 
 
 def _ranks(values: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -48,8 +50,6 @@ def _ranks(values: np.ndarray, axis: int = -1) -> np.ndarray:
     from scipy.stats import rankdata
 
     return rankdata(values, axis=axis)
-#: Fewer records than this give no correlation (NaN).
-MIN_RECORDS = 3
 
 
 def beyond_grid_ranks(scores: np.ndarray) -> np.ndarray:

@@ -34,9 +34,10 @@ rule select_amps:
     benchmark:
         f"{OUT}/benchmarks/select_amps/{{model}}.tsv"
     resources:
-        mem_mb=lambda wildcards: amps_resources(wildcards.model)["mem_mb"],
-        runtime=lambda wildcards: amps_resources(wildcards.model)["runtime"],
-        gpu=lambda wildcards: amps_resources(wildcards.model)["gpu"],
+        # The validation scan: planned like the sweep (many steered passes).
+        mem_mb=lambda wildcards: model_resources(wildcards.model, "sweep")["mem_mb"],
+        runtime=lambda wildcards: model_resources(wildcards.model, "sweep")["runtime"],
+        gpu=lambda wildcards: model_resources(wildcards.model, "sweep")["gpu"],
     conda:
         "../envs/amps.yaml"
     shell:
@@ -108,9 +109,9 @@ rule steered_eval:
     benchmark:
         f"{OUT}/benchmarks/steered_eval/{{model}}.tsv"
     resources:
-        mem_mb=lambda wildcards: amps_resources(wildcards.model, "steered")["mem_mb"],
-        runtime=lambda wildcards: amps_resources(wildcards.model, "steered")["runtime"],
-        gpu=lambda wildcards: amps_resources(wildcards.model, "steered")["gpu"],
+        mem_mb=lambda wildcards: model_resources(wildcards.model, "steered")["mem_mb"],
+        runtime=lambda wildcards: model_resources(wildcards.model, "steered")["runtime"],
+        gpu=lambda wildcards: model_resources(wildcards.model, "steered")["gpu"],
     conda:
         "../envs/amps.yaml"
     shell:
@@ -141,9 +142,9 @@ rule ablate_amps:
     benchmark:
         f"{OUT}/benchmarks/ablate_amps.tsv"
     resources:
-        mem_mb=amps_resources(ABLATION_MODEL, "ablations")["mem_mb"],
-        runtime=amps_resources(ABLATION_MODEL, "ablations")["runtime"],
-        gpu=amps_resources(ABLATION_MODEL, "ablations")["gpu"],
+        mem_mb=model_resources(ABLATION_MODEL, "ablations")["mem_mb"],
+        runtime=model_resources(ABLATION_MODEL, "ablations")["runtime"],
+        gpu=model_resources(ABLATION_MODEL, "ablations")["gpu"],
     conda:
         "../envs/amps.yaml"
     shell:

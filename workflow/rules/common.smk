@@ -87,12 +87,6 @@ def amps_settings(model, **extra):
     )
 
 
-def amps_resources(model, stage="sweep"):
-    """Resources of an AMPS job that runs ``model``: the validation scan and the ablations are planned
-    like the sweep (many steered passes), the steered evaluation by its own pass count."""
-    return model_resources(model, stage)
-
-
 def final_outputs():
     """Everything the main job produces."""
     return [
