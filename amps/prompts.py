@@ -2,7 +2,8 @@
 
 One protocol serves the offline conflict world and MC² itself: the text context, the question,
 options A/B, the answer instruction, each record asked in both option orders, and the benchmark's
-two preference instructions.
+two preference instructions. The parser reads answers as LLaVA and Qwen models write them: a
+marked letter ("A", "B. blue", "The answer is (A)"), else the one option the text names.
 """
 
 from __future__ import annotations
@@ -75,11 +76,27 @@ def conflict_query(record: dict, order: str, instruction: Instruction = "none") 
     return Query(prompt, option_a, option_b)
 
 
-_LETTER = re.compile(r"^\W*(?:the\s+)?(?:answer\s*(?:is)?\s*:?\s*)?\(?([AB])\b", re.IGNORECASE)
+# A marked letter: upper case followed by punctuation or a line end, lower case by . : ) ] or a quote.
+_MARK = r"(?:[AB](?:[.,:;)\]\"']+(?!\w)|[ \t]*(?:\n|$))|[ab][.:)\]\"']+(?!\w))"
+_OPEN = r"[(\[\"']*"
+_LEAD_IN = r"(?i:(?<!\w)(?:(?:answer|option|choice)(?:\s+is)?\s*:?\s*)+)"
+# Each pattern's match ends where its letter starts.
+_ALONE = re.compile(r"\W*(?=[ABab]\W*$)")
+_AT_START = re.compile(rf"{_OPEN}(?={_MARK})")
+_AFTER_LEAD_IN = re.compile(rf"{_LEAD_IN}{_OPEN}(?={_MARK}|[AB][ \t])")
+_ANYWHERE = re.compile(rf"(?<![\w'-])(?={_MARK})")
 
 
-def _mentions(text: str, option: str) -> bool:
-    return re.search(rf"(?<!\w){re.escape(option.strip().lower())}(?!\w)", text.lower()) is not None
+def _named(text: str, option_a: str, option_b: str) -> set[str]:
+    """The letters whose option ``text`` names on word boundaries, the longer option's span removed first."""
+    remainder = text.lower()
+    named = set()
+    for letter, option in sorted((("A", option_a), ("B", option_b)), key=lambda pair: len(pair[1].strip()), reverse=True):
+        pattern = rf"(?<!\w){re.escape(option.strip().lower())}(?!\w)"
+        if re.search(pattern, remainder):
+            named.add(letter)
+            remainder = re.sub(pattern, " ", remainder)
+    return named
 
 
 def _starts_with_option(text: str, option_a: str, option_b: str) -> bool:
@@ -93,27 +110,30 @@ def _starts_with_option(text: str, option_a: str, option_b: str) -> bool:
 def parse_letter(answer: str, option_a: str, option_b: str) -> Literal["A", "B"] | None:
     """Map a model's answer to the letter it chose, or ``None``.
 
-    The letter is matched first (a leading ``A``/``B``, optionally after "Answer:" or "("), unless
-    the text from there on is an option's own text (MC² has options such as "a chair", which start
-    like the letter A); otherwise the option text on word boundaries, and only if exactly one
-    option matches once the longer option's span is removed (so "unhappy" never counts as "happy").
+    Markdown ``*`` is ignored. A letter is chosen when it is the whole answer, maybe wrapped or
+    punctuated ("(A)", "[b]", "A."); when it opens the answer followed by punctuation or a line end
+    ("A. red", "b) blue"); or when it follows "answer", "answer is", "option" or "choice", where an
+    upper-case letter may also be followed by a space ("The answer is (B) unhappy", "Option A is
+    right"). A lower-case letter needs ".", ":", ")" or "]" after it unless it is the whole answer,
+    so "a blue ball" is no letter; neither is a letter where the text from it on is an option ("A
+    chair" for the option "a chair"). A choice is ``None`` when the answer also marks the other
+    letter ("A. red B. blue") or the text after it names only the other option ("A. blue").
+    Without a letter, the answer is the one option it names on word boundaries, the longer option's
+    span removed first (so "unhappy" never counts as "happy"); naming both or neither is ``None``.
     """
-    text = answer.strip()
-    match = _LETTER.match(text)
-    if match and not _starts_with_option(text[match.start(1) :], option_a, option_b):
-        return match.group(1).upper()  # type: ignore[return-value]
-    longer, shorter = sorted((option_a, option_b), key=len, reverse=True)
-    hits = {}
-    remainder = text.lower()
-    if _mentions(remainder, longer):
-        hits[longer] = True
-        remainder = re.sub(rf"(?<!\w){re.escape(longer.strip().lower())}(?!\w)", " ", remainder)
-    if _mentions(remainder, shorter):
-        hits[shorter] = True
-    if len(hits) != 1:
+    text = answer.replace("*", "").strip()
+    starts = [match.end() for match in (_ALONE.match(text), _AT_START.match(text), *_AFTER_LEAD_IN.finditer(text)) if match]
+    starts = [start for start in starts if not _starts_with_option(text[start:], option_a, option_b)]
+    if not starts:
+        named = _named(text, option_a, option_b)
+        return named.pop() if len(named) == 1 else None  # type: ignore[return-value]
+    marked = {text[start].upper() for start in starts + [match.end() for match in _ANYWHERE.finditer(text)]}
+    if len(marked) > 1:
         return None
-    chosen = next(iter(hits))
-    return "A" if chosen == option_a else "B"
+    letter = marked.pop()
+    if _named(text[min(starts) + 1 :], option_a, option_b) == {"B" if letter == "A" else "A"}:
+        return None
+    return letter  # type: ignore[return-value]
 
 
 def classify(answer: str, record: dict, order: str) -> Choice:
