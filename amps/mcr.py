@@ -19,7 +19,10 @@ Choices, and why:
   orders and ``MCS_m`` is the mean of the two orders' scores, so that the answer letter's own
   position (A or B) cannot dominate; the per-order scores are kept in the table.
 * ``f`` is the softmax over the two option tokens (A, B) only: the quantity of interest is which
-  option the model prefers, not how sure it is that an option letter comes next at all.
+  option the model prefers, not how sure it is that an option letter comes next at all. The two
+  option logits are computed in float32 from the final hidden state (after the final norm) and the
+  output layer's two rows (:func:`option_logits_float32`), whatever the model's dtype: a bf16 output
+  layer rounds letter logits of 16-32 to steps of 0.125, noise that would inflate the entropy.
 * "Text positions" are the tokens of the user's prompt (context, question, options, answer line),
   never the chat template's fixed tokens; "image positions" are the image tokens.
 * The noise scale is ``sigma`` times the per-channel spread: the standard deviation (population, so
@@ -34,8 +37,9 @@ Choices, and why:
 * The Fisher term's gradient is taken by autograd with respect to the perturbed entries and mapped
   to the noise by the chain rule (the perturbation is affine), in the same pass as ``f``.
 * Randomness: each (record, option order, modality) has its own generator seeded from the config
-  seed and the record id; the samples are drawn from it one after another. A record's numbers thus
-  depend neither on its shard nor on ``max_batch`` (on a given device type).
+  seed, the record id and the settings' ``stream`` name (empty for the main run; a re-estimate
+  under another name draws independently of it); the samples are drawn from it one after another.
+  A record's numbers thus depend neither on its shard nor on ``max_batch`` (on a given device type).
 * Standard errors are delta-method Monte Carlo errors; they fall as ``1/sqrt(N)``. A non-finite
   sample is never averaged away: the record's estimates become NaN and its ``problem`` column says
   which order, modality and estimator failed.
@@ -53,7 +57,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from transformers import AttentionInterface, DynamicCache
+from transformers import AttentionInterface, Cache, DynamicCache
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from amps import prompts
@@ -79,6 +83,9 @@ class EstimatorSettings:
     answer: str
     fisher: bool
     seed: int
+    #: Names an independent set of noise draws: empty for the main run (whose draws it leaves as they
+    #: were), any other name for a re-estimate that must not reuse the main run's draws.
+    stream: str = ""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.sigma) and self.sigma >= 0):
@@ -91,9 +98,11 @@ class EstimatorSettings:
             raise ValueError(f"mcr answer must be one of {ANSWERS}, got {self.answer!r}")
 
     @classmethod
-    def from_config(cls, section: dict, seed: int) -> "EstimatorSettings":
-        """Build from the config's ``mcr`` section."""
-        return cls(section["sigma"], section["samples"], section["max_batch"], section["answer"], section["fisher"], seed)
+    def from_config(cls, section: dict, seed: int, stream: str = "") -> "EstimatorSettings":
+        """Build from the config's ``mcr`` section (``stream``: see the field)."""
+        return cls(
+            section["sigma"], section["samples"], section["max_batch"], section["answer"], section["fisher"], seed, stream
+        )
 
 
 @dataclass(frozen=True)
@@ -110,7 +119,7 @@ class Prefill:
 
     ``layers`` holds each decoder layer's (keys, values), shaped [1, kv_heads, length - 1, head_dim];
     ``positions`` maps each modality to the cache positions it occupies; ``option_logits`` are the
-    clean logits of A and B at the last prompt position.
+    clean logits of A and B at the last prompt position, in float32.
     """
 
     layers: list[tuple[torch.Tensor, torch.Tensor]]
@@ -152,6 +161,28 @@ def prompt_position_ids(model: MultimodalModel, batch: Batch) -> torch.Tensor:
     return position_ids
 
 
+def option_logits_float32(
+    model: MultimodalModel, option_ids: Sequence[int], **inputs
+) -> tuple[torch.Tensor, Cache | None]:
+    """The logits of ``option_ids`` at the last position, in float32, and the forward's cache.
+
+    Runs the base model (no output layer) on ``inputs`` and takes the final hidden state, after the
+    final norm, at the last position. The options' logits are its product with their rows of the
+    output layer (plus their bias entries, if it has a bias), both cast to float32, so they keep
+    float32 precision whatever the model's dtype: a bf16 output layer would round a logit of 16-32
+    to a multiple of 0.125. Only two rows are read, never the whole vocabulary. Differentiable in
+    the inputs (and the cache). Returns ([rows, len(option_ids)], the returned cache or None).
+    """
+    output = model.model.model(**inputs)
+    head = model.model.get_output_embeddings()
+    ids = torch.tensor(list(option_ids), device=head.weight.device)
+    hidden = output.last_hidden_state[:, -1].to(head.weight.device).float()
+    logits = hidden @ head.weight[ids].float().T
+    if getattr(head, "bias", None) is not None:
+        logits = logits + head.bias[ids].float()
+    return logits, output.cache
+
+
 @torch.no_grad()
 def prefill(model: MultimodalModel, batch: Batch) -> Prefill:
     """Run the prompt once and keep its cache, minus the last position (which scoring feeds again)."""
@@ -160,8 +191,9 @@ def prefill(model: MultimodalModel, batch: Batch) -> Prefill:
     if batch.text_mask is None:
         raise ValueError("the MCR needs the prompt's text positions: encode the batch with locate_prompt=True")
     position_ids = prompt_position_ids(model, batch)
-    output = model.model(**dict(batch.inputs, position_ids=position_ids), use_cache=True, logits_to_keep=1)
-    cache = output.cache
+    logits, cache = option_logits_float32(
+        model, model.option_token_ids(), **dict(batch.inputs, position_ids=position_ids), use_cache=True
+    )
     cache.crop(-1)
     layers = [(layer.keys, layer.values) for layer in cache.layers]
     last = batch.input_ids.shape[1] - 1
@@ -172,14 +204,13 @@ def prefill(model: MultimodalModel, batch: Batch) -> Prefill:
         positions[modality] = mask[0, :last].nonzero().flatten()
         if len(positions[modality]) == 0:
             raise ValueError(f"the prompt has no {modality} positions to perturb")
-    option_ids = model.option_token_ids()
     return Prefill(
         layers=layers,
         last_token=batch.input_ids[:, last:],
         last_position_ids=position_ids[..., last:],
         positions=positions,
-        option_ids=option_ids,
-        option_logits=output.logits[0, -1, list(option_ids)].float(),
+        option_ids=model.option_token_ids(),
+        option_logits=logits[0],
     )
 
 
@@ -220,9 +251,14 @@ def noise_shape(state: Prefill, modality: str) -> tuple[int, ...]:
     return (len(state.layers), 2, heads, len(state.positions[modality]), head_dim)
 
 
-def stream_seed(seed: int, record_id: str, order: str, modality: str) -> int:
-    """A stable 63-bit seed for one (record, option order, modality) noise stream."""
-    digest = hashlib.blake2b(f"{seed}|{record_id}|{order}|{modality}".encode(), digest_size=8).digest()
+def stream_seed(seed: int, record_id: str, order: str, modality: str, stream: str = "") -> int:
+    """A stable 63-bit seed for one (record, option order, modality) noise stream.
+
+    ``stream`` names a set of draws: the empty name gives the main run's seeds, any other name
+    seeds independent of them (and of every other name's).
+    """
+    key = f"{seed}|{record_id}|{order}|{modality}" + (f"|stream={stream}" if stream else "")
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") & (2**63 - 1)
 
 
@@ -375,14 +411,15 @@ def option_log_probability(
     """
     count = own[0][0].shape[0]
     position_ids = state.last_position_ids.expand(*state.last_position_ids.shape[:-2], count, 1)
-    output = model.model(
+    option_logits, _cache = option_logits_float32(
+        model,
+        state.option_ids,
         input_ids=state.last_token.expand(count, 1),
         position_ids=position_ids,
         cache=cache_of(own),
         use_cache=True,
         mcr_shared=shared,
     )
-    option_logits = output.logits[:, -1, list(state.option_ids)].float()
     return option_logits.log_softmax(dim=-1)[:, target]
 
 
@@ -548,7 +585,9 @@ def score_order(model: MultimodalModel, record, order: str, state: Prefill, sett
     target = target_index(record, order, settings.answer, state.option_logits)
     device = state.layers[0][0].device
     generators = {
-        modality: torch.Generator(device=device).manual_seed(stream_seed(settings.seed, record["record_id"], order, modality))
+        modality: torch.Generator(device=device).manual_seed(
+            stream_seed(settings.seed, record["record_id"], order, modality, settings.stream)
+        )
         for modality in MODALITIES
     }
     scored = score_samples(model, state, target, generators, settings)

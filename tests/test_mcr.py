@@ -1,14 +1,17 @@
-"""The MCR estimator: zero noise, modality isolation, the split attention, convergence, the Fisher term's
-scale, non-finite values, and shards gathered against an unsharded run."""
+"""The MCR estimator: zero noise, modality isolation, the split attention, float32 option logits under a
+bf16 model, convergence, the Fisher term's scale, noise streams, non-finite values, and shards gathered
+against an unsharded run."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy.stats import spearmanr
 from transformers import LlavaForConditionalGeneration
 
 from amps import mcr, mcr_tables, prompts, toy, world
@@ -116,6 +119,80 @@ def test_every_family_reproduces_its_clean_answer_from_the_cache(family, tmp_pat
     assert all(noisy[modality].f.std() > 0 for modality in mcr.MODALITIES)
 
 
+@pytest.mark.parametrize("family", TINY_FAMILIES)
+def test_option_logits_are_the_float32_product_of_the_final_hidden_state_and_two_output_rows(family, tmp_path):
+    model = MultimodalModel.load(build_tiny_model(family, tmp_path / family), device="cpu", dtype="float32")
+    record = world.make_records(["color"], 1, seed=1)[0]
+    image = world.render_record_image("color", record["answer_vision"], record["image_id"], 32)
+    batch = model.encode([image], [prompts.conflict_query(record, "vision_first").prompt])
+    inputs = dict(batch.inputs, position_ids=mcr.prompt_position_ids(model, batch))
+    ids = model.option_token_ids()
+    with torch.no_grad():
+        full = model.model(**inputs, use_cache=True)
+        logits, cache = mcr.option_logits_float32(model, ids, **inputs, use_cache=True)
+    # Float32 model: the same numbers as the whole output layer's (so the hidden state is the normed one).
+    assert logits.dtype == torch.float32 and logits.shape == (1, 2)
+    assert torch.allclose(logits, full.logits[:, -1, list(ids)], atol=1e-5)
+    assert cache.get_seq_length() == batch.input_ids.shape[1]
+    # An output layer with a bias adds the options' two entries.
+    head = model.model.get_output_embeddings()
+    biased = torch.nn.Linear(head.in_features, head.out_features, bias=True)
+    with torch.no_grad():
+        biased.weight.copy_(head.weight)
+        biased.bias.zero_()
+        biased.bias[list(ids)] = torch.tensor([3.0, -2.0])
+    model.model.set_output_embeddings(biased)
+    with torch.no_grad():
+        shifted, _ = mcr.option_logits_float32(model, ids, **inputs)
+    assert torch.allclose(shifted - logits, torch.tensor([[3.0, -2.0]]), atol=1e-5)
+
+
+def large_letter_logit_model(tiny_arch, benchmark: Benchmark, seed: int = 2) -> MultimodalModel:
+    """The toy LLaVA with a trained model's letter logits: A and B at 16-32, one to a few units apart.
+
+    The output rows of A and B (untied from the embeddings) get a large shared part along the mean
+    final hidden state of the records' last prompt positions, plus a small random difference.
+    """
+    tokenizer = toy.build_tokenizer(list(world.TASKS))
+    net = toy.build_model(tokenizer, tiny_arch, seed=0).eval()
+    model = MultimodalModel(net, toy.build_processor(tokenizer, tiny_arch), torch.device("cpu"))
+    with torch.no_grad():
+        hidden = torch.stack([
+            net.model(**model.encode([benchmark.image(record)], [prompts.conflict_query(record, "vision_first").prompt]).inputs)
+            .last_hidden_state[0, -1]
+            for _, record in benchmark.records.iterrows()
+        ])
+    shared = hidden.mean(dim=0)
+    weight = net.lm_head.weight.detach().clone()
+    difference = torch.randn(2, weight.shape[1], generator=torch.Generator().manual_seed(seed)) / weight.shape[1] ** 0.5
+    weight[list(model.option_token_ids())] = 26.0 * shared / (shared @ shared) + 2.0 * difference
+    net.lm_head.weight = torch.nn.Parameter(weight)  # untied: the letters' input embeddings stay as they were
+    return model
+
+
+def test_a_bf16_model_ranks_records_like_its_float32_copy(tiny_arch, tiny_benchmark_dir):
+    # In bf16, logits of 16-32 are 0.125 apart: letter logits rounded to bf16 add noise to f of the
+    # order of the perturbation's own effect and inflate the entropy (here: Spearman 0.56, image
+    # scores x4.8). Float32 option logits leave only the bf16 network's own error (0.995, x0.99).
+    # bf16 and float32 noise draws from one seed differ, hence the many samples.
+    benchmark = Benchmark(tiny_benchmark_dir)
+    model = large_letter_logit_model(tiny_arch, benchmark)
+    bf16 = MultimodalModel(copy.deepcopy(model.model).to(torch.bfloat16), model.processor, torch.device("cpu"))
+    estimator = mcr.EstimatorSettings(0.5, 256, 256, "clean", False, seed=7)
+    rows = {
+        name: pd.DataFrame([mcr.estimate_record(each, benchmark, record, estimator) for _, record in benchmark.records.iterrows()])
+        for name, each in (("float32", model), ("bf16", bf16))
+    }
+    # The setup is what it should be: letters at 16-32, a few units apart at most (f not saturated).
+    record = benchmark.records.iloc[0]
+    state = mcr.prefill(model, model.encode([benchmark.image(record)], [prompts.conflict_query(record, "text_first").prompt]))
+    assert state.option_logits.min() > 16 and state.option_logits.max() < 32
+    assert len(rows["float32"]) == 20 and rows["float32"][["clean_p_vision_first", "clean_p_text_first"]].lt(0.99).all().all()
+    assert spearmanr(rows["bf16"]["mcr"], rows["float32"]["mcr"]).statistic >= 0.98
+    ratio = rows["bf16"]["mcs_image"].median() / rows["float32"]["mcs_image"].median()
+    assert 0.8 < ratio < 1.25
+
+
 def test_samples_do_not_depend_on_how_passes_are_cut(tiny_model, state):
     whole = mcr.score_samples(tiny_model, state, 1, streams(3), settings(samples=10, max_batch=64))
     cut = mcr.score_samples(tiny_model, state, 1, streams(3), settings(samples=10, max_batch=3))
@@ -176,6 +253,29 @@ def test_settings_name_the_bad_value():
     with pytest.raises(ValueError, match="sigma"):
         mcr.EstimatorSettings(-1.0, 8, 8, "clean", True, 0)
     assert mcr.sample_plan(10, 4) == [4, 4, 2]
+
+
+def test_the_default_stream_keeps_the_seeds_and_a_named_stream_draws_independently(tiny_model, tiny_benchmark_dir):
+    # The seed derivation before streams existed: the main run's numbers stay as they were.
+    assert mcr.stream_seed(11, "color-0003", "vision_first", "image") == 4669388396174077262
+    assert mcr.stream_seed(0, "r", "text_first", "text", stream="") == 5855743027280675077
+    assert settings().stream == "" and mcr.EstimatorSettings.from_config(
+        {"sigma": 0.5, "samples": 8, "max_batch": 64, "answer": "clean", "fisher": True}, 11, stream="again"
+    ).stream == "again"
+    seeds = {stream: mcr.stream_seed(11, "color-0003", "vision_first", "image", stream) for stream in ("", "a", "b")}
+    assert len(set(seeds.values())) == 3
+    benchmark = Benchmark(tiny_benchmark_dir)
+    record = benchmark.records.iloc[2]
+    base = settings(samples=4, fisher=False)
+    rows = {
+        stream: mcr.estimate_record(tiny_model, benchmark, record, mcr.EstimatorSettings(**{**base.__dict__, "stream": stream}))
+        for stream in ("", "a", "b")
+    }
+    pd.testing.assert_series_equal(pd.Series(rows[""]), pd.Series(mcr.estimate_record(tiny_model, benchmark, record, base)))
+    for name in ("mcs_text_vision_first", "mcs_image_vision_first", "mcs_text_text_first", "mcs_image_text_first"):
+        assert len({rows[stream][name] for stream in rows}) == 3, name
+    # The clean answers do not depend on the noise.
+    assert rows["a"]["clean_p_vision_first"] == rows["b"]["clean_p_vision_first"] == rows[""]["clean_p_vision_first"]
 
 
 def test_a_non_finite_sample_is_reported_with_its_record(tiny_model, tiny_benchmark_dir, monkeypatch, caplog):
