@@ -34,27 +34,15 @@ import torch
 from amps import mcr as mcr_estimation
 from amps import scaling
 from amps.activations import Activations
+from amps.asking import EncodedQuestions, answer_encoded, encode_questions, evaluation_questions
 from amps.data import Benchmark
 from amps.io import read_json, read_table, write_table
+from amps.methods import ModuleSteering, VectorSteering
 from amps.models import MultimodalModel
-from amps.steered_eval import (
-    EncodedQuestions,
-    answer_encoded,
-    check_amps_settings,
-    encode_questions,
-    evaluation_questions,
-    fit_module,
-    load_model,
-    mcr_of,
-    mean_direction,
-    module_steering,
-    online_factors,
-    per_record_steering,
-    record_vectors,
-    training_data,
-)
 from amps.scoring import DIRECTIONS
-from amps.steerer import SteererConfig, TrainingSettings
+from amps.settings import AmpsSettings, load_model
+from amps.steerer_training import fit_module
+from amps.vectors import mcr_of, mcr_values, prompt_set, record_vectors
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +71,11 @@ class Variant:
 
 
 def chosen_units(choice: dict) -> tuple[float, float]:
-    """(β units, anchor quantile) of a validation choice; with β = 0 the anchor is idle and the median stands in."""
-    if choice["beta"] == 0.0:
+    """(β units, anchor quantile) of a validation choice's scaling; with β = 0 the anchor is idle and the median stands in."""
+    scaled = choice["scaling"]
+    if scaled["beta"] == 0.0:
         return 0.0, 0.5
-    return choice["beta_units"], choice["anchor_quantile"]
+    return scaled["beta_units"], scaled["anchor_quantile"]
 
 
 def anchor_units(units: float, sign: int, beta_units: list[float]) -> float:
@@ -100,7 +89,7 @@ def variants(family: str, settings: dict, selection: dict) -> list[Variant]:
     """The variants of ``family`` for the ablation direction (see the module docstring)."""
     amps_settings, ablation = settings["amps"], settings["amps"]["ablation"]
     direction = ablation["direction"]
-    module_choice, online_choice = selection[direction]["module"], selection[direction]["online"]
+    module_choice, online_choice = selection[direction]["amps"], selection[direction]["amps_online"]
     units, quantile = chosen_units(module_choice)
     online_units, online_quantile = chosen_units(online_choice)
     default = Variant(
@@ -112,8 +101,8 @@ def variants(family: str, settings: dict, selection: dict) -> list[Variant]:
                         online_chosen=value == online_units)
                 for value in sorted(set(ablation["beta_units"]) | {units, online_units})]
     if family == "anchor":
-        module_units = anchor_units(units, module_choice["beta_sign"], amps_settings["beta_units"])
-        online_units_here = anchor_units(online_units, online_choice["beta_sign"], amps_settings["beta_units"])
+        module_units = anchor_units(units, module_choice["sign"]["sign"], amps_settings["beta_units"])
+        online_units_here = anchor_units(online_units, online_choice["sign"]["sign"], amps_settings["beta_units"])
         return [replace(default, value=f"{value:g}", anchor_quantile=value, online_anchor_quantile=value, beta_units=module_units,
                         online_beta_units=online_units_here, chosen=value == quantile and units != 0.0,
                         online_chosen=value == online_quantile and online_units != 0.0)
@@ -139,21 +128,17 @@ def variants(family: str, settings: dict, selection: dict) -> list[Variant]:
 
 
 def estimate_mcr(model: MultimodalModel, benchmark: Benchmark, settings: dict, variant: Variant) -> pd.DataFrame:
-    """The MCR table of every record with the variant's sample count and the run seed + its offset.
+    """The MCR table of every record with the variant's sample count, on draws of its own.
 
-    The Fisher term (a backward pass per sample) is computed only when γ reads it.
+    Each (N, Monte Carlo seed) has its own noise stream, independent of the main run's and of every
+    other variant's, so their spread is the Monte Carlo spread. The Fisher term (a backward pass per
+    sample) is computed only when γ reads it.
     """
     section = {**settings["mcr"], "samples": variant.samples, "fisher": variant.estimator == "fisher"}
-    seed_offset = variant.mc_seed_offset
-    estimator = mcr_estimation.EstimatorSettings.from_config(section, settings["seed"] + seed_offset)
+    estimator = replace(mcr_estimation.EstimatorSettings.from_config(section, settings["seed"]),
+                        stream=f"ablation N={variant.samples} seed {variant.mc_seed_offset}")
     return mcr_estimation.estimate_records(model, benchmark, range(len(benchmark.records)), estimator,
-                                           desc=f"ablation MCR N={variant.samples} seed +{seed_offset}")
-
-
-def mcr_values(table: pd.DataFrame, estimator: str) -> pd.Series:
-    """MCR per record id from an in-memory MCR table (NaN where the estimate failed)."""
-    indexed = table.set_index("record_id")
-    return indexed[scaling.mcr_column(estimator)].astype(float).where(indexed["problem"].fillna("") == "")
+                                           desc=f"ablation MCR N={variant.samples} seed +{variant.mc_seed_offset}")
 
 
 @dataclass
@@ -161,6 +146,7 @@ class AblationRun:
     """What every family's variants share: the model, the splits, the stored vectors, the choices."""
 
     settings: dict
+    amps: AmpsSettings
     model: MultimodalModel
     benchmark: Benchmark
     stored: Activations
@@ -179,11 +165,11 @@ class AblationRun:
 
 def family_answers(run: AblationRun, family: str) -> pd.DataFrame:
     """The test answers of every variant of ``family``: AMPS, and AMPS-online for the MCR families."""
-    settings, amps_settings, direction = run.settings, run.settings["amps"], run.direction
-    sign, _target = DIRECTIONS[direction]
-    training = TrainingSettings.from_config(amps_settings["module"])
-    positions = settings["steering"]["positions"]
+    settings, amps, direction = run.settings, run.amps, run.direction
+    sign = DIRECTIONS[direction][0]
     max_new_tokens = settings["evaluation"]["max_new_tokens"]
+    chosen = run.chosen[direction]
+    test_ids = run.test["record_id"].tolist()
     frames = []
     for variant in variants(family, settings, run.chosen):
         if (variant.samples, variant.mc_seed_offset) == (settings["mcr"]["samples"], 0):
@@ -191,33 +177,30 @@ def family_answers(run: AblationRun, family: str) -> pd.DataFrame:
         else:
             table = estimate_mcr(run.model, run.benchmark, settings, variant)
         values = mcr_values(table, variant.estimator)
-        variant_train_mcr = values.reindex(run.train["record_id"]).to_numpy(dtype=np.float64)
-        module_scaling = scaling.from_units(variant_train_mcr, variant.beta_units, variant.anchor_quantile)
-        config = SteererConfig(
-            hidden_size=run.stored.index["hidden_size"], width=amps_settings["module"]["width"], input_layer=variant.layer,
-            steer_layer=variant.layer, kind="amps", direction=direction, vector=variant.vector,
-            beta=module_scaling.beta, r_anchor=module_scaling.r_anchor, seed=settings["seed"],
-        )
-        data = training_data(run.stored, variant.layer, variant.vector, run.train, run.validation, values)
-        module, history = fit_module(data, config, training, sign)
-        strength = run.chosen[direction]["module"]["amps_strength"]
+        train = prompt_set(run.stored, variant.layer, variant.vector, run.train, values)
+        validation = prompt_set(run.stored, variant.layer, variant.vector, run.validation, values)
+        module_scaling = scaling.from_units(train.mcr, variant.beta_units, variant.anchor_quantile, amps.max_factor)
+        module, config, history = fit_module(train, validation, module_scaling, direction, amps.recipe, variant.layer, "amps",
+                                             variant.vector, settings["seed"])
+        strength = chosen["amps"]["seeds"][0]["strength"]
         described = {"family": family, "value": variant.value, "chosen": variant.chosen, "layer": variant.layer,
                      "samples": variant.samples, "mc_seed_offset": variant.mc_seed_offset, "estimator": variant.estimator,
                      "vector": variant.vector, "validation_loss": history["validation_loss"]}
-        answers = answer_encoded(run.model, run.encoded, max_new_tokens,
-                                 module_steering(run.model, module, config, strength, positions), desc=f"ablation {family} {variant.value}")
+        steering = ModuleSteering(run.model, module, config, amps.positions)
+        answers = answer_encoded(run.model, run.encoded, max_new_tokens, steering.context(strength),
+                                 desc=f"ablation {family} {variant.value}")
         frames.append(answers.assign(method="amps", beta=config.beta, r_anchor=config.r_anchor, strength=strength, **described))
         if family in MCR_FAMILIES:
-            online = run.chosen[direction]["online"]
-            online_scaling = scaling.from_units(variant_train_mcr, variant.online_beta_units, variant.online_anchor_quantile)
-            test_ids = run.test["record_id"].tolist()
-            factors, _failed = online_factors(mcr_of(values, test_ids), online_scaling.beta, online_scaling.r_anchor)
+            online_strength = chosen["amps_online"]["seeds"][0]["strength"]
+            online_scaling = scaling.from_units(train.mcr, variant.online_beta_units, variant.online_anchor_quantile,
+                                                amps.max_factor)
             vectors = record_vectors(run.stored, variant.layer, test_ids)
-            unit = vectors.everywhere(sign * mean_direction(vectors, 1.0))
-            context = per_record_steering(run.model, variant.layer, unit, online["amps_strength"] * factors, positions)
-            answers = answer_encoded(run.model, run.encoded, max_new_tokens, context, desc=f"ablation {family} {variant.value} online")
+            factors = online_scaling.factors(mcr_of(values, test_ids).to_numpy(dtype=np.float64))
+            steering = VectorSteering(run.model, variant.layer, sign * vectors.base("mean"), amps.positions, factors)
+            answers = answer_encoded(run.model, run.encoded, max_new_tokens, steering.context(online_strength),
+                                     desc=f"ablation {family} {variant.value} online")
             frames.append(answers.assign(method="amps_online", beta=online_scaling.beta, r_anchor=online_scaling.r_anchor,
-                                         strength=online["amps_strength"],
+                                         strength=online_strength,
                                          **{**described, "chosen": variant.online_chosen, "validation_loss": math.nan}))
     table = pd.concat(frames, ignore_index=True)
     table.insert(0, "model", settings["model_name"])
@@ -238,9 +221,8 @@ def run_ablations(settings: dict, benchmark_dir: str, model: str, activations: s
     ``model_name``, ``model``, ``amps`` (with ``ablation``), ``mcr``, ``steering``, ``evaluation``,
     ``seed``, ``threads``. The tables (:func:`ablation_path`) are written once all are computed.
     """
-    amps_settings = settings["amps"]
-    check_amps_settings(amps_settings)
-    direction = amps_settings["ablation"]["direction"]
+    amps = AmpsSettings.from_config(settings)
+    direction = settings["amps"]["ablation"]["direction"]
     if direction not in DIRECTIONS:
         raise ValueError(f"amps.ablation.direction must be one of {sorted(DIRECTIONS)}, got {direction!r}")
     if not settings["mcr"]["fisher"]:
@@ -250,7 +232,7 @@ def run_ablations(settings: dict, benchmark_dir: str, model: str, activations: s
     test = benchmark.split("test")
     loaded = load_model(settings, model)
     run = AblationRun(
-        settings=settings, model=loaded, benchmark=benchmark, stored=Activations.load(activations),
+        settings=settings, amps=amps, model=loaded, benchmark=benchmark, stored=Activations.load(activations),
         train=benchmark.split("steer_train"), validation=benchmark.split("validation"), test=test,
         chosen=read_json(selection), default_mcr=read_table(mcr),
         encoded=encode_questions(loaded, benchmark, test, evaluation_questions(test, "conflict"), settings["model"]["batch_size"]),

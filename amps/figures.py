@@ -115,7 +115,7 @@ def plot_sweep(settings: dict, scores: str, output: str) -> None:
 
 #: Styles of the steering methods in the AMPS figures: (colour, marker, label).
 METHOD_STYLES = {
-    "mean": ("#555555", "o", "mean steering (α grid)"),
+    "mean": ("#555555", "o", "mean steering"),
     "p2s": ("#8c6bb1", "D", "prompt-to-steer (oracle)"),
     "l2s": ("#e0813a", "s", "Learn-to-Steer"),
     "amps": ("#3b7dd8", "^", "AMPS"),
@@ -125,11 +125,12 @@ METHOD_STYLES = {
 
 
 def plot_tradeoff(settings: dict, scores: str, output: str) -> None:
-    """Shift against collapse: the mean-steering curve over its α grid and each other method.
+    """Shift against collapse: every method's measured strength curve and its validation-chosen point.
 
     One panel per model (columns) and direction (rows). x: increase of S_other over no steering;
-    y: record-level shift toward the target modality. Learned methods are drawn at their main
-    setting as a point with the seed spread (± sd) and, faintly, along their strength multipliers.
+    y: record-level shift toward the target modality. Each measured point is a small marker, lines
+    only join measured neighbours (learned methods: one faint curve per seed); the validation-chosen
+    point is a large marker with the seed spread (± sd).
     """
     table = read_table(scores)
     whole = table[table["task"] == "all"]
@@ -145,20 +146,19 @@ def plot_tradeoff(settings: dict, scores: str, output: str) -> None:
                 rows = part[part["method"] == method]
                 if rows.empty:
                     continue
-                curve = rows.groupby("multiplier" if method != "mean" else "strength")[["collapse", "shift"]].mean().sort_index()
-                if method in ("mean", "p2s", "amps_online"):
-                    axis.plot([0, *curve["collapse"]], [0, *curve["shift"]], marker=marker, color=color, label=label,
-                              markersize=4, linewidth=1.2 if method == "mean" else 0.9,
-                              linestyle="-" if method != "p2s" else "--")
-                    continue
+                seeded = rows["seed"].nunique() > 1
+                for _seed, curve in rows.groupby("seed"):
+                    curve = curve[curve["strength"] > 0].sort_values("strength")
+                    if curve.empty:
+                        continue
+                    axis.plot([0, *curve["collapse"]], [0, *curve["shift"]], marker=marker, color=color, markersize=2.5,
+                              linewidth=0.8, alpha=0.35 if seeded else 0.8, linestyle="--" if method == "p2s" else "-")
                 main = rows[rows["main"].astype(bool)]
-                if method in ("l2s", "amps"):
-                    axis.plot([0, *curve["collapse"]], [0, *curve["shift"]], color=color, alpha=0.35, linewidth=0.9)
                 axis.errorbar(main["collapse"].mean(), main["shift"].mean(),
                               xerr=main["collapse"].std(ddof=1) if len(main) > 1 else None,
                               yerr=main["shift"].std(ddof=1) if len(main) > 1 else None,
                               marker=marker, color=color, markersize=8 if method != "instruction" else 11,
-                              linestyle="none", capsize=2, label=label)
+                              markeredgecolor="black", markeredgewidth=0.5, linestyle="none", capsize=2, label=label)
             axis.axhline(0, color="black", linewidth=0.4)
             axis.axvline(0, color="black", linewidth=0.4)
             axis.set_title(f"{model}, {direction.replace('_', ' ')}", fontsize=9)
@@ -168,7 +168,8 @@ def plot_tradeoff(settings: dict, scores: str, output: str) -> None:
             axis.tick_params(labelsize=7)
     handles, labels = axes[0][0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="upper center", ncol=3, fontsize=7.5, frameon=False, bbox_to_anchor=(0.5, 0.955))
-    figure.suptitle(f"Shift vs collapse on the test split ({settings['run_name']}, {settings['benchmark_label']})", fontsize=10)
+    figure.suptitle(f"Shift vs collapse on the test split, measured curves ({settings['run_name']}, {settings['benchmark_label']})",
+                    fontsize=10)
     figure.tight_layout(rect=(0, 0, 1, 0.88))
     save_figure(figure, output)
 
@@ -200,7 +201,7 @@ def example_records(mean_answers: pd.DataFrame, amps_answers: pd.DataFrame, targ
 
 def plot_examples(settings: dict, mean_answers: str, amps_answers: str, benchmark_dir: str, output: str) -> None:
     """A few test records: image, context, question and options, and the answers in both option orders
-    under mean steering at the strongest α and under AMPS (first seed, main strength)."""
+    under mean steering at its strongest measured strength and under AMPS (first seed, main strength)."""
     direction = settings["direction"]
     target = "vision" if direction == "to_vision" else "text"
     mean_table = read_table(mean_answers)
@@ -221,7 +222,7 @@ def plot_examples(settings: dict, mean_answers: str, amps_answers: str, benchmar
         option_a, option_b = prompts.options_for_order(record["answer_vision"], record["answer_text"], "vision_first")
         lines = [f"Context: {record['context']}", f"Q: {record['question']}   A. {option_a}   B. {option_b}",
                  f"image shows: {record['answer_vision']}   text says: {record['answer_text']}"]
-        for name, answers in ((f"mean steering, α = {alpha:g}", mean_table), ("AMPS", amps_table)):
+        for name, answers in ((f"mean steering, s = {alpha:g}", mean_table), ("AMPS", amps_table)):
             mine = answers[answers["record_id"] == record_id].set_index("order")
             said = "; ".join(f"{order.replace('_', ' ')}: {mine.loc[order, 'answer']!r} → {mine.loc[order, 'choice']}"
                              for order in prompts.ORDERS if order in mine.index)

@@ -1,4 +1,4 @@
-"""AMPS's tables: scores of every method and setting, the main table, scales, matched shift, selection, ablations.
+"""AMPS's tables: scores of every measured point, the main table, scales, matched shift, collapse budgets, selection, ablations.
 
 Definitions (per model, direction and task; "target" is the direction's modality):
 
@@ -8,12 +8,18 @@ Definitions (per model, direction and task; "target" is the direction's modality
 * ``s_other`` (collapse) and ``collapse``: S_other pooled over both orders, and its increase over
   no steering;
 * ``agreeing_accuracy``: the share of agreeing-control answers that name the (true) image answer,
-  measured at each method's main setting, and ``agreeing_change`` against no steering.
+  measured at each method's main (validation-chosen) setting, and ``agreeing_change`` against no
+  steering.
 
-Matched shift: for each AMPS seed, every other method's collapse at AMPS's shift is read off its
-strength curve (straight lines between its settings, starting from no steering); the difference
-``other − AMPS`` is positive where AMPS collapses less for the same shift. A method whose curve
-never reaches AMPS's shift gets NaN there and its largest shift is listed.
+Every comparison reads measured points of each method's strength curve (:mod:`amps.curves`):
+
+* matched shift (``amps_matched``): for each AMPS seed, every other method's collapse where its
+  curve first reaches AMPS's shift, interpolated between the two measured neighbours that bracket
+  it (both are reported); ``other − AMPS`` is positive where AMPS collapses less for the same shift.
+  A method whose curve never reaches AMPS's shift gets NaN there and its largest shift is listed;
+* collapse budgets (``amps_budget``): the largest measured shift of each method with collapse
+  within each budget of ``amps.collapse_budgets``, the strength it took, and whether the curve is
+  resolved (neighbours within ``amps.curve.tolerance``) where it is read.
 
 Every table is written as CSV (numbers) and, beside it, as Markdown and LaTeX (mean ± sd over
 seeds where there are several).
@@ -28,12 +34,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from amps.curves import Curve, CurvePoint, CurveSettings
 from amps.io import read_json, read_table, write_table, write_text
 from amps.scoring import DIRECTIONS, record_choices
 
 log = logging.getLogger(__name__)
 
-POINT_KEYS = ["model", "method", "direction", "seed", "multiplier", "strength"]
+POINT_KEYS = ["model", "method", "direction", "seed", "strength"]
 #: Methods in table order; ``none`` is the unsteered reference.
 METHOD_ORDER = ["none", "instruction", "mean", "l2s", "amps", "amps_online", "p2s"]
 METHOD_LABELS = {
@@ -45,8 +52,12 @@ METHOD_LABELS = {
     "amps_online": "AMPS-online",
     "p2s": "prompt-to-steer (oracle)",
 }
+#: Methods with a strength curve.
+CURVE_METHODS = ["mean", "l2s", "amps", "amps_online", "p2s"]
 #: Methods compared with AMPS at matched shift.
 COMPARED = ["mean", "l2s", "amps_online", "p2s"]
+#: Methods with one trained module per seed (compared seed by seed).
+SEEDED = ["l2s", "amps"]
 
 
 # ----------------------------------------------------------------------------- scores
@@ -56,7 +67,7 @@ def baseline_as_points(baseline: pd.DataFrame) -> pd.DataFrame:
     """The baseline's uninstructed and agreeing answers as the ``none`` method, listed under both directions."""
     kept = baseline[baseline["condition"].isin(["none", "agreeing"])]
     kept = kept.assign(condition=kept["condition"].replace({"none": "conflict"}), method="none", seed=0,
-                       multiplier=1.0, strength=0.0, main=True)
+                       strength=0.0, main=True)
     return pd.concat([kept.assign(direction=direction) for direction in DIRECTIONS], ignore_index=True)
 
 
@@ -81,7 +92,7 @@ def _conflict_metrics(answers: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 
 def point_scores(answers: pd.DataFrame) -> pd.DataFrame:
-    """Scores of every (model, method, direction, seed, multiplier, strength) per task and overall.
+    """Scores of every (model, method, direction, seed, strength) per task and overall.
 
     ``answers`` must include the ``none`` method (:func:`baseline_as_points`); shifts and changes
     are taken against it.
@@ -148,40 +159,57 @@ def main_table(scores: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(["model", "method"], key=lambda c: c.map(order) if c.name == "method" else c).reset_index(drop=True)
 
 
-def collapse_at_shift(curve: pd.DataFrame, shift: float) -> float:
-    """Collapse at ``shift`` along a strength curve (rows sorted by strength, from (0, 0)); NaN if never reached."""
+def curve_of(scores: pd.DataFrame) -> pd.DataFrame:
+    """One method's measured curve (one seed, all tasks) from its point scores: strength, shift, collapse, from no steering."""
+    curve = scores[["strength", "shift", "collapse"]].sort_values("strength")
+    origin = pd.DataFrame({"strength": [0.0], "shift": [0.0], "collapse": [0.0]})
+    return pd.concat([origin, curve[curve["strength"] > 0]], ignore_index=True)
+
+
+def crossing(curve: pd.DataFrame, shift: float) -> dict[str, float]:
+    """Where a curve first reaches ``shift``: the bracketing measured neighbours and the collapse between them.
+
+    ``curve`` is :func:`curve_of`'s (from no steering, by strength). The collapse is interpolated
+    linearly in shift between the two neighbours; NaN everywhere if the curve never reaches it.
+    """
+    empty = {"collapse": math.nan, "collapse_low": math.nan, "collapse_high": math.nan,
+             "strength_low": math.nan, "strength_high": math.nan}
     if not (math.isfinite(shift) and shift > 0):
-        return math.nan
-    shifts = np.concatenate([[0.0], curve["shift"].to_numpy(dtype=float)])
-    collapses = np.concatenate([[0.0], curve["collapse"].to_numpy(dtype=float)])
+        return empty
+    shifts, collapses, strengths = (curve[column].to_numpy(dtype=float) for column in ("shift", "collapse", "strength"))
     for k in range(1, len(shifts)):
         low, high = shifts[k - 1], shifts[k]
-        if min(low, high) <= shift <= max(low, high):
-            if high == low:
-                return float(min(collapses[k - 1], collapses[k]))
+        if low <= shift <= high and high > low:
             weight = (shift - low) / (high - low)
-            return float(collapses[k - 1] + weight * (collapses[k] - collapses[k - 1]))
-    return math.nan
+            return {"collapse": float(collapses[k - 1] + weight * (collapses[k] - collapses[k - 1])),
+                    "collapse_low": float(collapses[k - 1]), "collapse_high": float(collapses[k]),
+                    "strength_low": float(strengths[k - 1]), "strength_high": float(strengths[k])}
+    return empty
 
 
 def matched_table(scores: pd.DataFrame) -> pd.DataFrame:
-    """Per model and direction: AMPS's shift and collapse, and each other method's collapse at that shift (mean ± sd over seeds)."""
+    """Per model and direction: AMPS's main shift and collapse, and each other method's collapse at that shift.
+
+    Read between measured neighbours (:func:`crossing`), per AMPS seed against the same seed of the
+    seeded methods; mean ± sd over seeds.
+    """
     whole = scores[scores["task"] == "all"]
     rows = []
     for (model, direction), part in whole.groupby(["model", "direction"], sort=True):
-        amps = part[(part["method"] == "amps") & (part["multiplier"] == 1.0)]
+        amps = part[(part["method"] == "amps") & part["main"].astype(bool)]
         for seed, amps_row in amps.set_index("seed").iterrows():
             row = {"model": model, "direction": direction, "seed": seed,
                    "amps_shift": amps_row["shift"], "amps_collapse": amps_row["collapse"]}
             for method in COMPARED:
-                curve = part[part["method"] == method]
-                if method in ("l2s",):
-                    curve = curve[curve["seed"] == seed]
-                curve = curve.sort_values("strength")
-                at = collapse_at_shift(curve, amps_row["shift"])
-                row[f"{method}_collapse_at_shift"] = at
-                row[f"{method}_minus_amps"] = at - amps_row["collapse"]
-                row[f"{method}_max_shift"] = float(curve["shift"].max()) if len(curve) else math.nan
+                points = part[part["method"] == method]
+                if method in SEEDED:
+                    points = points[points["seed"] == seed]
+                at = crossing(curve_of(points), amps_row["shift"])
+                row[f"{method}_collapse_at_shift"] = at["collapse"]
+                row[f"{method}_collapse_low"] = at["collapse_low"]
+                row[f"{method}_collapse_high"] = at["collapse_high"]
+                row[f"{method}_minus_amps"] = at["collapse"] - amps_row["collapse"]
+                row[f"{method}_max_shift"] = float(points["shift"].max()) if len(points) else math.nan
             rows.append(row)
     per_seed = pd.DataFrame(rows)
     if per_seed.empty:
@@ -192,6 +220,41 @@ def matched_table(scores: pd.DataFrame) -> pd.DataFrame:
     reached = per_seed.groupby(["model", "direction"], sort=False)[[f"{method}_minus_amps" for method in COMPARED]].count()
     reached.columns = [f"{method}_seeds_matched" for method in COMPARED]
     return table.merge(reached.reset_index(), on=["model", "direction"])
+
+
+def within_budget(curve: pd.DataFrame, budget: float) -> tuple[float, float]:
+    """The largest measured shift with collapse within ``budget`` along a curve (from no steering), and its strength."""
+    allowed = curve[curve["collapse"] <= budget + 1e-12]
+    best = allowed.sort_values(["shift", "strength"], ascending=[False, True]).iloc[0]
+    return float(best["shift"]), float(best["strength"])
+
+
+def budget_table(scores: pd.DataFrame, budgets: list[float], settings: CurveSettings) -> pd.DataFrame:
+    """Per model, direction and method: the largest measured shift within each collapse budget (mean ± sd over seeds).
+
+    Also each curve's measured points and whether it is resolved (neighbours within the tolerance
+    where it is read; fewer than all seeds resolved is shown as the count).
+    """
+    whole = scores[(scores["task"] == "all") & scores["method"].isin(CURVE_METHODS)]
+    rows = []
+    for (model, direction, method, seed), points in whole.groupby(["model", "direction", "method", "seed"], sort=True):
+        curve = curve_of(points)
+        measured = Curve([CurvePoint(*values) for values in curve[["strength", "shift", "collapse"]].itertuples(index=False)],
+                         settings)
+        row = {"model": model, "direction": direction, "method": method, "seed": seed,
+               "points": measured.measured, "resolved": measured.resolved}
+        for budget in budgets:
+            row[f"shift_within_{budget:g}"], row[f"strength_within_{budget:g}"] = within_budget(curve, budget)
+        rows.append(row)
+    per_seed = pd.DataFrame(rows)
+    columns = [column for column in per_seed.columns if column.startswith(("shift_within", "strength_within"))]
+    table = _mean_sd(per_seed, ["model", "direction", "method"], columns + ["points"])
+    resolved = per_seed.groupby(["model", "direction", "method"], sort=False)["resolved"].sum().rename("curves_resolved")
+    table = table.merge(resolved.reset_index(), on=["model", "direction", "method"])
+    table.insert(3, "label", table["method"].map(METHOD_LABELS))
+    order = {method: rank for rank, method in enumerate(METHOD_ORDER)}
+    return table.sort_values(["model", "direction", "method"], key=lambda c: c.map(order) if c.name == "method" else c
+                             ).reset_index(drop=True)
 
 
 def scale_table(main: pd.DataFrame, parameters: pd.Series, matched: pd.DataFrame) -> pd.DataFrame:
@@ -214,31 +277,52 @@ def scale_table(main: pd.DataFrame, parameters: pd.Series, matched: pd.DataFrame
 
 
 SELECTION_COLUMNS = [
-    "model", "direction", "method", "layer", "estimator", "strength", "strength_shift", "strength_collapse",
-    "strength_within_bound", "sensitivity_correlation", "beta_sign", "amps_strength", "beta_units", "anchor_quantile",
-    "beta", "r_anchor", "validation_shift", "validation_collapse", "scaling_within_bound", "records_reacting",
-    "records_without_mcr", "train_mcr_sd",
+    "model", "direction", "method", "seed", "layer", "estimator", "strength", "validation_shift", "validation_collapse",
+    "within_bound", "at_grid_edge", "scaling", "link", "sensitivity_correlation", "sensitivity_low", "sensitivity_high",
+    "beta_sign", "beta_units", "anchor_quantile", "beta", "r_anchor", "max_factor", "normaliser", "factor_mean", "factor_sd",
+    "factor_min", "factor_p10", "factor_median", "factor_p90", "factor_max", "factor_share_zero", "factor_share_bound",
+    "train_mcr_sd",
 ]
+#: The methods with a validation choice, in table order.
+SELECTED = ["mean", "p2s", "l2s", "amps", "amps_online"]
+
+
+def link_text(sign: dict) -> str:
+    """The sign test in words: which way the significant link goes, or that there is none."""
+    if not sign["significant"]:
+        return f"no significant link (under {METHOD_LABELS[sign['source']]}): beta = 0"
+    return f"{'positive' if sign['sign'] > 0 else 'negative'} link (under {METHOD_LABELS[sign['source']]})"
 
 
 def selection_table(selections: dict[str, dict]) -> pd.DataFrame:
-    """The validation choices of every model: per direction and family, strength, sensitivity sign, β and r_anchor.
+    """Every method's validation choice per model, direction and seed: its strength and validation shift and collapse.
 
-    ``method`` names the family's scaled method: ``amps`` (prompt vectors; its unscaled strength is
-    Learn-to-Steer's and prompt-to-steer's) or ``amps_online`` (the mean vector; its unscaled
-    strength is mean steering's main setting).
+    AMPS and AMPS-online add their scaling: the sign test (Spearman's ρ of MCR with the reaction
+    strength under the unscaled method, its bootstrap interval, and the link it sets), β, r_anchor,
+    their units, and the distribution of the factors over the steering-training records.
     """
     rows = []
     for model, chosen in sorted(selections.items()):
         for direction in DIRECTIONS:
-            for family, method in (("module", "amps"), ("online", "amps_online")):
-                choice = chosen[direction][family]
-                rows.append({"model": model, "direction": direction, "method": method, "layer": chosen["layer"],
-                             "estimator": chosen["estimator"], "train_mcr_sd": chosen["train_mcr_sd"], **choice})
+            for method in SELECTED:
+                choice = chosen[direction][method]
+                extra = {}
+                if "scaling" in choice:
+                    scaled, sign = choice["scaling"], choice["sign"]
+                    extra = {"scaling": scaled["name"], "link": link_text(sign), "sensitivity_correlation": sign["correlation"],
+                             "sensitivity_low": sign["low"], "sensitivity_high": sign["high"], "beta_sign": sign["sign"],
+                             **{key: scaled[key] for key in SELECTION_COLUMNS if key in scaled}}
+                for entry in choice["seeds"]:
+                    rows.append({"model": model, "direction": direction, "method": method, "seed": entry["seed"],
+                                 "layer": chosen["layer"], "estimator": chosen["estimator"], "train_mcr_sd": chosen["train_mcr_sd"],
+                                 "strength": entry["strength"], "validation_shift": entry["shift"],
+                                 "validation_collapse": entry["collapse"], "within_bound": entry["within_bound"],
+                                 "at_grid_edge": entry["at_grid_edge"], **extra})
     # An undefined correlation is null in the JSON: a missing number here.
-    table = pd.DataFrame(rows).fillna({"sensitivity_correlation": math.nan})
-    table["sensitivity_correlation"] = table["sensitivity_correlation"].astype(float)
-    return table[SELECTION_COLUMNS]
+    table = pd.DataFrame(rows).reindex(columns=SELECTION_COLUMNS)
+    for column in ("sensitivity_correlation", "sensitivity_low", "sensitivity_high"):
+        table[column] = table[column].astype(float)
+    return table
 
 
 def ablation_table(ablations: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFrame:
@@ -344,13 +428,14 @@ def _paths(value: str) -> list[str]:
 
 def summarize_amps(
     settings: dict, answers: str, baselines: str, selections: str, ablations: str,
-    scores: str, main: str, scale: str, matched: str, selection: str, ablation: str,
+    scores: str, main: str, scale: str, matched: str, budget: str, selection: str, ablation: str,
 ) -> None:
     """CLI step: every AMPS table from the steered answers, baselines, validation choices and ablations.
 
     ``answers``, ``baselines``, ``selections`` and ``ablations`` are comma-separated paths; the
     selection files follow ``settings["models"]``. Each table path is a CSV; Markdown and LaTeX
-    are written beside it.
+    are written beside it. ``settings``: ``run_name``, ``benchmark_label``, ``models``,
+    ``ablation_model``, ``collapse_budgets`` and ``curve`` (the config's ``amps.curve``).
     """
     run = settings["run_name"]
     baseline = pd.concat([read_table(path) for path in _paths(baselines)], ignore_index=True)
@@ -361,19 +446,28 @@ def summarize_amps(
     write_table(scores, table.assign(run=run))
     main_frame = main_table(table)
     matched_frame = matched_table(table)
+    curve = CurveSettings.from_config(settings["curve"])
+    budget_frame = budget_table(table, settings["collapse_budgets"], curve)
     chosen = {model: read_json(path) for model, path in zip(settings["models"], _paths(selections))}
     ablation_answers = pd.concat([read_table(path) for path in _paths(ablations)], ignore_index=True) if _paths(ablations) else pd.DataFrame()
     ablation_frame = ablation_table(ablation_answers, baseline)
     label = f"({run}, {settings['benchmark_label']})"
     write_report_table(main, main_frame.assign(run=run),
-                       f"Shift and collapse at each method's main setting, both directions {label}")
+                       f"Shift and collapse at each method's validation-chosen strength, both directions {label}")
     write_report_table(scale, scale_table(main_frame, parameters, matched_frame).assign(run=run),
                        f"Steering across model scales {label}")
     write_report_table(matched, matched_frame.assign(run=run),
-                       f"Collapse of each method at AMPS's shift (other minus AMPS; mean ± sd over seeds) {label}")
+                       "Collapse of each method where its measured curve reaches AMPS's shift, between the bracketing "
+                       f"measured points (other minus AMPS; mean ± sd over seeds) {label}")
+    write_report_table(budget, budget_frame.assign(run=run),
+                       f"Largest measured shift of each method with collapse within each budget; curves of at most "
+                       f"{curve.max_points} points, resolved where neighbours differ by at most {curve.tolerance:g} "
+                       f"(curves_resolved counts the seeds) {label}")
     write_report_table(selection, selection_table(chosen).assign(run=run),
-                       f"Validation choices: strength, sensitivity correlation, sign of beta, beta and r_anchor {label}")
+                       f"Validation choices: each method's strength from its own validation outputs; AMPS's link, beta, "
+                       f"r_anchor and factors {label}")
     write_report_table(ablation, ablation_frame.assign(run=run),
                        f"Ablations on {settings['ablation_model']} {label}")
     log.info("main table:\n%s", to_markdown(main_frame))
     log.info("matched shift:\n%s", to_markdown(matched_frame))
+    log.info("collapse budgets:\n%s", to_markdown(budget_frame))

@@ -53,7 +53,7 @@ TOY_TRAIN_MEM_MB = 3000
 #: shared 2-core machine under load, about three times its time on an idle one: planned with that.
 TOY_SECONDS_PER_TRAIN_EXAMPLE = 1218 / 96_000
 HOST_MEMORY_BASE_GB = 8.0
-STAGES = ("evaluate", "activations", "sweep", "steered", "ablations", "mcr")
+STAGES = ("evaluate", "activations", "sweep", "select", "steered", "ablations", "mcr")
 
 
 def weights_gb(spec: dict) -> float:
@@ -117,14 +117,23 @@ def stage_prompts(config: dict, stage: str) -> float:
     if stage == "sweep":
         # Each strength in both directions, plus α = 0.
         return test_records * OPTION_ORDERS * (2 * len(config["steering"]["alphas"]) + 1)
-    if stage == "steered":
-        # Every method in both directions: each conflict setting plus the agreeing control at each
-        # main one (instruction: 1 + 1; mean: the α grid + 1; prompt-to-steer and AMPS-online: each
-        # multiple + 1; Learn-to-Steer and AMPS: that for every seed).
+    if stage == "select":
+        # Validation scans over the whole grid, both directions: mean steering, prompt-to-steer, each
+        # Learn-to-Steer seed, each AMPS and AMPS-online candidate of one sign, AMPS's other seeds; plus
+        # the unsteered pass.
         amps = config["amps"]
-        per_vector = len(amps["multipliers"]) + 1
-        passes = 2 + (len(config["steering"]["alphas"]) + 1) + 2 * per_vector + 2 * amps["seeds"] * per_vector
-        return test_records * OPTION_ORDERS * 2 * passes
+        validation_records = records * config["benchmark"]["splits"]["validation"]
+        candidates = len(amps["beta_units"]) * len(amps["anchor_quantiles"])
+        scans = 2 + amps["seeds"] + 2 * candidates + (amps["seeds"] - 1)
+        return validation_records * OPTION_ORDERS * (2 * scans * len(amps["strengths"]) + 1)
+    if stage == "steered":
+        # Every method's curve in both directions (at most amps.curve.max_points each; Learn-to-Steer
+        # and AMPS once per seed), the agreeing control at each curve's chosen strength, the
+        # instruction (conflict and agreeing), and the unsteered pass.
+        amps = config["amps"]
+        curves = 3 + 2 * amps["seeds"]
+        passes = 2 * (curves * (amps["curve"]["max_points"] + 1) + 2) + 1
+        return test_records * OPTION_ORDERS * passes
     if stage == "ablations":
         # Test passes of every variant (AMPS, plus AMPS-online in the MCR families) and the Monte Carlo
         # re-estimates of the samples family (entropy only).

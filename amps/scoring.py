@@ -63,6 +63,37 @@ def record_choices(answers: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return choice.rename("choice").reset_index()
 
 
+def target_metrics(answers: pd.DataFrame, keys: list[str], target: str) -> pd.DataFrame:
+    """Per group: the record-level share following ``target`` in both orders, and pooled S_other."""
+    records = record_choices(answers, keys)
+    follows = records.assign(follows=records["choice"] == target).groupby(keys)["follows"].mean()
+    other = answers.assign(other=answers["choice"] == "other").groupby(keys)["other"].mean()
+    return pd.DataFrame({"record_target": follows, "s_other": other}).reset_index()
+
+
+def shift_and_collapse(answers: pd.DataFrame, unsteered: pd.DataFrame, target: str) -> tuple[float, float]:
+    """Record-level shift toward ``target`` and collapse (increase of S_other) of ``answers`` over ``unsteered``."""
+    steered, base = (target_metrics(frame.assign(point=0), ["point"], target).iloc[0] for frame in (answers, unsteered))
+    return float(steered["record_target"] - base["record_target"]), float(steered["s_other"] - base["s_other"])
+
+
+def reaction_table(answers: pd.DataFrame, target: str) -> pd.DataFrame:
+    """Per record: the smallest strength at which it follows ``target`` in both orders, at which an answer
+    names no option, and the smaller of the two (its reaction strength).
+
+    ``answers`` holds every scanned strength (0 = unsteered) in a ``strength`` column; NaN where never.
+    """
+    records = record_choices(answers, ["strength"])
+    any_other = answers.assign(other=answers["choice"] == "other").groupby(["strength", "record_id"])["other"].any()
+    records = records.set_index(["strength", "record_id"]).join(any_other).reset_index()
+    table = pd.DataFrame(index=sorted(records["record_id"].unique()))
+    table.index.name = "record_id"
+    table["flip_strength"] = records[records["choice"] == target].groupby("record_id")["strength"].min()
+    table["collapse_strength"] = records[records["other"]].groupby("record_id")["strength"].min()
+    table["reaction_strength"] = table[["flip_strength", "collapse_strength"]].min(axis=1, skipna=True)
+    return table.reset_index()
+
+
 def score(answers: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Scores per group of ``keys`` (plus ``task``, with ``all`` for the whole) and per view."""
     rows = []

@@ -73,8 +73,10 @@ def spearman(mcr: np.ndarray, scores: np.ndarray) -> float:
     return float(rank_correlation(_ranks(mcr), beyond_grid_ranks(scores)))
 
 
-def bootstrap_interval(mcr: np.ndarray, scores: np.ndarray, resamples: int, seed: int) -> tuple[float, float, int]:
-    """Percentile bootstrap interval of Spearman's rho over records, and how many resamples defined it.
+def bootstrap_interval(
+    mcr: np.ndarray, scores: np.ndarray, resamples: int, seed: int, confidence: float = INTERVAL
+) -> tuple[float, float, int]:
+    """Percentile bootstrap interval (``confidence``) of Spearman's rho over records, and how many resamples defined it.
 
     A resample whose MCR or scores are all tied has no correlation and is left out (counted).
     """
@@ -86,7 +88,7 @@ def bootstrap_interval(mcr: np.ndarray, scores: np.ndarray, resamples: int, seed
     defined = rhos[np.isfinite(rhos)]
     if len(defined) == 0:
         return float("nan"), float("nan"), 0
-    tail = (1 - INTERVAL) / 2 * 100
+    tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(defined, [tail, 100 - tail])
     return float(low), float(high), int(len(defined))
 

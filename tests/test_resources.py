@@ -65,16 +65,19 @@ def test_runtime_grows_with_the_stage_work(paper_config):
     assert resources.model_job_resources(fewer, "llava-1.5-13b", "sweep")["runtime"] < runtimes["sweep"]
 
 
-def test_the_steered_evaluation_is_planned_by_its_passes():
+def test_the_steered_evaluation_and_selection_are_planned_by_their_passes():
     config = load_config(REPO / "config" / "config.yaml")
-    config["amps"].update(seeds=3, multipliers=[1, 2])
-    config["steering"]["alphas"] = [0.5, 1, 2, 4]
+    config["amps"].update(seeds=3, strengths=[0.5, 1, 2, 4], beta_units=[0.5, 1], anchor_quantiles=[0.5])
+    config["amps"]["curve"]["max_points"] = 10
     config["benchmark"]["world"].update(tasks=["color", "counting"], records_per_task=50)
     test_prompts = 2 * 50 * 0.4 * 2  # the test split's records, both option orders
-    # Per direction: instruction 2, mean 4 + 1, p2s and AMPS-online 2 x 3, Learn-to-Steer and AMPS 2 x 3 seeds x 3.
-    assert resources.stage_prompts(config, "steered") == test_prompts * 2 * (2 + 5 + 6 + 18)
-    config["amps"]["seeds"] = 5
-    assert resources.stage_prompts(config, "steered") == test_prompts * 2 * (2 + 5 + 6 + 30)
+    # Per direction: 3 + 2 x 3 curves of at most 10 points plus their agreeing control, the instruction 2; one unsteered pass.
+    assert resources.stage_prompts(config, "steered") == test_prompts * (2 * (9 * 11 + 2) + 1)
+    config["amps"]["curve"]["max_points"] = 20
+    assert resources.stage_prompts(config, "steered") == test_prompts * (2 * (9 * 21 + 2) + 1)
+    validation_prompts = 2 * 50 * 0.2 * 2
+    # Per direction: mean, prompt-to-steer, 3 Learn-to-Steer seeds, 2 x 2 candidates, 2 more AMPS seeds, each over 4 strengths.
+    assert resources.stage_prompts(config, "select") == pytest.approx(validation_prompts * (2 * 11 * 4 + 1))
 
 
 def test_the_ablations_are_planned_by_their_variants_and_monte_carlo():

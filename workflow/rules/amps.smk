@@ -14,54 +14,25 @@ ABLATION_DIRECTION = config["amps"]["ablation"]["direction"]
 MCR_TABLE = f"{OUT}/mcr/{{model}}.parquet"
 
 
-rule select_amps:
-    """Strengths, the sign of beta (from the validation sensitivity), beta and r_anchor, on the validation split."""
-    input:
-        benchmark=f"{OUT}/benchmark",
-        model=model_inputs,
-        tensors=f"{OUT}/activations/{{model}}.safetensors",
-        index=f"{OUT}/activations/{{model}}.json",
-        mcr=MCR_TABLE,
-    output:
-        choice=f"{OUT}/amps/{{model}}/selection.json",
-        scan=f"{OUT}/amps/{{model}}/validation_scan.csv",
-    params:
-        settings=lambda wildcards: amps_settings(wildcards.model),
-        model=model_location,
-    threads: config["threads"]
-    log:
-        f"{OUT}/logs/select_amps/{{model}}.log",
-    benchmark:
-        f"{OUT}/benchmarks/select_amps/{{model}}.tsv"
-    resources:
-        # The validation scan: planned like the sweep (many steered passes).
-        mem_mb=lambda wildcards: model_resources(wildcards.model, "sweep")["mem_mb"],
-        runtime=lambda wildcards: model_resources(wildcards.model, "sweep")["runtime"],
-        gpu=lambda wildcards: model_resources(wildcards.model, "sweep")["gpu"],
-    conda:
-        "../envs/amps.yaml"
-    shell:
-        "amps select-amps --settings {params.settings:q} --benchmark-dir {input.benchmark} --model {params.model}"
-        " --activations {input.tensors} --mcr {input.mcr} --output {output.choice} --scan {output.scan} > {log} 2>&1"
-
-
 rule train_steerers:
-    """Learn-to-Steer and AMPS modules of one model, each direction and seed (CPU, seconds)."""
+    """Learn-to-Steer modules and every candidate AMPS module of one model, each direction and seed (CPU, seconds)."""
     input:
         benchmark=f"{OUT}/benchmark",
         tensors=f"{OUT}/activations/{{model}}.safetensors",
         index=f"{OUT}/activations/{{model}}.json",
         mcr=MCR_TABLE,
-        selection=f"{OUT}/amps/{{model}}/selection.json",
     output:
         modules=directory(f"{OUT}/amps/{{model}}/steerers"),
         summary=f"{OUT}/amps/{{model}}/steerer_training.csv",
     params:
+        # No model entry: the step never loads the model, so it claims no GPU.
         settings=lambda wildcards: settings_json(
             {
                 "model_name": wildcards.model,
                 "steering_layer": config["models"][wildcards.model]["steering_layers"][0],
+                "module_width": config["models"][wildcards.model].get("module_width"),
                 "amps": config["amps"],
+                "steering": config["steering"],
                 "threads": config["threads"],
                 "seed": config["seed"],
             }
@@ -78,12 +49,43 @@ rule train_steerers:
         "../envs/amps.yaml"
     shell:
         "amps train-steerers --settings {params.settings:q} --benchmark-dir {input.benchmark}"
-        " --activations {input.tensors} --mcr {input.mcr} --selection {input.selection}"
-        " --output-dir {output.modules} --summary {output.summary} > {log} 2>&1"
+        " --activations {input.tensors} --mcr {input.mcr} --output-dir {output.modules} --summary {output.summary} > {log} 2>&1"
+
+
+rule select_amps:
+    """Each method's strength from its own validation outputs; AMPS's sign of beta, beta and r_anchor on its trained candidates."""
+    input:
+        benchmark=f"{OUT}/benchmark",
+        model=model_inputs,
+        tensors=f"{OUT}/activations/{{model}}.safetensors",
+        index=f"{OUT}/activations/{{model}}.json",
+        mcr=MCR_TABLE,
+        steerers=f"{OUT}/amps/{{model}}/steerers",
+    output:
+        choice=f"{OUT}/amps/{{model}}/selection.json",
+        scan=f"{OUT}/amps/{{model}}/validation_scan.csv",
+    params:
+        settings=lambda wildcards: amps_settings(wildcards.model),
+        model=model_location,
+    threads: config["threads"]
+    log:
+        f"{OUT}/logs/select_amps/{{model}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/select_amps/{{model}}.tsv"
+    resources:
+        mem_mb=lambda wildcards: model_resources(wildcards.model, "select")["mem_mb"],
+        runtime=lambda wildcards: model_resources(wildcards.model, "select")["runtime"],
+        gpu=lambda wildcards: model_resources(wildcards.model, "select")["gpu"],
+    conda:
+        "../envs/amps.yaml"
+    shell:
+        "amps select-amps --settings {params.settings:q} --benchmark-dir {input.benchmark} --model {params.model}"
+        " --activations {input.tensors} --mcr {input.mcr} --steerers {input.steerers} --output {output.choice}"
+        " --scan {output.scan} > {log} 2>&1"
 
 
 rule steered_eval:
-    """Every method in both directions on the test split: conflicts at every setting, the agreeing control at the main one.
+    """Every method's measured strength curve in both directions on the test split, the agreeing control at its chosen strength.
 
     One job per model (one model load, one encoding of the prompts): on small models a job's
     start-up (importing torch and transformers) costs as much as a method's evaluation.
@@ -153,7 +155,7 @@ rule ablate_amps:
 
 
 rule summarize_amps:
-    """AMPS's tables (scores, main, scales, matched shift, validation choices, ablations): CSV, Markdown, LaTeX."""
+    """AMPS's tables (scores, main, scales, matched shift, collapse budgets, validation choices, ablations): CSV, Markdown, LaTeX."""
     input:
         answers=expand(
             f"{OUT}/amps/{{model}}/answers/{{method}}-{{direction}}.parquet",
@@ -169,11 +171,19 @@ rule summarize_amps:
         main=multiext(f"{OUT}/tables/amps_main", ".csv", ".md", ".tex"),
         scale=multiext(f"{OUT}/tables/amps_scale", ".csv", ".md", ".tex"),
         matched=multiext(f"{OUT}/tables/amps_matched", ".csv", ".md", ".tex"),
+        budget=multiext(f"{OUT}/tables/amps_budget", ".csv", ".md", ".tex"),
         selection=multiext(f"{OUT}/tables/amps_selection", ".csv", ".md", ".tex"),
         ablation=multiext(f"{OUT}/tables/amps_ablation", ".csv", ".md", ".tex"),
     params:
         settings=settings_json(
-            {"run_name": config["run_name"], "benchmark_label": BENCHMARK_LABEL, "models": MODELS, "ablation_model": ABLATION_MODEL}
+            {
+                "run_name": config["run_name"],
+                "benchmark_label": BENCHMARK_LABEL,
+                "models": MODELS,
+                "ablation_model": ABLATION_MODEL,
+                "collapse_budgets": config["amps"]["collapse_budgets"],
+                "curve": config["amps"]["curve"],
+            }
         ),
         answers=lambda wildcards, input: ",".join(input.answers),
         baselines=lambda wildcards, input: ",".join(input.baselines),
@@ -183,6 +193,7 @@ rule summarize_amps:
         main=lambda wildcards, output: output.main[0],
         scale=lambda wildcards, output: output.scale[0],
         matched=lambda wildcards, output: output.matched[0],
+        budget=lambda wildcards, output: output.budget[0],
         selection=lambda wildcards, output: output.selection[0],
         ablation=lambda wildcards, output: output.ablation[0],
     log:
@@ -197,7 +208,7 @@ rule summarize_amps:
     shell:
         "amps summarize-amps --settings {params.settings:q} --answers {params.answers} --baselines {params.baselines}"
         " --selections {params.selections} --ablations {params.ablations} --scores {output.scores}"
-        " --main {params.main} --scale {params.scale} --matched {params.matched}"
+        " --main {params.main} --scale {params.scale} --matched {params.matched} --budget {params.budget}"
         " --selection {params.selection} --ablation {params.ablation} > {log} 2>&1"
 
 

@@ -96,7 +96,7 @@ def final_outputs():
         f"{OUT}/tables/sweep_scores.csv",
         f"{OUT}/figures/sweep.pdf",
         f"{OUT}/tables/amps_scores.csv",
-        *[f"{OUT}/tables/amps_{name}.{kind}" for name in ("main", "scale", "matched", "selection", "ablation") for kind in ("csv", "md", "tex")],
+        *[f"{OUT}/tables/amps_{name}.{kind}" for name in ("main", "scale", "matched", "budget", "selection", "ablation") for kind in ("csv", "md", "tex")],
         f"{OUT}/figures/amps_tradeoff.pdf",
         f"{OUT}/figures/amps_examples.pdf",
         f"{OUT}/tables/mcr_summary.csv",
