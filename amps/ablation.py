@@ -186,7 +186,8 @@ def family_answers(run: AblationRun, family: str) -> pd.DataFrame:
         described = {"family": family, "value": variant.value, "chosen": variant.chosen, "layer": variant.layer,
                      "samples": variant.samples, "mc_seed_offset": variant.mc_seed_offset, "estimator": variant.estimator,
                      "vector": variant.vector, "validation_loss": history["validation_loss"]}
-        steering = ModuleSteering(run.model, module, config, amps.positions)
+        scale = record_vectors(run.stored, variant.layer, test_ids).prompt_scale
+        steering = ModuleSteering(run.model, module, config, amps.positions, scale)
         answers = answer_encoded(run.model, run.encoded, max_new_tokens, steering.context(strength),
                                  desc=f"ablation {family} {variant.value}")
         frames.append(answers.assign(method="amps", beta=config.beta, r_anchor=config.r_anchor, strength=strength, **described))

@@ -9,8 +9,9 @@
 * ``amps_online``: the mean vector times ``c_i`` with the factor from the MCR of the prompt itself
   (no module; the MCR is measured at test time).
 
-Strength ``s`` is in one unit for all (:mod:`amps.vectors`): ``s`` times the prompt's own, predicted
-or factor-scaled vector, or the mean direction at ``s`` times the typical prompt vector's length.
+Strength ``s`` is in one unit for all (:mod:`amps.vectors`): the mean direction at ``s`` times the
+mean hidden-state norm, or the prompt's own, predicted or factor-scaled vector rescaled so that a
+typical prompt vector has that length.
 The direction ``to_text`` uses the negated vectors (and modules trained on negated targets).
 """
 
@@ -67,17 +68,22 @@ class VectorSteering:
 
 @dataclass
 class ModuleSteering:
-    """A learned module's prediction × strength, read and added in the same forward pass."""
+    """A learned module's prediction × ``scale`` × strength, read and added in the same forward pass.
+
+    ``scale`` (:attr:`amps.vectors.RecordVectors.prompt_scale`) gives a typical predicted vector the
+    strength unit's length, as for the prompt vectors it was trained on.
+    """
 
     model: MultimodalModel
     module: torch.nn.Module
     config: SteererConfig
     positions: str
+    scale: float
 
     def context(self, strength: float) -> BatchContext:
         def enter(_chunk: list[Question], _batch: Batch) -> ContextManager:
-            return learned_steering(self.model, self.module, self.config.input_layer, self.config.steer_layer, strength,
-                                    self.positions)
+            return learned_steering(self.model, self.module, self.config.input_layer, self.config.steer_layer,
+                                    strength * self.scale, self.positions)
 
         return enter
 
@@ -94,7 +100,7 @@ def module_name(method: str, direction: str, seed_index: int, scaling_name: str 
     raise ValueError(f"{method!r} has no trained module; expected one of {LEARNED}")
 
 
-def module_steering(model: MultimodalModel, steerers: str | Path, name: str, positions: str) -> ModuleSteering:
+def module_steering(model: MultimodalModel, steerers: str | Path, name: str, positions: str, scale: float) -> ModuleSteering:
     """The :class:`ModuleSteering` of the module ``name`` in the folder ``steerers``."""
     module, config = load_steerer(Path(steerers) / f"{name}.safetensors")
-    return ModuleSteering(model, module, config, positions)
+    return ModuleSteering(model, module, config, positions, scale)

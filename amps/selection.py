@@ -112,7 +112,7 @@ def select_direction(settings: AmpsSettings, scanner: Scanner, direction: str, v
                      train_mcr: np.ndarray, steerers: str, model_name: str) -> tuple[dict, list[pd.DataFrame]]:
     """Every method's validation choice in ``direction`` (see the module docstring), and every scanned point."""
     sign, target = DIRECTIONS[direction]
-    model, positions, grid = scanner.model, settings.positions, scanner.grid
+    model, positions, grid, scale = scanner.model, settings.positions, scanner.grid, vectors.prompt_scale
     bound = scanner.max_collapse
     choice: dict = {}
     rows: list[pd.DataFrame] = []
@@ -127,7 +127,7 @@ def select_direction(settings: AmpsSettings, scanner: Scanner, direction: str, v
     choice["mean"] = {"seeds": [pick(mean_scan.points, bound, grid, 0)]}
     p2s_scan = run(VectorSteering(model, vectors.layer, sign * vectors.base(settings.vector), positions), "p2s")
     choice["p2s"] = {"seeds": [pick(p2s_scan.points, bound, grid, 0)]}
-    l2s_scans = [run(module_steering(model, steerers, module_name("l2s", direction, seed), positions), "l2s", seed)
+    l2s_scans = [run(module_steering(model, steerers, module_name("l2s", direction, seed), positions, scale), "l2s", seed)
                  for seed in range(settings.seeds)]
     choice["l2s"] = {"seeds": [pick(scan.points, bound, grid, seed) for seed, scan in enumerate(l2s_scans)]}
 
@@ -146,7 +146,7 @@ def select_direction(settings: AmpsSettings, scanner: Scanner, direction: str, v
                 scans.append(base_scan)  # β = 0 is the unscaled method itself
                 continue
             if method == "amps":
-                steering = module_steering(model, steerers, module_name("amps", direction, 0, candidate.name), positions)
+                steering = module_steering(model, steerers, module_name("amps", direction, 0, candidate.name), positions, scale)
             else:
                 steering = VectorSteering(model, vectors.layer, mean_vectors, positions, candidate.factors(validation_mcr.to_numpy()))
             scans.append(run(steering, method, 0, candidate.name))
@@ -160,7 +160,7 @@ def select_direction(settings: AmpsSettings, scanner: Scanner, direction: str, v
                 if chosen.beta == 0.0:
                     seeds.append(dict(choice["l2s"]["seeds"][other]))
                     continue
-                steering = module_steering(model, steerers, module_name("amps", direction, other, chosen.name), positions)
+                steering = module_steering(model, steerers, module_name("amps", direction, other, chosen.name), positions, scale)
                 seeds.append(pick(run(steering, method, other, chosen.name).points, bound, grid, other))
         for entry in seeds:
             entry.pop("row", None)
@@ -197,7 +197,7 @@ def select_amps(settings: dict, benchmark_dir: str, model: str, activations: str
     scanner = Scanner(loaded, encoded, unsteered, sorted(amps.strengths), amps.max_collapse, max_new_tokens)
     choices: dict = {"model": settings["model_name"], "layer": layer, "estimator": amps.estimator, "max_collapse": amps.max_collapse,
                      "strengths": scanner.grid, "train_mcr_sd": scaling.mcr_spread(train_mcr),
-                     "typical_norm": vectors.typical_norm}
+                     "reference_norm": vectors.reference_norm, "typical_norm": vectors.typical_norm}
     tables = []
     for direction in DIRECTIONS:
         choices[direction], rows = select_direction(amps, scanner, direction, vectors, mcr_of(mcr_table, record_ids), train_mcr,

@@ -115,7 +115,8 @@ def method_answers(run: TestRun, method: str, direction: str, vectors: RecordVec
             steering = VectorSteering(model, layer, sign * vectors.base("mean"), positions, factors)
         else:
             scaling_name = chosen["scaling"]["name"] if method == "amps" else "b0"
-            steering = module_steering(model, steerers, module_name(method, direction, seed, scaling_name), positions)
+            name = module_name(method, direction, seed, scaling_name)
+            steering = module_steering(model, steerers, name, positions, vectors.prompt_scale)
         frames.append(run.curve(steering, direction, main, seed, f"{desc} seed {seed}"))
     return pd.concat(frames, ignore_index=True)
 

@@ -6,9 +6,11 @@ this prompt's image answer from its text answer, so it is kept: input-dependent 
 predict it from the plain prompt. The mean vector averages both orders of every steering-training
 record, so there the letter cancels.
 
-One strength unit serves every method: the typical length of a prompt's own vector (the mean norm
-over the steering-training prompts). Strength ``s`` adds ``s`` times a prompt's own (or predicted)
-vector, or the mean direction at ``s`` times that typical length.
+One strength unit serves every method, the sweep's α: the mean norm of the plain prompt's hidden
+state at the steering layer (steering-train). Strength ``s`` adds the mean direction at length
+``s`` × that norm, or each prompt's own (or predicted, or AMPS-scaled) vector rescaled so that the
+typical prompt vector (the mean norm over the steering-training prompts) has that length: one
+strength, one typical size of push, whatever the method.
 """
 
 from __future__ import annotations
@@ -38,23 +40,31 @@ def _per_order(activations: Activations, kind: str, layer: int, rows: torch.Tens
 
 @dataclass
 class RecordVectors:
-    """The steering vectors of a set of records' prompts at one layer, all pointing toward vision."""
+    """The steering vectors of a set of records' prompts at one layer, all pointing toward vision.
+
+    ``reference_norm`` is the strength unit (the mean plain hidden-state norm), ``typical_norm`` the
+    mean norm of the steering-training prompts' own vectors.
+    """
 
     layer: int
     per_prompt: torch.Tensor
     mean_diff: torch.Tensor
+    reference_norm: float
     typical_norm: float
 
-    def mean_vector(self) -> torch.Tensor:
-        """The mean direction at the typical prompt vector's length (strength 1 of mean steering), [hidden]."""
-        return self.mean_diff / self.mean_diff.norm().clamp(min=1e-12) * self.typical_norm
+    @property
+    def prompt_scale(self) -> float:
+        """The factor that gives a typical prompt vector (or a module's prediction of one) the unit's length."""
+        return self.reference_norm / self.typical_norm
 
     def base(self, vector: str) -> torch.Tensor:
-        """[orders, records, hidden]: each prompt's own vector (``per_sample``) or the mean vector (``mean``)."""
+        """[orders, records, hidden] at strength 1: each prompt's own vector (``per_sample``) or the mean direction
+        (``mean``), both of typical length one unit."""
         if vector == "per_sample":
-            return self.per_prompt
+            return self.per_prompt * self.prompt_scale
         if vector == "mean":
-            return self.mean_vector().expand_as(self.per_prompt).clone()
+            direction = self.mean_diff / self.mean_diff.norm().clamp(min=1e-12) * self.reference_norm
+            return direction.expand_as(self.per_prompt).clone()
         raise ValueError(f"unknown steering vector {vector!r}; expected per_sample or mean")
 
 
@@ -65,6 +75,7 @@ def record_vectors(activations: Activations, layer: int, record_ids: list[str]) 
         layer=layer,
         per_prompt=_per_order(activations, "diff", layer, activations.rows(record_ids)),
         mean_diff=activations.get("mean_diff", layer),
+        reference_norm=float(activations.get("mean_norm", layer)),
         typical_norm=float(train.norm(dim=-1).mean()),
     )
 

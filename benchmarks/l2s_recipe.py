@@ -39,7 +39,7 @@ from amps.models import MultimodalModel
 from amps.scoring import DIRECTIONS, shift_and_collapse
 from amps.settings import AmpsSettings
 from amps.steerer import ModuleRecipe, SteererConfig, train_steerer
-from amps.vectors import load_mcr, prompt_set
+from amps.vectors import load_mcr, prompt_set, record_vectors
 
 REPO = Path(__file__).resolve().parent.parent
 BEFORE = ModuleRecipe(width=32, standardize_inputs=True, init="default", mse_weight=1.0, l1_weight=0.0, cosine_weight=0.1,
@@ -124,6 +124,7 @@ def main() -> None:
         records = benchmark.split(split)
         encoded = encode_questions(model, benchmark, records, evaluation_questions(records, "conflict"), spec["batch_size"])
         splits[split] = (encoded, answer_encoded(model, encoded, config["evaluation"]["max_new_tokens"], desc=f"{split} unsteered"))
+    scale = record_vectors(stored, layer, benchmark.split("test")["record_id"].tolist()).prompt_scale
     identity = scaling.from_units(train.mcr, 0.0, 0.5, amps.max_factor)
     train_y, val_y = sign * identity.targets(train.vectors, train.mcr), sign * identity.targets(validation.vectors, validation.mcr)
 
@@ -131,7 +132,7 @@ def main() -> None:
         config_ = SteererConfig(model.hidden_size, layer, layer, "l2s", args.direction, amps.vector, 0.0, 0.0, 0, amps.recipe)
         encoded, unsteered = splits[split]
         answers = answer_encoded(model, encoded, config["evaluation"]["max_new_tokens"],
-                                 ModuleSteering(model, module, config_, amps.positions).context(strength))
+                                 ModuleSteering(model, module, config_, amps.positions, scale).context(strength))
         return shift_and_collapse(answers, unsteered, target)
 
     rows = []

@@ -30,6 +30,7 @@ class FakeVectors:
     """Per-sample vectors of potency 1, the mean vector of potency 0.5 (it needs twice the strength)."""
 
     layer = 1
+    prompt_scale = 1.0
 
     def base(self, vector: str) -> torch.Tensor:
         potency = 1.0 if vector == "per_sample" else 0.5
@@ -74,7 +75,7 @@ def _run(monkeypatch, settings: AmpsSettings, mcr: np.ndarray):
         candidates = [scaling.from_values(mcr, settings.beta, settings.r_anchor, settings.max_factor)]
     factors = {f"amps-to_vision-{candidate.name}-seed{seed}": candidate.factors(mcr)
                for candidate in candidates for seed in range(settings.seeds)}
-    monkeypatch.setattr(selection, "module_steering", lambda _model, _folder, name, _positions: SimpleNamespace(name=name))
+    monkeypatch.setattr(selection, "module_steering", lambda _model, _folder, name, _positions, _scale: SimpleNamespace(name=name))
     scanner = ScriptedScanner(factors)
     choice, rows = selection.select_direction(settings, scanner, "to_vision", FakeVectors(), pd.Series(mcr, index=RECORDS), mcr,
                                               "steerers", "scripted")

@@ -40,7 +40,7 @@ MCR_SETTINGS = {"sigma": 0.25, "samples": 3, "max_batch": 8, "answer": "clean", 
 def amps_section() -> dict:
     """The test config's amps section (schema defaults filled), with strengths that move the tiny random model."""
     section = copy.deepcopy(load_config(REPO / "config" / "test.yaml")["amps"])
-    section.update(strengths=[5.0, 20.0, 80.0], seeds=2)
+    section.update(strengths=[1.0, 4.0, 16.0], seeds=2)
     section["curve"].update(max_points=6, max_collapse=0.5)
     section["ablation"].update(model="tiny", beta_units=[-1.0, 1.0], samples=[2], mc_seeds=1)
     return section
@@ -95,11 +95,12 @@ def test_oracle_returning_the_true_vector_matches_prompt_to_steer(tiny_model, ti
     stored = Activations.load(activations_path)
     vectors = record_vectors(stored, 1, ids)
     encoded = encode_questions(tiny_model, benchmark, records, evaluation_questions(records, "conflict"), 8)
-    strength = 40.0
-    p2s = answer_encoded(tiny_model, encoded, 2, VectorSteering(tiny_model, 1, vectors.per_prompt, "all").context(strength))
+    strength = 8.0
+    p2s = answer_encoded(tiny_model, encoded, 2, VectorSteering(tiny_model, 1, vectors.base("per_sample"), "all").context(strength))
     oracle = NearestPromptOracle(plain_states(stored, 1, ids), vectors.per_prompt.flatten(0, 1))
     config = SteererConfig(tiny_model.hidden_size, 1, 1, "l2s", "to_vision", "per_sample", 0.0, 0.0, 0, ModuleRecipe())
-    learned = answer_encoded(tiny_model, encoded, 2, ModuleSteering(tiny_model, oracle, config, "all").context(strength))
+    steering = ModuleSteering(tiny_model, oracle, config, "all", vectors.prompt_scale)
+    learned = answer_encoded(tiny_model, encoded, 2, steering.context(strength))
     # The module reads, inside generation, the states the activations file holds (up to rounding).
     assert oracle.largest_distance < 1e-5 * float(oracle.states.norm(dim=-1).min())
     pd.testing.assert_frame_equal(p2s, learned)
@@ -113,11 +114,14 @@ def test_amps_online_factors_scale_each_record_and_the_mean_vector_is_shared(tin
     vectors = record_vectors(Activations.load(activations_path), 1, records["record_id"].tolist())
     mean = vectors.base("mean")
     assert torch.equal(mean[0, 0], mean[1, -1])
-    assert float(mean[0, 0].norm()) == pytest.approx(vectors.typical_norm, rel=1e-5)
+    # Strength 1 is one unit, the mean hidden-state norm, for the mean direction and for a typical prompt vector.
+    assert float(mean[0, 0].norm()) == pytest.approx(vectors.reference_norm, rel=1e-5)
+    assert float(vectors.base("per_sample").norm(dim=-1).mean()) == pytest.approx(
+        vectors.reference_norm * float(vectors.per_prompt.norm(dim=-1).mean()) / vectors.typical_norm, rel=1e-5)
     encoded = encode_questions(tiny_model, benchmark, records, evaluation_questions(records, "conflict"), 8)
     factors = np.linspace(0.0, 2.0, len(records))
     # Factor f at strength s steers like strength s·f: a record with factor 0 answers as unsteered.
-    scaled = answer_encoded(tiny_model, encoded, 2, VectorSteering(tiny_model, 1, mean, "all", factors).context(40.0))
+    scaled = answer_encoded(tiny_model, encoded, 2, VectorSteering(tiny_model, 1, mean, "all", factors).context(8.0))
     plain = answer_encoded(tiny_model, encoded, 2)
     first = scaled["record_id"] == records["record_id"].iloc[0]
     pd.testing.assert_frame_equal(scaled[first].reset_index(drop=True), plain[first].reset_index(drop=True))
