@@ -23,8 +23,13 @@ Choices, and why:
   option logits are computed in float32 from the final hidden state (after the final norm) and the
   output layer's two rows (:func:`option_logits_float32`), whatever the model's dtype: a bf16 output
   layer rounds letter logits of 16-32 to steps of 0.125, noise that would inflate the entropy.
-* "Text positions" are the tokens of the user's prompt (context, question, options, answer line),
-  never the chat template's fixed tokens; "image positions" are the image tokens.
+* "Text positions" are, by default (``text: context``), the tokens of the text context: the text
+  evidence that conflicts with the image. The question, the options and the answer line are needed
+  whichever modality the answer rests on (noise on an option line scrambles which letter names which
+  value), so counting them as text made the MCR blind to the evidence: on a trained toy, removing
+  the context moved it by about 0.01 although the answer switched to the image. ``text: prompt``
+  takes the whole user prompt instead. Never the chat template's fixed tokens. A prompt without a
+  context has no text evidence: its text score is 0. "Image positions" are the image tokens.
 * The noise scale is ``sigma`` times the per-channel spread: the standard deviation (population, so
   a single position gives zero noise rather than NaN) over the modality's positions of each key and
   value channel, per layer and head.
@@ -71,6 +76,8 @@ log = logging.getLogger(__name__)
 
 #: Which answer ``f`` scores: the model's own clean answer, or the image- or text-consistent option.
 ANSWERS = ("clean", "vision", "text")
+#: Which tokens are the text modality: the text context alone, or the whole user prompt.
+TEXT_POSITIONS = ("context", "prompt")
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,9 @@ class EstimatorSettings:
     #: Names an independent set of noise draws: empty for the main run (whose draws it leaves as they
     #: were), any other name for a re-estimate that must not reuse the main run's draws.
     stream: str = ""
+    #: The text modality's positions: the text ``context`` (the evidence that conflicts with the image)
+    #: or the whole user ``prompt`` (context, question, options and answer line).
+    text: str = "context"
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.sigma) and self.sigma >= 0):
@@ -96,12 +106,15 @@ class EstimatorSettings:
             raise ValueError(f"mcr max_batch must be at least 1, got {self.max_batch}")
         if self.answer not in ANSWERS:
             raise ValueError(f"mcr answer must be one of {ANSWERS}, got {self.answer!r}")
+        if self.text not in TEXT_POSITIONS:
+            raise ValueError(f"mcr text must be one of {TEXT_POSITIONS}, got {self.text!r}")
 
     @classmethod
     def from_config(cls, section: dict, seed: int, stream: str = "") -> "EstimatorSettings":
         """Build from the config's ``mcr`` section (``stream``: see the field)."""
         return cls(
-            section["sigma"], section["samples"], section["max_batch"], section["answer"], section["fisher"], seed, stream
+            section["sigma"], section["samples"], section["max_batch"], section["answer"], section["fisher"], seed, stream,
+            section["text"],
         )
 
 
@@ -184,12 +197,18 @@ def option_logits_float32(
 
 
 @torch.no_grad()
-def prefill(model: MultimodalModel, batch: Batch) -> Prefill:
-    """Run the prompt once and keep its cache, minus the last position (which scoring feeds again)."""
+def prefill(model: MultimodalModel, batch: Batch, text: str = "context") -> Prefill:
+    """Run the prompt once and keep its cache, minus the last position (which scoring feeds again).
+
+    ``text`` says which positions are the text modality (:data:`TEXT_POSITIONS`); a prompt without a
+    context has no text positions under ``context`` (its text contributes nothing).
+    """
     if batch.input_ids.shape[0] != 1:
         raise ValueError(f"the MCR prefill takes one prompt at a time, got a batch of {batch.input_ids.shape[0]}")
-    if batch.text_mask is None:
-        raise ValueError("the MCR needs the prompt's text positions: encode the batch with locate_prompt=True")
+    text_mask = batch.context_mask if text == "context" else batch.text_mask
+    if text_mask is None:
+        raise ValueError(f"the MCR needs the {text}'s positions: encode the batch with locate_prompt=True"
+                         + (" and its context" if text == "context" else ""))
     position_ids = prompt_position_ids(model, batch)
     logits, cache = option_logits_float32(
         model, model.option_token_ids(), **dict(batch.inputs, position_ids=position_ids), use_cache=True
@@ -198,12 +217,13 @@ def prefill(model: MultimodalModel, batch: Batch) -> Prefill:
     layers = [(layer.keys, layer.values) for layer in cache.layers]
     last = batch.input_ids.shape[1] - 1
     positions = {}
-    for modality, mask in (("text", batch.text_mask), ("image", batch.image_mask)):
+    for modality, mask in (("text", text_mask), ("image", batch.image_mask)):
         if mask[0, last]:
             raise ValueError(f"the last prompt token is a {modality} token; it is fed live, so it cannot be perturbed")
         positions[modality] = mask[0, :last].nonzero().flatten()
-        if len(positions[modality]) == 0:
-            raise ValueError(f"the prompt has no {modality} positions to perturb")
+    if len(positions["image"]) == 0 or (text == "prompt" and len(positions["text"]) == 0):
+        missing = "image" if len(positions["image"]) == 0 else "text"
+        raise ValueError(f"the prompt has no {missing} positions to perturb")
     return Prefill(
         layers=layers,
         last_token=batch.input_ids[:, last:],
@@ -589,10 +609,13 @@ def score_order(model: MultimodalModel, record, order: str, state: Prefill, sett
             stream_seed(settings.seed, record["record_id"], order, modality, settings.stream)
         )
         for modality in MODALITIES
+        if len(state.positions[modality])
     }
     scored = score_samples(model, state, target, generators, settings)
-    entropy = {modality: functional_entropy(samples.f) for modality, samples in scored.items()}
-    fisher = {modality: sample_mean(samples.fisher) for modality, samples in scored.items()} if settings.fisher else None
+    # A modality with no positions (a prompt without a context) contributes nothing: exactly 0.
+    absent = {modality: Estimate(0.0, 0.0) for modality in MODALITIES if modality not in scored}
+    entropy = {**{modality: functional_entropy(samples.f) for modality, samples in scored.items()}, **absent}
+    fisher = {**{modality: sample_mean(samples.fisher) for modality, samples in scored.items()}, **absent} if settings.fisher else None
     return OrderScores(entropy, fisher), non_finite_problems(order, state, scored)
 
 
@@ -626,7 +649,9 @@ def estimate_record(model: MultimodalModel, benchmark: Benchmark, record, settin
     """
     image = benchmark.image(record)
     states = {
-        order: prefill(model, model.encode([image], [prompts.conflict_query(record, order).prompt])) for order in prompts.ORDERS
+        order: prefill(model, model.encode([image], [prompts.conflict_query(record, order).prompt], contexts=[record["context"]]),
+                       settings.text)
+        for order in prompts.ORDERS
     }
     row: dict = {"record_id": record["record_id"], "task": record["task"], "split": record["split"]}
     scores, problems = {}, []

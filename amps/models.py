@@ -35,14 +35,16 @@ class Batch:
     ``inputs`` are the keyword arguments of the model's forward; ``image_mask`` marks the image
     token positions and ``text_mask`` the tokens of the user's prompt (context, question, options,
     instructions), excluding the chat template's fixed tokens and padding (``None`` when the batch
-    was encoded without locating the prompt, as for training). ``labels`` is set when
-    targets were given (``-100`` everywhere but the target tokens).
+    was encoded without locating the prompt, as for training); ``context_mask`` the tokens of the
+    text context alone (``None`` unless contexts were given; all false in a row without one).
+    ``labels`` is set when targets were given (``-100`` everywhere but the target tokens).
     """
 
     inputs: dict[str, torch.Tensor]
     image_mask: torch.Tensor
     text_mask: torch.Tensor | None
     labels: torch.Tensor | None = None
+    context_mask: torch.Tensor | None = None
 
     @property
     def input_ids(self) -> torch.Tensor:
@@ -170,19 +172,25 @@ class MultimodalModel:
         prompts: Sequence[str],
         targets: Sequence[str] | None = None,
         locate_prompt: bool = True,
+        contexts: Sequence[str | None] | None = None,
     ) -> Batch:
         """Build a left-padded batch; with ``targets``, append each target and EOS and set labels.
 
         ``locate_prompt=False`` skips the prompt-token mask (a re-tokenization that costs about a
-        tenth of a toy training step) and leaves ``text_mask`` as ``None``.
+        tenth of a toy training step) and leaves ``text_mask`` as ``None``. ``contexts`` (each
+        prompt's text context, a substring of it, or None) also marks the context's tokens.
         """
         if len(images) != len(prompts):
             raise ValueError(f"{len(images)} images for {len(prompts)} prompts")
+        if contexts is not None and (len(contexts) != len(prompts) or not locate_prompt):
+            raise ValueError("contexts need one entry per prompt and locate_prompt=True")
         texts = [self.render(prompt) for prompt in prompts]
         processed = self.processor(text=texts, images=list(images), padding=True, return_tensors="pt")
         inputs = {key: value for key, value in processed.items() if isinstance(value, torch.Tensor)}
         image_mask = inputs["input_ids"] == self.image_token_id
-        text_mask = self._prompt_token_mask(texts, prompts, inputs["input_ids"], image_mask) if locate_prompt else None
+        text_mask = context_mask = None
+        if locate_prompt:
+            text_mask, context_mask = self._prompt_token_mask(texts, prompts, inputs["input_ids"], image_mask, contexts)
         labels = None
         if targets is not None:
             inputs, image_mask, text_mask, labels = self._append_targets(inputs, image_mask, text_mask, targets)
@@ -190,12 +198,14 @@ class MultimodalModel:
             inputs["position_ids"] = positions_from_mask(inputs["attention_mask"])
         inputs = {key: value.to(self.device) for key, value in inputs.items()}
         text_mask = None if text_mask is None else text_mask.to(self.device)
-        return Batch(inputs, image_mask.to(self.device), text_mask, labels)
+        context_mask = None if context_mask is None else context_mask.to(self.device)
+        return Batch(inputs, image_mask.to(self.device), text_mask, labels, context_mask)
 
     def _prompt_token_mask(
-        self, texts: list[str], prompts: Sequence[str], input_ids: torch.Tensor, image_mask: torch.Tensor
-    ) -> torch.Tensor:
-        """Mark the tokens whose characters lie inside the user's prompt.
+        self, texts: list[str], prompts: Sequence[str], input_ids: torch.Tensor, image_mask: torch.Tensor,
+        contexts: Sequence[str | None] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Mark the tokens whose characters lie inside the user's prompt (and, given ``contexts``, inside each context).
 
         The processor expands each image placeholder into one token per image feature; the same
         expansion is applied to the text, which is re-tokenized with character offsets. The token
@@ -215,15 +225,25 @@ class MultimodalModel:
         if not torch.equal(encoded["input_ids"], input_ids):
             raise RuntimeError("re-tokenizing the expanded chat text did not reproduce the processor's token ids")
         mask = torch.zeros_like(input_ids, dtype=torch.bool)
+        context_mask = None if contexts is None else torch.zeros_like(mask)
+
+        def span(row: int, start: int, end: int) -> torch.Tensor:
+            offsets = encoded["offset_mapping"][row]
+            inside = (offsets[:, 0] >= start) & (offsets[:, 1] <= end) & (offsets[:, 1] > offsets[:, 0])
+            return inside & encoded["attention_mask"][row].bool() & ~image_mask[row]
+
         for row, (text, prompt) in enumerate(zip(expanded, prompts)):
             start = text.rfind(prompt)
             if start < 0:
                 raise ValueError("the chat template altered the prompt text; cannot locate its tokens")
-            end = start + len(prompt)
-            offsets = encoded["offset_mapping"][row]
-            inside = (offsets[:, 0] >= start) & (offsets[:, 1] <= end) & (offsets[:, 1] > offsets[:, 0])
-            mask[row] = inside & encoded["attention_mask"][row].bool() & ~image_mask[row]
-        return mask
+            mask[row] = span(row, start, start + len(prompt))
+            context = None if contexts is None else contexts[row]
+            if context:
+                offset = prompt.find(context)
+                if offset < 0:
+                    raise ValueError(f"the context {context[:40]!r} is not part of its prompt")
+                context_mask[row] = span(row, start + offset, start + offset + len(context))
+        return mask, context_mask
 
     def _append_targets(self, inputs, image_mask, text_mask, targets):
         """Append target tokens + EOS to each left-padded row (rows are re-padded on the left)."""

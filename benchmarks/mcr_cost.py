@@ -86,13 +86,14 @@ def prompt_inputs(model: MultimodalModel, arch: toy.ToyArchitecture, long_contex
     """One conflict-world record as the plain prompt; with ``long_context`` its context is MC²-length."""
     record = world.make_records(["color"], 1, seed=1)[0]
     if long_context:
-        sentences = [template.format(value=record["answer_text"]) for template in world.task("color").contexts]
+        spec = world.task("color")
+        sentences = [spec.context(claim, record["answer_text"], strength) for claim in spec.claims for strength in world.TEXT_STRENGTHS]
         words: list[str] = []
         while len(words) < MC2_CONTEXT_WORDS:
             words += " ".join(sentences).split()
         record = dict(record, context=" ".join(words[:MC2_CONTEXT_WORDS]))
     image = world.render_record_image(record["task"], record["answer_vision"], record["image_id"], arch.image_size)
-    return model.encode([image], [prompts.conflict_query(record, "vision_first").prompt])
+    return model.encode([image], [prompts.conflict_query(record, "vision_first").prompt], contexts=[record["context"]])
 
 
 def generators(seed: int) -> dict[str, torch.Generator]:

@@ -34,7 +34,7 @@ def streams(seed: int, modalities=mcr.MODALITIES) -> dict[str, torch.Generator]:
 def prefilled(model: MultimodalModel, order: str = "vision_first") -> mcr.Prefill:
     record = world.make_records(["color"], 1, seed=1)[0]
     image = world.render_record_image("color", record["answer_vision"], record["image_id"], 32)
-    return mcr.prefill(model, model.encode([image], [prompts.conflict_query(record, order).prompt]))
+    return mcr.prefill(model, model.encode([image], [prompts.conflict_query(record, order).prompt], contexts=[record["context"]]))
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +185,8 @@ def test_a_bf16_model_ranks_records_like_its_float32_copy(tiny_arch, tiny_benchm
     }
     # The setup is what it should be: letters at 16-32, a few units apart at most (f not saturated).
     record = benchmark.records.iloc[0]
-    state = mcr.prefill(model, model.encode([benchmark.image(record)], [prompts.conflict_query(record, "text_first").prompt]))
+    state = mcr.prefill(model, model.encode([benchmark.image(record)], [prompts.conflict_query(record, "text_first").prompt],
+                                            contexts=[record["context"]]))
     assert state.option_logits.min() > 16 and state.option_logits.max() < 32
     assert len(rows["float32"]) == 20 and rows["float32"][["clean_p_vision_first", "clean_p_text_first"]].lt(0.99).all().all()
     assert spearmanr(rows["bf16"]["mcr"], rows["float32"]["mcr"]).statistic >= 0.98
@@ -260,7 +261,7 @@ def test_the_default_stream_keeps_the_seeds_and_a_named_stream_draws_independent
     assert mcr.stream_seed(11, "color-0003", "vision_first", "image") == 4669388396174077262
     assert mcr.stream_seed(0, "r", "text_first", "text", stream="") == 5855743027280675077
     assert settings().stream == "" and mcr.EstimatorSettings.from_config(
-        {"sigma": 0.5, "samples": 8, "max_batch": 64, "answer": "clean", "fisher": True}, 11, stream="again"
+        {"sigma": 0.5, "samples": 8, "max_batch": 64, "answer": "clean", "fisher": True, "text": "context"}, 11, stream="again"
     ).stream == "again"
     seeds = {stream: mcr.stream_seed(11, "color-0003", "vision_first", "image", stream) for stream in ("", "a", "b")}
     assert len(set(seeds.values())) == 3
@@ -313,7 +314,7 @@ def run_shards(model_dir, benchmark_dir, folder, shards: int, samples: int = 4) 
         mcr.estimate_mcr_shard(
             {
                 "model_name": "tiny", "model": MODEL_SPEC, "threads": 1, "seed": 3, "shard": shard, "shards": shards,
-                "mcr": {"sigma": 0.5, "samples": samples, "max_batch": 64, "answer": "clean", "fisher": True},
+                "mcr": {"sigma": 0.5, "samples": samples, "max_batch": 64, "answer": "clean", "fisher": True, "text": "context"},
             },
             str(benchmark_dir), str(model_dir), str(path),
         )
