@@ -9,14 +9,14 @@ steering hooks of a method at one strength).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable, ContextManager
 
 import pandas as pd
 
 from amps import prompts
 from amps.data import Benchmark
-from amps.evaluation import Question, answer_row, make_question
+from amps.evaluation import Question, answer_row, build_question
 from amps.models import Batch, MultimodalModel
 from amps.progress import progress
 
@@ -32,19 +32,8 @@ def evaluation_questions(records: pd.DataFrame, condition: str, instruction: str
     """
     if condition not in CONDITIONS:
         raise ValueError(f"unknown condition {condition!r}; expected one of {CONDITIONS}")
-    questions = []
-    for index, record in records.iterrows():
-        for order in prompts.ORDERS:
-            if condition == "conflict":
-                question = make_question(record, index, instruction, order)
-            else:
-                option_a, option_b = prompts.options_for_order(record["answer_vision"], record["answer_text"], order)
-                context = record.get("context_agreeing")
-                context = None if context is None or (isinstance(context, float) and context != context) else context
-                prompt = prompts.build_prompt(record["question"], option_a, option_b, context, instruction)
-                question = Question(index, condition, order, prompt, option_a, option_b)
-            questions.append(replace(question, condition=condition))
-    return questions
+    return [build_question(record, index, condition, instruction, order, condition)
+            for index, record in records.iterrows() for order in prompts.ORDERS]
 
 
 @dataclass
@@ -66,7 +55,7 @@ def encode_questions(
     batches = []
     for start in range(0, len(questions), batch_size):
         chunk = questions[start : start + batch_size]
-        images = [benchmark.image(records.iloc[question.record_index]) for question in chunk]
+        images = [benchmark.image(records.iloc[question.record_index], question.blank_image) for question in chunk]
         batches.append((chunk, model.encode(images, [question.prompt for question in chunk])))
     return EncodedQuestions(records, batches)
 

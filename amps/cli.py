@@ -208,6 +208,30 @@ COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
         "MCR summary per model, split and task",
         [("--tables", "comma-separated MCR tables"), ("--output", "summary CSV")],
     ),
+    "validate-mcr": (
+        "amps.mcr_validation",
+        "validate_mcr",
+        "the MCR against the offline world's ground-truth evidence balance: correlations and vision share by MCR bin",
+        [
+            ("--mcr", "comma-separated MCR tables"),
+            ("--benchmark-dir", "benchmark folder"),
+            ("--baselines", "comma-separated baseline answers tables"),
+            ("--correlations-table", "correlations CSV"),
+            ("--bins-table", "vision share by MCR bin CSV"),
+        ],
+    ),
+    "plot-mcr-validation": (
+        "amps.figures",
+        "plot_mcr_validation",
+        "the MCR against the ground-truth balance, and the vision share by MCR bin, per model",
+        [
+            ("--mcr", "comma-separated MCR tables"),
+            ("--benchmark-dir", "benchmark folder"),
+            ("--correlations", "correlations CSV"),
+            ("--bins", "vision share by MCR bin CSV"),
+            ("--output", "figure path (.pdf; a .png is written beside it)"),
+        ],
+    ),
     "mcr-sensitivity": (
         "amps.sensitivity",
         "analyze_sensitivity",

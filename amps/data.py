@@ -40,9 +40,11 @@ def assign_splits(records: pd.DataFrame, fractions: dict[str, float], seed: int)
 
 def _world_records(settings: dict, image_dir: Path) -> pd.DataFrame:
     spec = settings["world"]
-    records = pd.DataFrame(world.make_records(spec["tasks"], spec["records_per_task"], settings["seed"]))
+    records = pd.DataFrame(world.make_records(spec["tasks"], spec["records_per_task"], settings["seed"],
+                                              tuple(spec["image_strength"])))
     for record in records.itertuples():
-        image = world.render_record_image(record.task, record.answer_vision, record.image_id, spec["image_size"])
+        image = world.render_record_image(record.task, record.answer_vision, record.image_id, spec["image_size"],
+                                          record.image_strength)
         image.save(image_dir / f"{record.image_id}.png")
     records["image_path"] = [f"images/{image_id}.png" for image_id in records["image_id"]]
     return records
@@ -96,7 +98,9 @@ class Benchmark:
             raise ValueError(f"unknown split {name!r}; expected one of {SPLITS}")
         return self.records[self.records["split"] == name].reset_index(drop=True)
 
-    def image(self, record) -> Image.Image:
-        """The RGB image of a record (``image_path`` is relative to the folder unless absolute)."""
+    def image(self, record, blank: bool = False) -> Image.Image:
+        """The RGB image of a record (``image_path`` is relative to the folder unless absolute), or with
+        ``blank`` a uniform image of its size (the blank-image control)."""
         path = Path(record["image_path"])
-        return Image.open(path if path.is_absolute() else self.folder / path).convert("RGB")
+        image = Image.open(path if path.is_absolute() else self.folder / path).convert("RGB")
+        return Image.new("RGB", image.size, world.BACKGROUND) if blank else image

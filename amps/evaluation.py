@@ -23,11 +23,25 @@ from amps.progress import progress
 
 log = logging.getLogger(__name__)
 
-#: Baseline conditions: the conflict record under each instruction, and the agreeing control.
-BASELINE_CONDITIONS = ("none", "text", "image", "agreeing")
+#: Baseline conditions: (prompt kind, instruction, blank image). The conflict record under each
+#: instruction; the agreeing control (a context that supports the image) under each instruction, which
+#: catches "pick the option the text does not mention"; and the conflict under the image instruction
+#: with a blank image, which a model that reads the image answers at chance.
+CONDITIONS: dict[str, tuple[str, str, bool]] = {
+    "none": ("conflict", "none", False),
+    "text": ("conflict", "text", False),
+    "image": ("conflict", "image", False),
+    "agreeing": ("agreeing", "none", False),
+    "agreeing_image": ("agreeing", "image", False),
+    "agreeing_text": ("agreeing", "text", False),
+    "blank_image": ("conflict", "image", True),
+}
+BASELINE_CONDITIONS = tuple(CONDITIONS)
+
+
 @dataclass(frozen=True)
 class Question:
-    """One row to ask: a record in one option order under one condition."""
+    """One row to ask: a record in one option order under one condition (``blank_image``: with a blank image)."""
 
     record_index: int
     condition: str
@@ -35,22 +49,34 @@ class Question:
     prompt: str
     option_a: str
     option_b: str
+    blank_image: bool = False
 
 
-def make_question(record, record_index: int, condition: str, order: str) -> Question:
-    """Build the question for a record under a condition (an instruction, or ``agreeing``).
+def build_question(record, record_index: int, kind: str, instruction: str, order: str, condition: str,
+                   blank_image: bool = False) -> Question:
+    """The question of a record in ``order``: the ``conflict`` prompt or the ``agreeing`` control, with ``instruction``.
 
     ``agreeing`` asks with a context that supports the vision answer (``context_agreeing``); where a
     benchmark has none (MC²), the context is left out, so the image alone decides.
     """
     option_a, option_b = prompts.options_for_order(record["answer_vision"], record["answer_text"], order)
-    if condition == "agreeing":
+    if kind == "agreeing":
         context = record.get("context_agreeing")
         context = None if context is None or (isinstance(context, float) and np.isnan(context)) else context
-        prompt = prompts.build_prompt(record["question"], option_a, option_b, context)
+    elif kind == "conflict":
+        context = record["context"]
     else:
-        prompt = prompts.build_prompt(record["question"], option_a, option_b, record["context"], condition)
-    return Question(record_index, condition, order, prompt, option_a, option_b)
+        raise ValueError(f"unknown prompt kind {kind!r}; expected conflict or agreeing")
+    prompt = prompts.build_prompt(record["question"], option_a, option_b, context, instruction)
+    return Question(record_index, condition, order, prompt, option_a, option_b, blank_image)
+
+
+def make_question(record, record_index: int, condition: str, order: str) -> Question:
+    """The question of a record under a baseline condition (:data:`CONDITIONS`)."""
+    if condition not in CONDITIONS:
+        raise ValueError(f"unknown condition {condition!r}; expected one of {list(CONDITIONS)}")
+    kind, instruction, blank = CONDITIONS[condition]
+    return build_question(record, record_index, kind, instruction, order, condition, blank)
 
 
 BatchContext = Callable[[list[Question], "object"], ContextManager]
@@ -75,7 +101,7 @@ def ask(
     with progress(total=len(questions), desc=desc, unit="q") as bar:
         for start in range(0, len(questions), batch_size):
             chunk = questions[start : start + batch_size]
-            images = [benchmark.image(records.iloc[q.record_index]) for q in chunk]
+            images = [benchmark.image(records.iloc[q.record_index], q.blank_image) for q in chunk]
             batch = model.encode(images, [q.prompt for q in chunk])
             with batch_context(chunk, batch) if batch_context else contextlib.nullcontext():
                 answers = model.generate(batch, max_new_tokens)
@@ -110,7 +136,7 @@ def baseline_questions(records: pd.DataFrame, conditions: Iterable[str] = BASELI
 
 
 def evaluate_baseline(settings: dict, benchmark_dir: str, model: str, output: str) -> None:
-    """CLI step: ask the test split under no / text / image instruction and the agreeing control.
+    """CLI step: ask the test split under every baseline condition (:data:`CONDITIONS`).
 
     ``settings``: ``model_name``, ``model`` (the model's config entry), ``evaluation``, ``threads``.
     """

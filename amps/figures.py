@@ -326,3 +326,50 @@ def plot_mcr_sensitivity(
     figure.suptitle(textwrap.fill(f"MCR against the steering strength that flips each test record {title}", 80), fontsize=10)
     figure.tight_layout()
     save_figure(figure, scatter_figure)
+
+
+def plot_mcr_validation(settings: dict, mcr: str, benchmark_dir: str, correlations: str, bins: str, output: str) -> None:
+    """The MCR against the world's ground truth, one column per model.
+
+    Top: each record's MCR (functional entropy) against its evidence balance (text strength minus
+    image strength), coloured by task, with Spearman's rho and its bootstrap interval. Bottom: the
+    uninstructed vision share of the test records by MCR bin. ``settings["models"]`` names the
+    comma-separated MCR tables in order.
+    """
+    from amps.mcr_validation import balance
+
+    models = settings["models"]
+    truth = balance(Benchmark(benchmark_dir).records)
+    linked = read_table(correlations).set_index(["model", "estimator"])
+    binned = read_table(bins)
+    figure, axes = plt.subplots(2, len(models), figsize=(max(7.0, 3.4 * len(models)), 6.4), squeeze=False)
+    colormap = plt.get_cmap("tab10")
+    for column, (model, path) in enumerate(zip(models, mcr.split(","))):
+        table = read_table(path)
+        table = table[table["problem"].fillna("") == ""]
+        axis = axes[0][column]
+        for index, (task, part) in enumerate(table.groupby("task")):
+            axis.scatter(truth.reindex(part["record_id"]), part["mcr"], s=7, alpha=0.7, color=colormap(index % 10), label=task)
+        row = linked.loc[(model, "entropy")]
+        axis.set_title(f"{model}: ρ = {row['spearman']:.2f} [{row['low']:.2f}, {row['high']:.2f}]", fontsize=9)
+        axis.set_xlabel("text strength − image strength", fontsize=8)
+        if column == 0:
+            axis.set_ylabel("MCR", fontsize=8)
+        axis.tick_params(labelsize=7)
+        shares = binned[binned["model"] == model]
+        axis = axes[1][column]
+        axis.bar(shares["bin"], shares["vision_share"], color=VISION_COLOR)
+        axis.set_xticks(shares["bin"], [f"{low:.2f}–{high:.2f}" for low, high in zip(shares["mcr_low"], shares["mcr_high"])],
+                        fontsize=6, rotation=30)
+        axis.set_ylim(0, 1)
+        axis.set_xlabel("MCR bin (test records)", fontsize=8)
+        if column == 0:
+            axis.set_ylabel("uninstructed S_vision", fontsize=8)
+        axis.tick_params(labelsize=7)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="upper center", ncol=min(5, len(labels)), fontsize=7.5, frameon=False,
+                  bbox_to_anchor=(0.5, 0.96))
+    figure.suptitle(f"MCR against the ground-truth evidence balance ({settings['run_name']}, {settings['benchmark_label']})",
+                    fontsize=10)
+    figure.tight_layout(rect=(0, 0, 1, 0.9))
+    save_figure(figure, output)

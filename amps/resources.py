@@ -32,8 +32,9 @@ MC2_RECORDS = 2000
 MC2_TASKS = 8
 #: Every record is asked in both option orders.
 OPTION_ORDERS = 2
-#: Baseline and steered evaluation: no instruction, text, image, and the agreeing control.
-EVALUATION_CONDITIONS = 4
+#: Baseline evaluation: the conflict under no, text and image instruction, the agreeing control under each,
+#: and the blank-image control (amps.evaluation.CONDITIONS; a test keeps the two equal).
+EVALUATION_CONDITIONS = 7
 #: Activation collection: the plain, image-instructed and text-instructed prompts.
 ACTIVATION_PROMPTS = 3
 #: One MCR Monte Carlo sample is a one-token forward against a perturbed copy of the cached prompt:

@@ -32,10 +32,16 @@ SCORE_COLUMNS = ["n", "s_vision", "s_text", "s_other", "vision_ratio", "rate_a"]
 CHECK_COLUMNS = [
     "model",
     "agreeing_accuracy",
+    "agreeing_accuracy_image",
+    "agreeing_accuracy_text",
     "follows_image_instruction",
     "follows_text_instruction",
+    "blank_image_accuracy",
     "uninstructed_vision_ratio",
     "uninstructed_s_other",
+    "lowest_task_vision_ratio",
+    "highest_task_vision_ratio",
+    "leans_both_ways",
     "passes",
 ]
 
@@ -122,29 +128,42 @@ def score(answers: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 
 def toy_checks(scores: pd.DataFrame, checks: dict) -> pd.DataFrame:
-    """The behaviour the toy models must show, per model, with pass/fail against the config."""
-    pooled = scores[(scores["task"] == "all") & (scores["view"] == "pooled")].set_index(["model", "condition"])
+    """The behaviour the toy models must show, per model, with pass/fail against the config (``evaluation.checks``).
+
+    A model passes when it answers agreeing records right with no instruction and under each (so it
+    does not "pick the option the text does not mention"), follows each instruction on conflicts,
+    answers the blank-image control under the image instruction at chance (it reads the image), gives
+    few answers naming no option, and has a pooled uninstructed vision ratio within the range.
+    ``leans_both_ways`` (one task's ratio at most the first bound of ``task_lean``, one's at least the
+    second) is reported beside it: the run needs it on some scales, not every model.
+    """
+    pooled = scores[scores["view"] == "pooled"].set_index(["model", "condition", "task"])
     rows = []
-    for model in sorted(pooled.index.get_level_values("model").unique()):
-        none = pooled.loc[(model, "none")]
+    for model in sorted(scores["model"].unique()):
+        whole = pooled.xs("all", level="task").loc[model]
+        tasks = pooled.loc[model].xs("none", level="condition").drop(index="all", errors="ignore")["vision_ratio"]
         row = {
             "model": model,
-            "agreeing_accuracy": pooled.loc[(model, "agreeing"), "s_vision"],
-            "follows_image_instruction": pooled.loc[(model, "image"), "s_vision"],
-            "follows_text_instruction": pooled.loc[(model, "text"), "s_text"],
-            "uninstructed_vision_ratio": none["vision_ratio"],
-            "uninstructed_s_other": none["s_other"],
+            "agreeing_accuracy": whole.loc["agreeing", "s_vision"],
+            "agreeing_accuracy_image": whole.loc["agreeing_image", "s_vision"],
+            "agreeing_accuracy_text": whole.loc["agreeing_text", "s_vision"],
+            "follows_image_instruction": whole.loc["image", "s_vision"],
+            "follows_text_instruction": whole.loc["text", "s_text"],
+            "blank_image_accuracy": whole.loc["blank_image", "s_vision"],
+            "uninstructed_vision_ratio": whole.loc["none", "vision_ratio"],
+            "uninstructed_s_other": whole.loc["none", "s_other"],
+            "lowest_task_vision_ratio": tasks.min(),
+            "highest_task_vision_ratio": tasks.max(),
         }
-        preferred = (
-            row["uninstructed_vision_ratio"] <= 0.35
-            if checks["preference"] == "text"
-            else row["uninstructed_vision_ratio"] >= 0.65
-        )
+        row["leans_both_ways"] = bool(row["lowest_task_vision_ratio"] <= checks["task_lean"][0]
+                                      and row["highest_task_vision_ratio"] >= checks["task_lean"][1])
+        agreeing = min(row["agreeing_accuracy"], row["agreeing_accuracy_image"], row["agreeing_accuracy_text"])
+        following = min(row["follows_image_instruction"], row["follows_text_instruction"])
         row["passes"] = bool(
-            row["agreeing_accuracy"] >= checks["agreeing_accuracy"]
-            and row["follows_image_instruction"] >= checks["instruction_following"]
-            and row["follows_text_instruction"] >= checks["instruction_following"]
-            and preferred
+            agreeing >= checks["agreeing_accuracy"]
+            and following >= checks["instruction_following"]
+            and checks["blank_image"][0] <= row["blank_image_accuracy"] <= checks["blank_image"][1]
+            and checks["vision_ratio"][0] <= row["uninstructed_vision_ratio"] <= checks["vision_ratio"][1]
             and row["uninstructed_s_other"] <= checks["max_other"]
         )
         rows.append(row)

@@ -82,8 +82,7 @@ class TrainingPlan:
     stages: tuple[Stage, ...]
     batch_size: int
     learning_rate: float
-    text_bias: float
-    bias_spread: float
+    preference: world.Preference
     threads: int
     seed: int
 
@@ -220,9 +219,7 @@ def train_toy_model(
     stage_accuracy: dict[str, float] = {}
     with progress(total=total, desc=f"train {Path(output_dir).name}", unit="step") as bar:
         for index, (stage, steps) in enumerate(zip(plan.stages, plan.stage_steps())):
-            stream = world.training_examples(
-                tasks, stage.mix, plan.text_bias, plan.bias_spread, arch.image_size, plan.seed + index
-            )
+            stream = world.training_examples(tasks, stage.mix, plan.preference, arch.image_size, plan.seed + index)
             hits: list[float] = []
             for examples in itertools.islice(_batches(stream, plan.batch_size), steps):
                 batch = wrapper.encode(
@@ -268,17 +265,19 @@ def train_toy_model(
 
 
 def train_toy_model_cli(settings: dict, output_dir: str) -> None:
-    """CLI step: train the toy model described by ``settings`` (model entry, training section, tasks)."""
+    """CLI step: train the toy model described by ``settings`` (model entry, training section, tasks, the world's
+    image strength range)."""
     model = settings["model"]
     training = settings["training"]
+    preference = training["preference"]
     arch = ToyArchitecture(**model["architecture"])
     plan = TrainingPlan(
         steps=model["training_steps"],
         stages=tuple(Stage(stage["name"], stage["share"], stage["mix"]) for stage in training["stages"]),
         batch_size=training["batch_size"],
         learning_rate=training["learning_rate"],
-        text_bias=training["text_bias"],
-        bias_spread=training["bias_spread"],
+        preference=world.Preference(preference["steepness"], preference["task_bias"], preference["spread"],
+                                    tuple(settings["image_strength"])),
         threads=settings["threads"],
         seed=settings["seed"],
     )

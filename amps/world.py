@@ -1,9 +1,19 @@
 """The offline conflict world: MC²-format records whose images are rendered locally.
 
 Each task draws an image that truly shows ``answer_vision`` and a text context that asserts
-``answer_text``. The same generator produces the toy models' training corpus (from a different
-seed stream, with image-only, text-only, agreeing and conflicting examples), so the benchmark and
-the corpus share a world but not a single example.
+``answer_text``. Both carry evidence of a known strength, stored with every record as ground truth:
+
+* ``image_strength`` (0–1): how clearly the image shows its answer; the drawing is blended toward
+  the background and covered in pixel noise as the strength falls (:func:`degrade`);
+* ``text_strength`` (0.25, 0.5, 0.75 or 1): how firmly the context asserts its answer, from a
+  hedged guess to a certain statement said twice (:data:`ASSERTIONS`).
+
+The same generator produces the toy models' training corpus (from a different seed stream, with
+image-only, text-only, agreeing and conflicting examples), so the benchmark and the corpus share a
+world but not a single example. Without an instruction, the corpus follows the text with a
+probability that grows with the balance ``text_strength − image_strength`` and a per-task prior
+(:func:`text_probability`): weak evidence deserves less trust, and tasks differ in which modality
+they lean to.
 """
 
 from __future__ import annotations
@@ -14,9 +24,10 @@ import random
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+import numpy as np
 from PIL import Image, ImageDraw
 
-from amps.prompts import INSTRUCTIONS, build_prompt
+from amps.prompts import ANSWER_INSTRUCTION, INSTRUCTIONS, build_prompt
 
 BACKGROUND = (40, 40, 40)
 COLORS: dict[str, tuple[int, int, int]] = {
@@ -29,15 +40,32 @@ COLORS: dict[str, tuple[int, int, int]] = {
 }
 
 
+#: How firmly a context asserts its value: (text strength, wording of the task's claim).
+ASSERTIONS: tuple[tuple[float, str], ...] = (
+    (0.25, "Someone guessed that {claim}, but nobody is sure."),
+    (0.5, "Someone said that {claim}."),
+    (0.75, "A caption states that {claim}."),
+    (1.0, "It is certain that {claim}. Everyone agrees that {claim}."),
+)
+TEXT_STRENGTHS = tuple(strength for strength, _ in ASSERTIONS)
+#: Pixel noise (standard deviation on the 0-255 scale) of an image of strength 0.
+NOISE = 25.0
+
+
 @dataclass(frozen=True)
 class Task:
-    """One task of the world: its question, answer values, renderer and context templates."""
+    """One task of the world: its question, answer values, renderer and claims (``{value}`` in a sentence)."""
 
     name: str
     question: str
     values: tuple[str, ...]
     render: Callable[[str, random.Random, int], Image.Image]
-    contexts: tuple[str, ...]
+    claims: tuple[str, ...]
+
+    def context(self, claim: str, value: str, text_strength: float) -> str:
+        """The context that asserts ``value`` with the wording of ``text_strength``."""
+        wording = dict(ASSERTIONS)[text_strength]
+        return wording.format(claim=claim.format(value=value))
 
 
 def _canvas(size: int) -> tuple[Image.Image, ImageDraw.ImageDraw]:
@@ -151,55 +179,35 @@ TASKS: dict[str, Task] = {
             "What color is the object?",
             tuple(COLORS),
             render_color,
-            (
-                "The object in the picture is {value}.",
-                "Someone who saw the image said the object was {value}.",
-                "A caption reads: a {value} object on a dark background.",
-            ),
+            ("the object is {value}", "the object in the picture is {value}"),
         ),
         Task(
             "counting",
             "How many objects are in the image?",
             ("one", "two", "three", "four"),
             render_counting,
-            (
-                "There are {value} objects in the picture.",
-                "Someone counted {value} objects in the image.",
-                "A caption reads: {value} shapes on a dark background.",
-            ),
+            ("there are {value} objects", "the picture shows {value} objects"),
         ),
         Task(
             "positional_reasoning",
             "Where is the object in the image?",
             ("left", "right", "top", "bottom"),
             render_position,
-            (
-                "The object is at the {value} of the picture.",
-                "Someone saw the object on the {value} side.",
-                "A caption reads: a shape near the {value} edge.",
-            ),
+            ("the object is at the {value}", "the object is near the {value} edge"),
         ),
         Task(
             "object_recognition",
             "What object is in the image?",
             ("circle", "square", "triangle", "cross"),
             render_object,
-            (
-                "The picture shows a {value}.",
-                "Someone said the object is a {value}.",
-                "A caption reads: a single {value} on a dark background.",
-            ),
+            ("the picture shows a {value}", "the object is a {value}"),
         ),
         Task(
             "attribute",
             "What pattern does the object have?",
             ("solid", "striped", "checkered", "hollow"),
             render_pattern,
-            (
-                "The object in the picture is {value}.",
-                "Someone described the pattern as {value}.",
-                "A caption reads: a {value} shape on a dark background.",
-            ),
+            ("the object is {value}", "the pattern is {value}"),
         ),
     )
 }
@@ -214,8 +222,23 @@ def task(name: str) -> Task:
 
 
 def blank_image(size: int) -> Image.Image:
-    """The empty image used for text-only examples."""
+    """The empty image used for text-only examples and the blank-image control."""
     return Image.new("RGB", (size, size), BACKGROUND)
+
+
+def degrade(image: Image.Image, strength: float, rng: random.Random) -> Image.Image:
+    """The image at evidence ``strength``: blended toward the background by ``strength`` and covered in
+    grey pixel noise of standard deviation ``(1 − strength) × NOISE``; strength 1 leaves it unchanged."""
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"image strength must lie in [0, 1], got {strength}")
+    if strength == 1.0:
+        return image
+    pixels = np.asarray(image, dtype=np.float64)
+    background = np.asarray(BACKGROUND, dtype=np.float64)
+    # Grey noise (one draw per pixel, all channels): it hides shapes without shifting hues.
+    noise = np.random.default_rng(rng.getrandbits(64)).normal(0.0, (1.0 - strength) * NOISE, pixels.shape[:2] + (1,))
+    blended = background + strength * (pixels - background) + noise
+    return Image.fromarray(np.clip(np.rint(blended), 0, 255).astype(np.uint8))
 
 
 def image_seed(image_id: str) -> int:
@@ -223,24 +246,33 @@ def image_seed(image_id: str) -> int:
     return int(hashlib.sha256(image_id.encode()).hexdigest()[:12], 16)
 
 
-def render_record_image(task_name: str, value: str, image_id: str, size: int) -> Image.Image:
-    """Render the image of a benchmark record; the same id always gives the same pixels."""
-    return task(task_name).render(value, random.Random(image_seed(image_id)), size)
+def render_record_image(task_name: str, value: str, image_id: str, size: int, strength: float = 1.0) -> Image.Image:
+    """Render the image of a benchmark record at its evidence strength; the same id always gives the same pixels."""
+    rng = random.Random(image_seed(image_id))
+    return degrade(task(task_name).render(value, rng, size), strength, rng)
 
 
-def make_records(tasks: list[str], records_per_task: int, seed: int) -> list[dict]:
-    """Generate MC²-format conflict records, plus ``context_agreeing`` (the context for the vision answer).
+def make_records(tasks: list[str], records_per_task: int, seed: int,
+                 image_strength: tuple[float, float] = (1.0, 1.0)) -> list[dict]:
+    """Generate MC²-format conflict records with their evidence strengths, plus ``context_agreeing``.
 
-    Image ids are 12-digit strings, as in MC²; the images themselves are rendered by
-    :func:`render_record_image` from (task, answer_vision, image_id).
+    ``image_strength`` (the record's, drawn uniformly from that range) and ``text_strength`` (one of
+    :data:`TEXT_STRENGTHS`, uniformly) are the ground truth of how clear the image and how firm the
+    context are; the agreeing context (which asserts the vision answer) has the same wording. Image
+    ids are 12-digit strings, as in MC²; the images themselves are rendered by
+    :func:`render_record_image` from (task, answer_vision, image_id, image_strength).
     """
+    low, high = image_strength
+    if not 0.0 <= low <= high <= 1.0:
+        raise ValueError(f"image strength range must lie within [0, 1], got {image_strength}")
     rng = random.Random(seed)
     records = []
     for task_index, name in enumerate(tasks):
         spec = task(name)
         for index in range(records_per_task):
             vision, text = rng.sample(spec.values, 2)
-            template = rng.choice(spec.contexts)
+            claim = rng.choice(spec.claims)
+            text_strength = rng.choice(TEXT_STRENGTHS)
             records.append(
                 {
                     "image_id": f"{(task_index + 1) * 10**6 + index:012d}",
@@ -248,8 +280,10 @@ def make_records(tasks: list[str], records_per_task: int, seed: int) -> list[dic
                     "question": spec.question,
                     "answer_vision": vision,
                     "answer_text": text,
-                    "context": template.format(value=text),
-                    "context_agreeing": template.format(value=vision),
+                    "context": spec.context(claim, text, text_strength),
+                    "context_agreeing": spec.context(claim, vision, text_strength),
+                    "image_strength": round(rng.uniform(low, high), 4),
+                    "text_strength": text_strength,
                 }
             )
     return records
@@ -268,17 +302,29 @@ class Example:
     kind: str
 
 
-def pair_text_probability(task_name: str, vision: str, text: str, text_bias: float, spread: float, seed: int) -> float:
-    """Probability that an uninstructed conflict on this (vision, text) pair is labelled with the text answer.
+@dataclass(frozen=True)
+class Preference:
+    """How the corpus labels an uninstructed conflict (the config's ``toy_training.preference``).
 
-    Each value pair gets its own probability around ``text_bias`` (a graded rule): the corpus-wide
-    rate is controlled while margins vary across pairs, which gives per-sample sensitivity.
+    ``P(text) = sigmoid(steepness × (text_strength − image_strength) + task_bias[task] + spread × z_pair)``,
+    with ``z_pair`` a fixed standard normal draw per (task, vision value, text value): the balance
+    of the evidence decides, each task leans its own way, and value pairs vary around it.
     """
-    digest = hashlib.sha256(f"{seed}|{task_name}|{vision}|{text}".encode()).digest()
-    uniform = (int.from_bytes(digest[:8], "big") + 0.5) / 2**64
-    gaussian = math.sqrt(2) * _erfinv(2 * uniform - 1)
-    logit = math.log(text_bias / (1 - text_bias)) + spread * gaussian
-    return 1 / (1 + math.exp(-logit))
+
+    steepness: float
+    task_bias: dict[str, float]
+    spread: float
+    image_strength: tuple[float, float]
+
+    def text_probability(self, task_name: str, vision: str, text: str, image_strength: float, text_strength: float,
+                         seed: int) -> float:
+        """Probability that an uninstructed conflict with this evidence is labelled with the text answer."""
+        digest = hashlib.sha256(f"{seed}|{task_name}|{vision}|{text}".encode()).digest()
+        uniform = (int.from_bytes(digest[:8], "big") + 0.5) / 2**64
+        gaussian = math.sqrt(2) * _erfinv(2 * uniform - 1)
+        logit = (self.steepness * (text_strength - image_strength) + self.task_bias.get(task_name, 0.0)
+                 + self.spread * gaussian)
+        return 1 / (1 + math.exp(-logit))
 
 
 def _erfinv(y: float) -> float:
@@ -289,23 +335,27 @@ def _erfinv(y: float) -> float:
     return x
 
 
-EXAMPLE_KINDS = ("word", "agreeing", "image_only", "text_only", "instructed", "uninstructed", "hard")
+EXAMPLE_KINDS = ("word", "point", "agreeing", "image_only", "text_only", "instructed", "instructed_agreeing", "uninstructed",
+                 "hard")
 
 
 def training_examples(
     tasks: list[str],
     mix: dict[str, float],
-    text_bias: float,
-    bias_spread: float,
+    preference: Preference,
     image_size: int,
     seed: int,
 ) -> Iterator[Example]:
     """An endless, seeded stream of training examples drawn by ``mix`` (weights over EXAMPLE_KINDS).
 
-    Kinds: ``word`` answers with the value word (from the image, or from the text over a blank
-    image); ``agreeing`` has image and context agree; ``image_only`` has no context; ``text_only``
-    has a blank image; ``instructed`` is a conflict with a preference instruction, labelled with the
-    instructed modality; ``uninstructed`` is a conflict labelled by the graded per-pair rule;
+    Every example draws an image strength (uniform over ``preference.image_strength``) and a text
+    strength (:data:`TEXT_STRENGTHS`). Kinds: ``word`` answers with the value word (from the image,
+    or from the text over a blank image); ``point`` asks which option names a value, with nothing
+    else to read (the letter-pointing step alone, over a blank image); ``agreeing`` has image and context agree; ``image_only``
+    has no context; ``text_only`` has a blank image; ``instructed`` is a conflict with a preference
+    instruction, labelled with the instructed modality; ``instructed_agreeing`` has an instruction
+    while image and context agree (so "pick the option the context does not mention" is wrong under
+    the image instruction); ``uninstructed`` is a conflict labelled by the preference rule;
     ``hard`` is an instructed conflict whose options are the instructed answer and a third value,
     so "pick the option the context does not mention" cannot answer it.
     """
@@ -315,23 +365,35 @@ def training_examples(
     rng = random.Random(seed)
     kinds = [kind for kind in EXAMPLE_KINDS if mix.get(kind, 0) > 0]
     weights = [mix[kind] for kind in kinds]
+    low, high = preference.image_strength
     while True:
         kind = rng.choices(kinds, weights)[0]
         spec = task(rng.choice(tasks))
         vision, text, third = rng.sample(spec.values, 3)
-        image = spec.render(vision, rng, image_size)
-        template = rng.choice(spec.contexts)
+        image_strength, text_strength = rng.uniform(low, high), rng.choice(TEXT_STRENGTHS)
+        image = degrade(spec.render(vision, rng, image_size), image_strength, rng)
+        claim = rng.choice(spec.claims)
         if kind == "word":
             if rng.random() < 0.6:
                 yield Example(image, spec.question, vision, kind)
             else:
-                prompt = f"Text context: {template.format(value=text)}\n{spec.question}"
+                prompt = f"Text context: {spec.context(claim, text, text_strength)}\n{spec.question}"
                 yield Example(blank_image(image_size), prompt, text, kind)
             continue
+        if kind == "point":
+            letter = rng.choice("AB")
+            option_a, option_b = (vision, text) if letter == "A" else (text, vision)
+            prompt = f"Which option is {vision}?\nA. {option_a}\nB. {option_b}\n{ANSWER_INSTRUCTION}"
+            yield Example(blank_image(image_size), prompt, letter, kind)
+            continue
         instruction = "none"
-        context: str | None = template.format(value=text)
+        context: str | None = spec.context(claim, text, text_strength)
         if kind == "agreeing":
-            context = template.format(value=vision)
+            context = spec.context(claim, vision, text_strength)
+            correct, wrong = vision, text
+        elif kind == "instructed_agreeing":
+            instruction = rng.choice(("text", "image"))
+            context = spec.context(claim, vision, text_strength)
             correct, wrong = vision, text
         elif kind == "image_only":
             context, correct, wrong = None, vision, text
@@ -345,7 +407,7 @@ def training_examples(
             correct = vision if instruction == "image" else text
             wrong = third
         else:  # uninstructed
-            p_text = pair_text_probability(spec.name, vision, text, text_bias, bias_spread, seed)
+            p_text = preference.text_probability(spec.name, vision, text, image_strength, text_strength, seed)
             correct, wrong = (text, vision) if rng.random() < p_text else (vision, text)
         letter = rng.choice("AB")
         option_a, option_b = (correct, wrong) if letter == "A" else (wrong, correct)
@@ -354,10 +416,11 @@ def training_examples(
 
 def vocabulary_texts(tasks: list[str]) -> list[str]:
     """Every string the world can put in a prompt or an answer, for building a closed word vocabulary."""
-    texts = [build_prompt("q", "A", "B", "c", instruction) for instruction in INSTRUCTIONS]
+    texts = [build_prompt("q", "A", "B", "c", instruction) for instruction in INSTRUCTIONS] + ["Which option is ?"]
     for name in tasks:
         spec = task(name)
         texts.append(spec.question)
-        texts += [template.format(value=value) for template in spec.contexts for value in spec.values]
+        texts += [spec.context(claim, value, strength) for claim in spec.claims for value in spec.values
+                  for strength in TEXT_STRENGTHS]
         texts += list(spec.values)
     return texts

@@ -53,7 +53,7 @@ def tiny_benchmark_dir(tmp_path_factory) -> Path:
         {
             "source": "world",
             "seed": 3,
-            "world": {"tasks": TASKS, "records_per_task": 10, "image_size": 32},
+            "world": {"tasks": TASKS, "records_per_task": 10, "image_size": 32, "image_strength": [0.3, 1.0]},
             "splits": {"steer_train": 0.4, "validation": 0.2, "test": 0.4},
         },
         str(folder),

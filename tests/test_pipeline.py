@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from amps.evaluation import BASELINE_CONDITIONS
 from conftest import REPO
 from test_cluster import slurm_run  # noqa: F401 (a fixture: the clean run to compare with)
 
@@ -101,7 +102,7 @@ def test_dag_produces_tables_models_and_figures(resumed_run):
         assert (out / "figures" / figure).stat().st_size > 1000
     scores = pd.read_csv(out / "tables" / "baseline_scores.csv")
     pooled = scores[(scores["task"] == "all") & (scores["view"] == "pooled")]
-    assert set(pooled["condition"]) == {"none", "text", "image", "agreeing"}
+    assert set(pooled["condition"]) == set(BASELINE_CONDITIONS)
     shares = pooled[["s_vision", "s_text", "s_other"]].sum(axis=1)
     assert shares.round(9).eq(1.0).all()
     assert (pooled["n"] == 2 * 8).all()  # 8 test records (2 tasks x 10 x 0.4), both orders

@@ -59,7 +59,7 @@ def test_toy_models_run_on_the_cpu_with_small_requests():
 def test_runtime_grows_with_the_stage_work(paper_config):
     config = validate_config(paper_config)
     runtimes = {stage: resources.model_job_resources(config, "llava-1.5-13b", stage)["runtime"] for stage in ("evaluate", "sweep")}
-    assert runtimes["sweep"] > runtimes["evaluate"]  # 13 strengths against 4 conditions
+    assert runtimes["sweep"] > runtimes["evaluate"]  # 11 strength passes against 7 conditions
     fewer = copy.deepcopy(config)
     fewer["benchmark"]["mc2"]["limit"] = 5
     assert resources.model_job_resources(fewer, "llava-1.5-13b", "sweep")["runtime"] < runtimes["sweep"]
@@ -111,3 +111,9 @@ def test_a_run_is_planned_without_its_data_or_weights(capsys):
     # Every stage of every model, the ablations only on the ablation model (llava-1.5-7b).
     assert len(lines) == 1 + len(models) * (len(resources.STAGES) - 1) + 1
     assert [line.split()[0] for line in lines if " ablations " in line] == ["llava-1.5-7b"]
+
+
+def test_the_baseline_is_planned_with_every_condition_it_asks():
+    from amps.evaluation import BASELINE_CONDITIONS
+
+    assert resources.EVALUATION_CONDITIONS == len(BASELINE_CONDITIONS)

@@ -33,7 +33,8 @@ from conftest import REPO
 
 MODEL_SPEC = {"steering_layers": [1, 0], "batch_size": 8, "device": "cpu", "dtype": "float32", "device_map": None,
               "trust_remote_code": False, "gpus": 0}
-MCR_SETTINGS = {"sigma": 0.25, "samples": 3, "max_batch": 8, "answer": "clean", "fisher": True, "shards": 1, "bootstrap": 100}
+MCR_SETTINGS = {"sigma": 0.25, "samples": 3, "max_batch": 8, "answer": "clean", "fisher": True, "text": "context", "shards": 1,
+                "bootstrap": 100}
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """The offline conflict world: records, images that show the vision answer, splits, corpus."""
 
 import itertools
+import re
 from collections import Counter
 
 import numpy as np
@@ -71,9 +72,12 @@ def test_prepared_benchmark_folder(tiny_benchmark_dir):
     assert not list(tiny_benchmark_dir.parent.glob(".*partial"))
 
 
+PREFERENCE = world.Preference(steepness=6.0, task_bias={"color": -2.0, "counting": 2.0}, spread=0.5, image_strength=(0.3, 1.0))
+
+
 def test_training_corpus_has_every_kind_and_no_shortcut():
     mix = {kind: 1.0 for kind in world.EXAMPLE_KINDS}
-    examples = list(itertools.islice(world.training_examples(list(world.TASKS), mix, 0.85, 1.5, 32, 0), 700))
+    examples = list(itertools.islice(world.training_examples(list(world.TASKS), mix, PREFERENCE, 32, 0), 800))
     assert {example.kind for example in examples} == set(world.EXAMPLE_KINDS)
     image_instructed_hard = [e for e in examples if e.kind == "hard" and "follow the image" in e.prompt]
     assert image_instructed_hard
@@ -82,14 +86,49 @@ def test_training_corpus_has_every_kind_and_no_shortcut():
         lines = example.prompt.split("\n")
         options = {lines[-3][3:], lines[-2][3:]}
         assert not any(f" {option}" in lines[0] for option in options), example.prompt
+    # Under an instruction with an agreeing context the answer is the option the context names.
+    for example in (e for e in examples if e.kind == "instructed_agreeing"):
+        lines = example.prompt.split("\n")
+        answer = lines[-3][3:] if example.answer == "A" else lines[-2][3:]
+        assert f" {answer}" in lines[0], example.prompt
     assert Counter(example.answer for example in examples if example.kind != "word")["A"] / len(examples) > 0.3
 
 
-def test_pair_probabilities_are_graded_around_the_bias():
+def test_preference_follows_the_balance_of_the_evidence_and_the_task():
     values = world.TASKS["color"].values
-    probabilities = [world.pair_text_probability("color", a, b, 0.85, 1.5, 0) for a in values for b in values if a != b]
-    assert 0.6 < np.mean(np.array(probabilities) > 0.5) < 1.0
-    assert min(probabilities) < 0.5 < max(probabilities)
+    strong_text = [PREFERENCE.text_probability("color", a, b, 0.3, 1.0, 0) for a in values for b in values if a != b]
+    strong_image = [PREFERENCE.text_probability("color", a, b, 1.0, 0.25, 0) for a in values for b in values if a != b]
+    assert min(strong_text) > 0.5 > max(strong_image)
+    # At an even balance the task's own lean decides: color to the image, counting to the text.
+    assert PREFERENCE.text_probability("color", "red", "blue", 0.5, 0.5, 0) < 0.5 < PREFERENCE.text_probability(
+        "counting", "one", "two", 0.5, 0.5, 0)
+    # Value pairs vary around the rule (their own fixed draws), the same for the same seed.
+    even = [PREFERENCE.text_probability("color", a, b, 0.5, 0.5, 0) for a in values for b in values if a != b]
+    assert np.std(even) > 0.01 and even == [PREFERENCE.text_probability("color", a, b, 0.5, 0.5, 0)
+                                            for a in values for b in values if a != b]
+
+
+def test_records_carry_their_evidence_strengths_and_images_show_them():
+    records = world.make_records(["color", "counting"], 40, 3, image_strength=(0.3, 1.0))
+    strengths = np.array([record["image_strength"] for record in records])
+    assert 0.3 <= strengths.min() < 0.45 and 0.85 < strengths.max() <= 1.0
+    assert {record["text_strength"] for record in records} == set(world.TEXT_STRENGTHS)
+    for record in records:
+        # The agreeing context has the same wording, asserting the vision answer instead.
+        assert record["context_agreeing"] == re.sub(rf"\b{record['answer_text']}\b", record["answer_vision"], record["context"])
+    hedged = next(record for record in records if record["text_strength"] == 0.25)
+    assert "nobody is sure" in hedged["context"]
+    certain = next(record for record in records if record["text_strength"] == 1.0)
+    assert certain["context"].count(certain["answer_text"]) == 2
+    # A faint image: the object's colour is blended toward the background and noise covers the canvas.
+    clear = np.asarray(world.render_record_image("color", "red", "000000000009", 32, 1.0), dtype=float)
+    faint = np.asarray(world.render_record_image("color", "red", "000000000009", 32, 0.3), dtype=float)
+    centre = (slice(12, 20), slice(12, 20))
+    assert faint[centre][..., 0].mean() < clear[centre][..., 0].mean() - 80
+    corner = (slice(0, 3), slice(0, 3))
+    assert np.allclose(clear[corner], world.BACKGROUND) and faint[corner].std() > 5
+    with pytest.raises(ValueError, match="image strength"):
+        world.degrade(world.blank_image(8), 1.5, __import__("random").Random(0))
 
 
 def test_unknown_task_is_named():

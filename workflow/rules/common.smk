@@ -37,7 +37,7 @@ def steering_settings(model, with_sweep):
 
 MCR_SHARDS = config["mcr"]["shards"]
 #: The mcr settings that change an MCR number (the rest of the section, e.g. bootstrap, does not).
-MCR_ESTIMATOR_KEYS = ("sigma", "samples", "max_batch", "answer", "fisher")
+MCR_ESTIMATOR_KEYS = ("sigma", "samples", "max_batch", "answer", "fisher", "text")
 
 
 def mcr_shard_settings(model, shard):
@@ -103,4 +103,10 @@ def final_outputs():
         f"{OUT}/tables/mcr_sensitivity.csv",
         f"{OUT}/figures/sensitivity.pdf",
         f"{OUT}/figures/mcr_vs_sensitivity.pdf",
+        # Only the offline world knows how strong each record's evidence is.
+        *(
+            [f"{OUT}/tables/mcr_validation.csv", f"{OUT}/tables/mcr_vision_by_bin.csv", f"{OUT}/figures/mcr_validation.pdf"]
+            if config["benchmark"]["source"] == "world"
+            else []
+        ),
     ]

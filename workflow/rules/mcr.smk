@@ -134,3 +134,60 @@ rule plot_mcr_sensitivity:
         "amps plot-mcr-sensitivity --settings {params.settings:q} --mcr {params.mcr} --sensitivity {params.sensitivity}"
         " --correlations {input.correlations} --scores-figure {output.scores_pdf}"
         " --scatter-figure {output.scatter_pdf} > {log} 2>&1"
+
+
+rule validate_mcr:
+    """The MCR against the offline world's ground-truth evidence balance (world runs only)."""
+    input:
+        mcr=expand(f"{OUT}/mcr/{{model}}.parquet", model=MODELS),
+        benchmark=f"{OUT}/benchmark",
+        baselines=expand(f"{OUT}/baseline/{{model}}.parquet", model=MODELS),
+    output:
+        correlations=f"{OUT}/tables/mcr_validation.csv",
+        bins=f"{OUT}/tables/mcr_vision_by_bin.csv",
+    params:
+        settings=settings_json(
+            {"run_name": config["run_name"], "models": MODELS, "bootstrap": config["mcr"]["bootstrap"], "seed": config["seed"], "bins": 5}
+        ),
+        mcr=lambda wildcards, input: ",".join(input.mcr),
+        baselines=lambda wildcards, input: ",".join(input.baselines),
+    log:
+        f"{OUT}/logs/validate_mcr.log",
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/amps.yaml"
+    shell:
+        "amps validate-mcr --settings {params.settings:q} --mcr {params.mcr} --benchmark-dir {input.benchmark}"
+        " --baselines {params.baselines} --correlations-table {output.correlations} --bins-table {output.bins} > {log} 2>&1"
+
+
+rule plot_mcr_validation:
+    """MCR against the ground-truth balance, and the uninstructed vision share by MCR bin, per model."""
+    input:
+        mcr=expand(f"{OUT}/mcr/{{model}}.parquet", model=MODELS),
+        benchmark=f"{OUT}/benchmark",
+        correlations=f"{OUT}/tables/mcr_validation.csv",
+        bins=f"{OUT}/tables/mcr_vision_by_bin.csv",
+    output:
+        pdf=f"{OUT}/figures/mcr_validation.pdf",
+        png=report(
+            f"{OUT}/figures/mcr_validation.png",
+            caption="../report/figures/mcr_validation.rst",
+            category="Figures",
+            labels={"figure": "mcr_validation"},
+        ),
+    params:
+        settings=settings_json({"run_name": config["run_name"], "benchmark_label": BENCHMARK_LABEL, "models": MODELS}),
+        mcr=lambda wildcards, input: ",".join(input.mcr),
+    log:
+        f"{OUT}/logs/plot_mcr_validation.log",
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/amps.yaml"
+    shell:
+        "amps plot-mcr-validation --settings {params.settings:q} --mcr {params.mcr} --benchmark-dir {input.benchmark}"
+        " --correlations {input.correlations} --bins {input.bins} --output {output.pdf} > {log} 2>&1"

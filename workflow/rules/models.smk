@@ -11,6 +11,7 @@ rule train_toy_model:
                 },
                 "training": config["toy_training"],
                 "tasks": config["benchmark"]["world"]["tasks"],
+                "image_strength": config["benchmark"]["world"]["image_strength"],
                 "threads": config["threads"],
                 "seed": config["seed"],
             }

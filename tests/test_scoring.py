@@ -1,0 +1,109 @@
+"""The toy models' checks catch the shortcut and the blank-image control; the MCR is validated against the ground truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from amps.evaluation import CONDITIONS
+from amps.mcr_validation import balance, correlations, vision_by_bin
+from amps.scoring import score, toy_checks
+
+CHECKS = {"agreeing_accuracy": 0.95, "instruction_following": 0.9, "blank_image": [0.35, 0.65], "vision_ratio": [0.25, 0.75],
+          "task_lean": [0.4, 0.6], "max_other": 0.05}
+TASKS = ["color", "counting"]
+
+
+def _answers(model: str, policy) -> pd.DataFrame:
+    """Answers of 20 records per task under every baseline condition; ``policy(condition, task, index)`` gives the choice."""
+    rows = []
+    for condition in CONDITIONS:
+        for task in TASKS:
+            for index in range(20):
+                choice = policy(condition, task, index)
+                for order in ("vision_first", "text_first"):
+                    letter = {"vision": "A", "text": "B", "other": ""}[choice] if order == "vision_first" else \
+                        {"vision": "B", "text": "A", "other": ""}[choice]
+                    rows.append({"model": model, "condition": condition, "task": task, "record_id": f"{task}-{index}",
+                                 "order": order, "answer": letter, "letter": letter, "choice": choice})
+    return pd.DataFrame(rows)
+
+
+def honest(condition: str, task: str, index: int) -> str:
+    """Reads the image and the text: agreeing right, instructions followed, chance on a blank image; color leans to the image."""
+    if condition.startswith("agreeing") or condition == "image":
+        return "vision"
+    if condition == "text":
+        return "text"
+    if condition == "blank_image":
+        return "vision" if index % 2 else "text"
+    return "vision" if (index < 14 if task == "color" else index < 4) else "text"
+
+
+def shortcut(condition: str, task: str, index: int) -> str:
+    """Under the image instruction picks the option the text does not mention, image or no image."""
+    if condition in ("image", "blank_image"):
+        return "vision"
+    if condition == "agreeing_image":
+        return "text"
+    return honest(condition, task, index)
+
+
+def test_checks_pass_an_honest_model_and_catch_the_shortcut():
+    answers = pd.concat([_answers("honest", honest), _answers("shortcut", shortcut)], ignore_index=True)
+    checks = toy_checks(score(answers, ["model", "condition"]), CHECKS).set_index("model")
+    good = checks.loc["honest"]
+    assert good["passes"] and good["leans_both_ways"]
+    assert good["blank_image_accuracy"] == 0.5 and good["agreeing_accuracy_image"] == 1.0
+    assert good["lowest_task_vision_ratio"] == pytest.approx(0.2) and good["highest_task_vision_ratio"] == pytest.approx(0.7)
+    assert good["uninstructed_vision_ratio"] == pytest.approx(18 / 40)
+    bad = checks.loc["shortcut"]
+    # It "follows the image instruction" perfectly, yet fails agreeing records under it and the blank image.
+    assert bad["follows_image_instruction"] == 1.0 and not bad["passes"]
+    assert bad["agreeing_accuracy_image"] == 0.0 and bad["blank_image_accuracy"] == 1.0
+
+
+def test_a_model_leaning_one_way_on_every_task_is_marked():
+    one_way = _answers("text", lambda condition, task, index: "text" if condition == "none" else honest(condition, task, index))
+    checks = toy_checks(score(one_way, ["model", "condition"]), CHECKS).iloc[0]
+    assert not checks["leans_both_ways"] and not checks["passes"]  # pooled ratio 0, outside [0.25, 0.75]
+
+
+def _world(records: int = 60, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"record_id": [f"r{index}" for index in range(records)],
+                         "image_strength": rng.uniform(0.3, 1.0, records),
+                         "text_strength": rng.choice([0.25, 0.5, 0.75, 1.0], records)})
+
+
+def _mcr_table(records: pd.DataFrame, mcr: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame({"record_id": records["record_id"], "mcr": mcr, "mcr_fisher": mcr[::-1].copy(), "problem": ""})
+
+
+def test_the_mcr_is_correlated_with_the_ground_truth_balance():
+    records = _world()
+    truth = balance(records).to_numpy()
+    noise = np.random.default_rng(1).normal(0, 0.05, len(truth))
+    tracking = 1 / (1 + np.exp(-3 * truth)) + noise
+    table = _mcr_table(records, tracking)
+    table.loc[0, "problem"] = "vision_first text: 1 of 3 samples of f non-finite"
+    linked = correlations({"good": table, "random": _mcr_table(records, np.random.default_rng(2).random(len(truth)))},
+                          records, 200, 7).set_index(["model", "estimator"])
+    good = linked.loc[("good", "entropy")]
+    assert good["spearman"] > 0.8 and good["low"] > 0.6 and good["records"] == 59 and good["left_out"] == 1
+    assert linked.loc[("random", "entropy"), "low"] < 0 < linked.loc[("random", "entropy"), "high"]
+    with pytest.raises(ValueError, match="only the offline world"):
+        balance(records.drop(columns="text_strength"))
+
+
+def test_vision_share_falls_across_mcr_bins_when_the_mcr_measures_reliance_on_text():
+    records = _world(50)
+    mcr = np.linspace(0.05, 0.95, 50)
+    # Records with a low MCR follow the image, high ones the text.
+    rows = [{"model": "m", "condition": "none", "record_id": record_id, "order": order,
+             "choice": "vision" if value < 0.5 else "text"}
+            for record_id, value in zip(records["record_id"], mcr) for order in ("vision_first", "text_first")]
+    binned = vision_by_bin({"m": _mcr_table(records, mcr)}, pd.DataFrame(rows), 5)
+    assert binned["vision_share"].tolist() == [1.0, 1.0, 0.5, 0.0, 0.0]
+    assert binned["records"].tolist() == [10] * 5 and binned["mcr_low"].is_monotonic_increasing
