@@ -45,7 +45,7 @@ def test_wrong_type_is_named(default_config):
 
 def test_layer_beyond_depth_is_named(default_config):
     default_config["models"]["toy-s"]["steering_layers"] = [7]
-    with pytest.raises(ConfigError, match=r"models\.toy-s\.steering_layers: layer 7 is beyond the model's 3"):
+    with pytest.raises(ConfigError, match=r"models\.toy-s\.steering_layers: layer 7 is beyond the model's 4"):
         validate_config(default_config)
 
 
