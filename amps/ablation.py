@@ -39,16 +39,13 @@ from amps.data import Benchmark
 from amps.io import read_json, read_table, write_table
 from amps.methods import ModuleSteering, VectorSteering
 from amps.models import MultimodalModel
-from amps.scoring import DIRECTIONS
 from amps.settings import AmpsSettings, load_model
 from amps.steerer_training import fit_module
 from amps.vectors import mcr_of, mcr_values, prompt_set, record_vectors
+from amps.vocabulary import ABLATION_FAMILIES, DIRECTIONS, ESTIMATORS, MCR_FAMILIES, VECTORS
 
 log = logging.getLogger(__name__)
 
-FAMILIES = ("beta", "anchor", "layer", "samples", "estimator", "vector")
-#: Families whose variants change γ, so AMPS-online runs beside the module.
-MCR_FAMILIES = ("beta", "anchor", "samples", "estimator")
 
 
 @dataclass(frozen=True)
@@ -120,11 +117,11 @@ def variants(family: str, settings: dict, selection: dict) -> list[Variant]:
                 for samples, offset in runs]
     if family == "estimator":
         return [replace(default, value=name, estimator=name, chosen=name == default.estimator, online_chosen=name == default.estimator)
-                for name in ("entropy", "fisher")]
+                for name in ESTIMATORS]
     if family == "vector":
         return [replace(default, value=name, vector=name, chosen=name == default.vector, online_chosen=name == default.vector)
-                for name in ("per_sample", "mean")]
-    raise ValueError(f"unknown ablation family {family!r}; expected one of {FAMILIES}")
+                for name in VECTORS]
+    raise ValueError(f"unknown ablation family {family!r}; expected one of {ABLATION_FAMILIES}")
 
 
 def estimate_mcr(model: MultimodalModel, benchmark: Benchmark, settings: dict, variant: Variant) -> pd.DataFrame:
@@ -238,6 +235,6 @@ def run_ablations(settings: dict, benchmark_dir: str, model: str, activations: s
         chosen=read_json(selection), default_mcr=read_table(mcr),
         encoded=encode_questions(loaded, benchmark, test, evaluation_questions(test, "conflict"), settings["model"]["batch_size"]),
     )
-    tables = {family: family_answers(run, family) for family in FAMILIES}
+    tables = {family: family_answers(run, family) for family in ABLATION_FAMILIES}
     for family, table in tables.items():
         write_table(ablation_path(output_dir, family), table)

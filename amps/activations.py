@@ -31,20 +31,15 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from amps import prompts
-from amps.data import SPLITS, Benchmark
+from amps.data import Benchmark
 from amps.evaluation import Question, make_question
 from amps.io import read_json, read_tensors, write_json, write_tensors
 from amps.models import Batch, MultimodalModel
 from amps.progress import progress
-from amps.scoring import ALPHA_UNIT
+from amps.vocabulary import ALPHA_UNIT, CONTRASTIVE_CONDITIONS, MEAN_SPLIT, ORDERS, SPLITS
 
 log = logging.getLogger(__name__)
 
-#: Prompt conditions read for every record: plain, image instruction, text instruction.
-CONDITIONS = ("none", "image", "text")
-#: The split whose records define the mean vector and the strength unit.
-MEAN_SPLIT = "steer_train"
 
 
 def tensor_name(layer: int, kind: str) -> str:
@@ -74,12 +69,12 @@ def last_token_states(model: MultimodalModel, batch: Batch, layers: list[int]) -
 
 
 def contrastive_questions(records: pd.DataFrame) -> list[Question]:
-    """Every record under each of :data:`CONDITIONS`, in both option orders."""
+    """Every record under each of :data:`CONTRASTIVE_CONDITIONS`, in both option orders."""
     return [
         make_question(record, index, condition, order)
         for index, record in records.iterrows()
-        for condition in CONDITIONS
-        for order in prompts.ORDERS
+        for condition in CONTRASTIVE_CONDITIONS
+        for order in ORDERS
     ]
 
 
@@ -95,8 +90,8 @@ def collect_states(
     states = {
         (layer, condition, order): torch.zeros(len(records), model.hidden_size)
         for layer in layers
-        for condition in CONDITIONS
-        for order in prompts.ORDERS
+        for condition in CONTRASTIVE_CONDITIONS
+        for order in ORDERS
     }
     questions = contrastive_questions(records)
     with progress(total=len(questions), desc=desc, unit="prompt") as bar:
@@ -129,15 +124,15 @@ def contrastive_tensors(
     tensors: dict[str, torch.Tensor] = {}
     stats: dict[int, dict[str, float]] = {}
     for layer in layers:
-        plain = {order: states[(layer, "none", order)] for order in prompts.ORDERS}
-        diff = {order: states[(layer, "image", order)] - states[(layer, "text", order)] for order in prompts.ORDERS}
+        plain = {order: states[(layer, "none", order)] for order in ORDERS}
+        diff = {order: states[(layer, "image", order)] - states[(layer, "text", order)] for order in ORDERS}
         mean_over_orders_plain = torch.stack(list(plain.values())).mean(0)
         mean_over_orders_diff = torch.stack(list(diff.values())).mean(0)
         mean_diff = mean_over_orders_diff[mean_rows].mean(0)
-        mean_norm = torch.cat([plain[order][mean_rows] for order in prompts.ORDERS]).norm(dim=-1).mean()
+        mean_norm = torch.cat([plain[order][mean_rows] for order in ORDERS]).norm(dim=-1).mean()
         tensors[tensor_name(layer, "plain")] = mean_over_orders_plain
         tensors[tensor_name(layer, "diff")] = mean_over_orders_diff
-        for order in prompts.ORDERS:
+        for order in ORDERS:
             tensors[tensor_name(layer, f"plain.{order}")] = plain[order]
             tensors[tensor_name(layer, f"diff.{order}")] = diff[order]
         tensors[tensor_name(layer, "mean_diff")] = mean_diff

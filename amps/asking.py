@@ -14,15 +14,14 @@ from typing import Callable, ContextManager
 
 import pandas as pd
 
-from amps import prompts
 from amps.data import Benchmark
 from amps.evaluation import Question, answer_row, build_question
 from amps.models import Batch, MultimodalModel
 from amps.progress import progress
+from amps.vocabulary import ORDERS, PROMPT_KINDS
 
 #: A per-batch steering context: entered around each batch's generation.
 BatchContext = Callable[[list[Question], Batch], ContextManager]
-CONDITIONS = ("conflict", "agreeing")
 
 
 def evaluation_questions(records: pd.DataFrame, condition: str, instruction: str = "none") -> list[Question]:
@@ -30,10 +29,10 @@ def evaluation_questions(records: pd.DataFrame, condition: str, instruction: str
 
     ``instruction`` (``none``, ``image`` or ``text``) adds MC²'s preference instruction to either.
     """
-    if condition not in CONDITIONS:
-        raise ValueError(f"unknown condition {condition!r}; expected one of {CONDITIONS}")
+    if condition not in PROMPT_KINDS:
+        raise ValueError(f"unknown condition {condition!r}; expected one of {PROMPT_KINDS}")
     return [build_question(record, index, condition, instruction, order, condition)
-            for index, record in records.iterrows() for order in prompts.ORDERS]
+            for index, record in records.iterrows() for order in ORDERS]
 
 
 @dataclass

@@ -17,11 +17,10 @@ from PIL import Image
 
 from amps import world
 from amps.io import atomic_directory, read_table, write_json, write_table
+from amps.vocabulary import SPLITS
 
 log = logging.getLogger(__name__)
 
-MC2_KEYS = ("image_id", "task", "question", "answer_vision", "answer_text", "context")
-SPLITS = ("steer_train", "validation", "test")
 
 
 def assign_splits(records: pd.DataFrame, fractions: dict[str, float], seed: int) -> pd.Series:

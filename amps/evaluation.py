@@ -20,23 +20,10 @@ from amps.data import Benchmark
 from amps.io import write_table
 from amps.models import MultimodalModel
 from amps.progress import progress
+from amps.vocabulary import BASELINE_CONDITIONS, ORDERS
 
 log = logging.getLogger(__name__)
 
-#: Baseline conditions: (prompt kind, instruction, blank image). The conflict record under each
-#: instruction; the agreeing control (a context that supports the image) under each instruction, which
-#: catches "pick the option the text does not mention"; and the conflict under the image instruction
-#: with a blank image, which a model that reads the image answers at chance.
-CONDITIONS: dict[str, tuple[str, str, bool]] = {
-    "none": ("conflict", "none", False),
-    "text": ("conflict", "text", False),
-    "image": ("conflict", "image", False),
-    "agreeing": ("agreeing", "none", False),
-    "agreeing_image": ("agreeing", "image", False),
-    "agreeing_text": ("agreeing", "text", False),
-    "blank_image": ("conflict", "image", True),
-}
-BASELINE_CONDITIONS = tuple(CONDITIONS)
 
 
 @dataclass(frozen=True)
@@ -72,10 +59,10 @@ def build_question(record, record_index: int, kind: str, instruction: str, order
 
 
 def make_question(record, record_index: int, condition: str, order: str) -> Question:
-    """The question of a record under a baseline condition (:data:`CONDITIONS`)."""
-    if condition not in CONDITIONS:
-        raise ValueError(f"unknown condition {condition!r}; expected one of {list(CONDITIONS)}")
-    kind, instruction, blank = CONDITIONS[condition]
+    """The question of a record under a baseline condition (:data:`amps.vocabulary.BASELINE_CONDITIONS`)."""
+    if condition not in BASELINE_CONDITIONS:
+        raise ValueError(f"unknown condition {condition!r}; expected one of {list(BASELINE_CONDITIONS)}")
+    kind, instruction, blank = BASELINE_CONDITIONS[condition]
     return build_question(record, record_index, kind, instruction, order, condition, blank)
 
 
@@ -131,12 +118,12 @@ def baseline_questions(records: pd.DataFrame, conditions: Iterable[str] = BASELI
         make_question(record, index, condition, order)
         for condition in conditions
         for index, record in records.iterrows()
-        for order in prompts.ORDERS
+        for order in ORDERS
     ]
 
 
 def evaluate_baseline(settings: dict, benchmark_dir: str, model: str, output: str) -> None:
-    """CLI step: ask the test split under every baseline condition (:data:`CONDITIONS`).
+    """CLI step: ask the test split under every baseline condition (:data:`amps.vocabulary.BASELINE_CONDITIONS`).
 
     ``settings``: ``model_name``, ``model`` (the model's config entry), ``evaluation``, ``threads``.
     """

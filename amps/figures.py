@@ -15,8 +15,7 @@ import pandas as pd  # noqa: E402
 from amps import prompts  # noqa: E402
 from amps.data import Benchmark  # noqa: E402
 from amps.io import atomic_path, read_table  # noqa: E402
-from amps.scoring import DIRECTIONS  # noqa: E402
-from amps.sensitivity import SCORES  # noqa: E402
+from amps.vocabulary import DIRECTIONS, METHOD_LABELS, ORDERS, SENSITIVITY_SCORES  # noqa: E402
 
 VISION_COLOR = "#3b7dd8"
 TEXT_COLOR = "#e0813a"
@@ -115,12 +114,15 @@ def plot_sweep(settings: dict, scores: str, output: str) -> None:
 
 #: Styles of the steering methods in the AMPS figures: (colour, marker, label).
 METHOD_STYLES = {
-    "mean": ("#555555", "o", "mean steering"),
-    "p2s": ("#8c6bb1", "D", "prompt-to-steer (oracle)"),
-    "l2s": ("#e0813a", "s", "Learn-to-Steer"),
-    "amps": ("#3b7dd8", "^", "AMPS"),
-    "amps_online": ("#2ca25f", "v", "AMPS-online"),
-    "instruction": ("#d62728", "*", "prompt instruction"),
+    method: (color, marker, METHOD_LABELS[method])
+    for method, color, marker in (
+        ("mean", "#555555", "o"),
+        ("p2s", "#8c6bb1", "D"),
+        ("l2s", "#e0813a", "s"),
+        ("amps", "#3b7dd8", "^"),
+        ("amps_online", "#2ca25f", "v"),
+        ("instruction", "#d62728", "*"),
+    )
 }
 
 
@@ -135,7 +137,7 @@ def plot_tradeoff(settings: dict, scores: str, output: str) -> None:
     table = read_table(scores)
     whole = table[table["task"] == "all"]
     models = list(dict.fromkeys(whole["model"]))
-    directions = ["to_vision", "to_text"]
+    directions = list(DIRECTIONS)
     figure, axes = plt.subplots(len(directions), len(models), figsize=(max(7.5, 3.6 * len(models) + 0.6), 7.0), squeeze=False)
     for row, direction in enumerate(directions):
         for column, model in enumerate(models):
@@ -203,7 +205,7 @@ def plot_examples(settings: dict, mean_answers: str, amps_answers: str, benchmar
     """A few test records: image, context, question and options, and the answers in both option orders
     under mean steering at its strongest measured strength and under AMPS (first seed, main strength)."""
     direction = settings["direction"]
-    target = "vision" if direction == "to_vision" else "text"
+    target = DIRECTIONS[direction][1]
     mean_table = read_table(mean_answers)
     mean_table = mean_table[(mean_table["condition"] == "conflict") & (mean_table["strength"] == mean_table["strength"].max())]
     amps_table = read_table(amps_answers)
@@ -225,7 +227,7 @@ def plot_examples(settings: dict, mean_answers: str, amps_answers: str, benchmar
         for name, answers in ((f"mean steering, s = {alpha:g}", mean_table), ("AMPS", amps_table)):
             mine = answers[answers["record_id"] == record_id].set_index("order")
             said = "; ".join(f"{order.replace('_', ' ')}: {mine.loc[order, 'answer']!r} → {mine.loc[order, 'choice']}"
-                             for order in prompts.ORDERS if order in mine.index)
+                             for order in ORDERS if order in mine.index)
             lines.append(f"{name}: {said}")
         text_axis.text(0, 0.5, "\n".join(textwrap.fill(line, 110) for line in lines), va="center", fontsize=7.5, family="monospace")
         text_axis.set_axis_off()
@@ -267,9 +269,9 @@ def plot_mcr_sensitivity(
     tasks = sorted(pd.concat([table["task"] for table in sensitivity_tables]).unique())
     colormap = plt.get_cmap("viridis")
 
-    figure, axes = plt.subplots(len(SCORES), len(DIRECTIONS), figsize=(max(7.0, 1.1 * len(tasks) * len(models) + 3), 7.0), squeeze=False)
+    figure, axes = plt.subplots(len(SENSITIVITY_SCORES), len(DIRECTIONS), figsize=(max(7.0, 1.1 * len(tasks) * len(models) + 3), 7.0), squeeze=False)
     width = 0.8 / len(models)
-    for row, score in enumerate(SCORES):
+    for row, score in enumerate(SENSITIVITY_SCORES):
         levels = _sensitivity_levels(sensitivity_tables, score)
         colors = [colormap(position / max(1, len(levels) - 1)) for position in range(len(levels))] + [OTHER_COLOR]
         labels = [f"α = {level:g}" for level in levels] + ["beyond the grid"]

@@ -20,7 +20,7 @@ from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError
 from PIL import Image
 
-from amps.data import MC2_KEYS
+from amps.vocabulary import MC2_KEYS
 
 log = logging.getLogger(__name__)
 

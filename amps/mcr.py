@@ -68,16 +68,13 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from amps import prompts
 from amps.data import Benchmark
 from amps.io import write_table
-from amps.mcr_tables import COLUMNS, MODALITIES, shard_range
+from amps.mcr_tables import COLUMNS, shard_range
 from amps.models import Batch, MultimodalModel
 from amps.progress import progress
+from amps.vocabulary import MCR_ANSWERS, MODALITIES, ORDERS, TEXT_POSITIONS
 
 log = logging.getLogger(__name__)
 
-#: Which answer ``f`` scores: the model's own clean answer, or the image- or text-consistent option.
-ANSWERS = ("clean", "vision", "text")
-#: Which tokens are the text modality: the text context alone, or the whole user prompt.
-TEXT_POSITIONS = ("context", "prompt")
 
 
 @dataclass(frozen=True)
@@ -104,8 +101,8 @@ class EstimatorSettings:
             raise ValueError(f"mcr samples must be at least 1, got {self.samples}")
         if self.max_batch < 1:
             raise ValueError(f"mcr max_batch must be at least 1, got {self.max_batch}")
-        if self.answer not in ANSWERS:
-            raise ValueError(f"mcr answer must be one of {ANSWERS}, got {self.answer!r}")
+        if self.answer not in MCR_ANSWERS:
+            raise ValueError(f"mcr answer must be one of {MCR_ANSWERS}, got {self.answer!r}")
         if self.text not in TEXT_POSITIONS:
             raise ValueError(f"mcr text must be one of {TEXT_POSITIONS}, got {self.text!r}")
 
@@ -651,7 +648,7 @@ def estimate_record(model: MultimodalModel, benchmark: Benchmark, record, settin
     states = {
         order: prefill(model, model.encode([image], [prompts.conflict_query(record, order).prompt], contexts=[record["context"]]),
                        settings.text)
-        for order in prompts.ORDERS
+        for order in ORDERS
     }
     row: dict = {"record_id": record["record_id"], "task": record["task"], "split": record["split"]}
     scores, problems = {}, []

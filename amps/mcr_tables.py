@@ -12,13 +12,12 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from amps import prompts
 from amps.data import Benchmark
 from amps.io import read_table, write_table
+from amps.vocabulary import MODALITIES, ORDERS
 
 log = logging.getLogger(__name__)
 
-MODALITIES = ("text", "image")
 #: Columns of the MCR table (shards and the gathered table), in order.
 COLUMNS = [
     "record_index",
@@ -37,9 +36,9 @@ COLUMNS = [
     "fisher_text_se",
     "fisher_image_se",
     "mcr_fisher_se",
-    *[f"mcs_{modality}_{order}" for order in prompts.ORDERS for modality in MODALITIES],
-    *[f"clean_choice_{order}" for order in prompts.ORDERS],
-    *[f"clean_p_{order}" for order in prompts.ORDERS],
+    *[f"mcs_{modality}_{order}" for order in ORDERS for modality in MODALITIES],
+    *[f"clean_choice_{order}" for order in ORDERS],
+    *[f"clean_p_{order}" for order in ORDERS],
     "problem",
 ]
 
@@ -126,7 +125,7 @@ def summarize(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
                         "mcr_fisher_mean": good["mcr_fisher"].mean(),
                         "mcr_fisher_median": good["mcr_fisher"].median(),
                         "clean_vision_share": float(
-                            np.mean([(good[f"clean_choice_{order}"] == "vision").mean() for order in prompts.ORDERS])
+                            np.mean([(good[f"clean_choice_{order}"] == "vision").mean() for order in ORDERS])
                         ),
                     }
                 )

@@ -22,6 +22,7 @@ import pandas as pd
 from amps import sensitivity
 from amps.data import Benchmark
 from amps.io import read_table, write_table
+from amps.vocabulary import ESTIMATORS
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def correlations(mcr: dict[str, pd.DataFrame], records: pd.DataFrame, resamples:
     rows = []
     for model, table in mcr.items():
         indexed = table.set_index("record_id")
-        for estimator, column in sensitivity.ESTIMATORS.items():
+        for estimator, column in ESTIMATORS.items():
             values = indexed[column].where(indexed["problem"].fillna("") == "").astype(float)
             finite = values[np.isfinite(values.to_numpy())]
             x, y = finite.to_numpy(), truth.reindex(finite.index).to_numpy(dtype=float)

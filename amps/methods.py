@@ -30,14 +30,8 @@ from amps.models import Batch, MultimodalModel
 from amps.steerer import SteererConfig, learned_steering, load_steerer
 from amps.steering import steer
 from amps.vectors import ORDER_INDEX
+from amps.vocabulary import LEARNED
 
-METHODS = ("instruction", "mean", "p2s", "l2s", "amps", "amps_online")
-#: Methods with a strength (each gets a strength curve and a validation choice).
-STRENGTH_METHODS = ("mean", "p2s", "l2s", "amps", "amps_online")
-#: Methods with a trained module per seed.
-LEARNED = ("l2s", "amps")
-#: The instruction that asks for each direction's target modality.
-INSTRUCTION_FOR = {"to_vision": "image", "to_text": "text"}
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Literal
+from amps.vocabulary import ORDERS
 
 ANSWER_INSTRUCTION = "Answer the question by selecting the correct answer A or B."
 
@@ -28,8 +29,6 @@ INSTRUCTIONS: dict[str, str] = {
 }
 
 Instruction = Literal["none", "text", "image"]
-#: Option order: "vision_first" puts answer_vision at A, "text_first" puts answer_text at A.
-ORDERS: tuple[str, str] = ("vision_first", "text_first")
 #: Parsed outcome of one answer.
 Choice = Literal["vision", "text", "other"]
 

@@ -36,28 +36,12 @@ import pandas as pd
 
 from amps.curves import Curve, CurvePoint, CurveSettings
 from amps.io import read_json, read_table, write_table, write_text
-from amps.scoring import DIRECTIONS, record_choices
+from amps.scoring import record_choices
+from amps.vocabulary import ABLATION_FAMILIES, COMPARED, CURVE_METHODS, DIRECTIONS, LEARNED, METHOD_LABELS, SELECTED, TABLE_METHODS
 
 log = logging.getLogger(__name__)
 
 POINT_KEYS = ["model", "method", "direction", "seed", "strength"]
-#: Methods in table order; ``none`` is the unsteered reference.
-METHOD_ORDER = ["none", "instruction", "mean", "l2s", "amps", "amps_online", "p2s"]
-METHOD_LABELS = {
-    "none": "no steering",
-    "instruction": "prompt instruction",
-    "mean": "mean steering",
-    "l2s": "Learn-to-Steer",
-    "amps": "AMPS",
-    "amps_online": "AMPS-online",
-    "p2s": "prompt-to-steer (oracle)",
-}
-#: Methods with a strength curve.
-CURVE_METHODS = ["mean", "l2s", "amps", "amps_online", "p2s"]
-#: Methods compared with AMPS at matched shift.
-COMPARED = ["mean", "l2s", "amps_online", "p2s"]
-#: Methods with one trained module per seed (compared seed by seed).
-SEEDED = ["l2s", "amps"]
 
 
 # ----------------------------------------------------------------------------- scores
@@ -118,7 +102,7 @@ def point_scores(answers: pd.DataFrame) -> pd.DataFrame:
     scores["ratio_shift"] = toward * (scores["vision_ratio"].to_numpy() - ref["vision_ratio"].to_numpy())
     scores["collapse"] = scores["s_other"].to_numpy() - ref["s_other"].to_numpy()
     scores["agreeing_change"] = scores["agreeing_accuracy"].to_numpy() - ref["agreeing_accuracy"].to_numpy()
-    order = {method: rank for rank, method in enumerate(METHOD_ORDER)}
+    order = {method: rank for rank, method in enumerate(TABLE_METHODS)}
     scores = scores.sort_values(["model", "direction", "task", "method", "seed", "strength"],
                                 key=lambda column: column.map(order) if column.name == "method" else column)
     return scores.reset_index(drop=True)
@@ -155,7 +139,7 @@ def main_table(scores: pd.DataFrame) -> pd.DataFrame:
     table.insert(2, "label", table["method"].map(METHOD_LABELS))
     table.insert(3, "seeds", points.groupby(["model", "method"])["seeds"].max().reindex(
         pd.MultiIndex.from_frame(table[["model", "method"]])).to_numpy())
-    order = {method: rank for rank, method in enumerate(METHOD_ORDER)}
+    order = {method: rank for rank, method in enumerate(TABLE_METHODS)}
     return table.sort_values(["model", "method"], key=lambda c: c.map(order) if c.name == "method" else c).reset_index(drop=True)
 
 
@@ -202,7 +186,7 @@ def matched_table(scores: pd.DataFrame) -> pd.DataFrame:
                    "amps_shift": amps_row["shift"], "amps_collapse": amps_row["collapse"]}
             for method in COMPARED:
                 points = part[part["method"] == method]
-                if method in SEEDED:
+                if method in LEARNED:
                     points = points[points["seed"] == seed]
                 at = crossing(curve_of(points), amps_row["shift"])
                 row[f"{method}_collapse_at_shift"] = at["collapse"]
@@ -252,7 +236,7 @@ def budget_table(scores: pd.DataFrame, budgets: list[float], settings: CurveSett
     resolved = per_seed.groupby(["model", "direction", "method"], sort=False)["resolved"].sum().rename("curves_resolved")
     table = table.merge(resolved.reset_index(), on=["model", "direction", "method"])
     table.insert(3, "label", table["method"].map(METHOD_LABELS))
-    order = {method: rank for rank, method in enumerate(METHOD_ORDER)}
+    order = {method: rank for rank, method in enumerate(TABLE_METHODS)}
     return table.sort_values(["model", "direction", "method"], key=lambda c: c.map(order) if c.name == "method" else c
                              ).reset_index(drop=True)
 
@@ -264,7 +248,7 @@ def scale_table(main: pd.DataFrame, parameters: pd.Series, matched: pd.DataFrame
         for direction in DIRECTIONS:
             row = {"model": model, "parameters": int(parameters[model]), "direction": direction}
             part = main[main["model"] == model].set_index("method")
-            for method in ["mean", "l2s", "amps", "amps_online", "p2s"]:
+            for method in CURVE_METHODS:
                 if method in part.index:
                     row[f"{method}.shift"] = part.loc[method, f"{direction}.shift"]
                     row[f"{method}.collapse"] = part.loc[method, f"{direction}.collapse"]
@@ -283,8 +267,6 @@ SELECTION_COLUMNS = [
     "factor_min", "factor_p10", "factor_median", "factor_p90", "factor_max", "factor_share_zero", "factor_share_bound",
     "train_mcr_sd",
 ]
-#: The methods with a validation choice, in table order.
-SELECTED = ["mean", "p2s", "l2s", "amps", "amps_online"]
 
 
 def link_text(sign: dict) -> str:
@@ -346,7 +328,7 @@ def ablation_table(ablations: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFr
     table = metrics.merge(described, on=keys)
     table.insert(0, "model", model)
     table.insert(1, "direction", direction)
-    family_order = {name: rank for rank, name in enumerate(["beta", "anchor", "layer", "samples", "estimator", "vector"])}
+    family_order = {name: rank for rank, name in enumerate(ABLATION_FAMILIES)}
     table["family_rank"] = table["family"].map(family_order)
     # Numeric values (β units, quantiles, layers) in numeric order; the others as text.
     table["value_number"] = pd.to_numeric(table["value"], errors="coerce")

@@ -18,6 +18,7 @@ The estimates are deliberately simple and conservative:
 from __future__ import annotations
 
 import math
+from amps.vocabulary import BASELINE_CONDITIONS, CONTRASTIVE_CONDITIONS, MODALITIES, ORDERS
 
 #: Bytes per weight; ``auto`` resolves to bfloat16 on a GPU (see amps.models.resolve_dtype).
 BYTES_PER_PARAMETER = {"auto": 2, "bfloat16": 2, "float16": 2, "float32": 4}
@@ -31,22 +32,22 @@ USABLE_GPU_SHARE = 0.9
 MC2_RECORDS = 2000
 MC2_TASKS = 8
 #: Every record is asked in both option orders.
-OPTION_ORDERS = 2
+OPTION_ORDERS = len(ORDERS)
 #: Baseline evaluation: the conflict under no, text and image instruction, the agreeing control under each,
-#: and the blank-image control (amps.evaluation.CONDITIONS; a test keeps the two equal).
-EVALUATION_CONDITIONS = 7
+#: and the blank-image control.
+EVALUATION_CONDITIONS = len(BASELINE_CONDITIONS)
 #: Activation collection: the plain, image-instructed and text-instructed prompts.
-ACTIVATION_PROMPTS = 3
+ACTIVATION_PROMPTS = len(CONTRASTIVE_CONDITIONS)
 #: One MCR Monte Carlo sample is a one-token forward against a perturbed copy of the cached prompt:
 #: about this share of a full prompt's cost, three times that with the Fisher term's backward pass.
 MCR_SAMPLE_COST = 0.05
-MCR_MODALITIES = 2
+MCR_MODALITIES = len(MODALITIES)
 #: Weights load at about this many GB per minute from a local or network disk.
 LOAD_GB_PER_MINUTE = 30.0
 RUNTIME_MARGIN = 2.0
 RUNTIME_STEP_MINUTES = 10
-#: Toy models (under 10 M parameters) on 1-2 CPU threads: seconds per prompt, measured (facts.md)
-#: at about 1 ms and taken with a margin for shared machines.
+#: Toy models (under 10 M parameters) on 1-2 CPU threads: seconds per prompt, measured at about 1 ms
+#: and taken with a margin for shared machines.
 TOY_SECONDS_PER_PROMPT = 0.005
 TOY_MEM_MB = 2000
 TOY_TRAIN_MEM_MB = 3000

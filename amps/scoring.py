@@ -18,16 +18,12 @@ import logging
 import numpy as np
 import pandas as pd
 
-from amps import prompts
 from amps.io import read_table, write_table
+from amps.vocabulary import ALPHA_UNIT, DIRECTIONS, ORDERS
 
 log = logging.getLogger(__name__)
 
-#: Direction name -> sign applied to the mean "toward vision" vector, and the modality it targets.
-DIRECTIONS: dict[str, tuple[float, str]] = {"to_vision": (1.0, "vision"), "to_text": (-1.0, "text")}
 SWEEP_KEYS = ["model", "direction", "alpha"]
-#: The unit of the steering strength α in every table (see :func:`amps.steering.scaled_direction`).
-ALPHA_UNIT = "mean norm of the plain prompt's last-token hidden state at the steering layer (steer_train)"
 SCORE_COLUMNS = ["n", "s_vision", "s_text", "s_other", "vision_ratio", "rate_a"]
 CHECK_COLUMNS = [
     "model",
@@ -112,7 +108,7 @@ def score(answers: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
             base = dict(zip(group_keys, group))
             base.setdefault("task", "all")
             rows.append({**base, "view": "pooled", **_shares(frame["choice"], frame["letter"])})
-            for order in prompts.ORDERS:
+            for order in ORDERS:
                 part = frame[frame["order"] == order]
                 rows.append({**base, "view": order, **_shares(part["choice"], part["letter"])})
             mask = np.ones(len(records), dtype=bool)
@@ -196,10 +192,10 @@ def record_table(answers: pd.DataFrame) -> pd.DataFrame:
     keys = ["model", "direction", "alpha", "record_id", "task"]
     wide = answers.pivot_table(index=keys, columns="order", values=["choice", "letter"], aggfunc="first")
     table = pd.DataFrame(index=wide.index)
-    for order in prompts.ORDERS:
+    for order in ORDERS:
         table[f"choice_{order}"] = wide[("choice", order)]
         table[f"letter_{order}"] = wide[("letter", order)]
-    first, second = (table[f"choice_{order}"] for order in prompts.ORDERS)
+    first, second = (table[f"choice_{order}"] for order in ORDERS)
     table["orders_agree"] = (first == second) & first.isin(["vision", "text"])
     table["same_letter"] = (table["letter_vision_first"] == table["letter_text_first"]) & (table["letter_vision_first"] != "")
     table["record_choice"] = first.where(table["orders_agree"], "other")

@@ -37,11 +37,12 @@ from amps.data import Benchmark
 from amps.io import write_json, write_table
 from amps.methods import VectorSteering, module_name, module_steering
 from amps.models import MultimodalModel
-from amps.scoring import DIRECTIONS, reaction_table, shift_and_collapse
+from amps.scoring import reaction_table, shift_and_collapse
 from amps.sensitivity import group_seed
 from amps.settings import AmpsSettings, load_model
 from amps.steerer_training import scaling_candidates
 from amps.vectors import load_mcr, mcr_of, record_vectors
+from amps.vocabulary import DIRECTIONS
 
 log = logging.getLogger(__name__)
 

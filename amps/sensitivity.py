@@ -31,13 +31,10 @@ import numpy as np
 import pandas as pd
 
 from amps.io import read_table, write_table
-from amps.scoring import DIRECTIONS
+from amps.vocabulary import DIRECTIONS, ESTIMATORS, SENSITIVITY_SCORES
 
 log = logging.getLogger(__name__)
 
-SCORES = ("flip_alpha", "collapse_alpha")
-#: MCR estimator -> column of the MCR table.
-ESTIMATORS = {"entropy": "mcr", "fisher": "mcr_fisher"}
 SENSITIVITY_COLUMNS = ("record_id", "task", "direction", "flip_alpha", "collapse_alpha")
 INTERVAL = 0.95
 #: Fewer records than this give no correlation (NaN).
@@ -128,7 +125,7 @@ def correlations(mcr: pd.DataFrame, sensitivity: pd.DataFrame, model: str, resam
             part = data[(data["direction"] == direction) & ((data["task"] == task) | (task == "all"))]
             for estimator, column in ESTIMATORS.items():
                 usable = part[np.isfinite(part[column].to_numpy(dtype=float))]
-                for score in SCORES:
+                for score in SENSITIVITY_SCORES:
                     values = usable[column].to_numpy(dtype=float)
                     scores = usable[score].to_numpy(dtype=float)
                     low, high, defined = bootstrap_interval(

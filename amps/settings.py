@@ -9,9 +9,8 @@ from amps.curves import CurveSettings
 from amps.models import MultimodalModel
 from amps.scaling import mcr_column
 from amps.steerer import ModuleRecipe
+from amps.vocabulary import VECTORS
 
-#: Vector families of the AMPS target: each prompt's own contrastive vector, or the mean vector.
-VECTORS = ("per_sample", "mean")
 
 
 @dataclass(frozen=True)

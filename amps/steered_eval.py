@@ -29,12 +29,13 @@ from amps.asking import answer_encoded, encode_questions, evaluation_questions
 from amps.curves import measure_curve
 from amps.data import Benchmark
 from amps.io import read_json, write_table
-from amps.methods import INSTRUCTION_FOR, METHODS, VectorSteering, module_name, module_steering
+from amps.methods import VectorSteering, module_name, module_steering
 from amps.models import MultimodalModel
 from amps.scaling import Scaling
-from amps.scoring import DIRECTIONS, shift_and_collapse, target_metrics
+from amps.scoring import shift_and_collapse, target_metrics
 from amps.settings import AmpsSettings, load_model
 from amps.vectors import RecordVectors, load_mcr, mcr_of, record_vectors
+from amps.vocabulary import DIRECTIONS, INSTRUCTION_FOR, METHODS
 
 log = logging.getLogger(__name__)
 

@@ -33,12 +33,11 @@ import torch
 
 from amps.io import read_json, read_tensors, write_json, write_tensors
 from amps.models import MultimodalModel
-from amps.steering import POSITIONS, add_at_positions, check_steering_args
+from amps.steering import add_at_positions, check_steering_args
+from amps.vocabulary import LEARNED, POSITIONS
 
 log = logging.getLogger(__name__)
 
-#: What a module was trained to predict: the plain contrastive vector (Learn-to-Steer) or AMPS's target.
-KINDS = ("l2s", "amps")
 #: Decoder initialisations: top principal directions of the centred targets, or PyTorch's default.
 INITS = ("svd", "default")
 OPTIMIZERS = ("adam", "adamw")
@@ -166,8 +165,8 @@ class SteererConfig:
     recipe: ModuleRecipe
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"unknown steering module kind {self.kind!r}; expected one of {KINDS}")
+        if self.kind not in LEARNED:
+            raise ValueError(f"unknown steering module kind {self.kind!r}; expected one of {LEARNED}")
         if not isinstance(self.recipe, ModuleRecipe):
             raise TypeError(f"a steering module's recipe must be a ModuleRecipe, got {type(self.recipe).__name__}")
         if self.hidden_size < 1:

@@ -20,10 +20,10 @@ from amps.activations import Activations
 from amps.data import Benchmark
 from amps.io import atomic_directory, write_table
 from amps.methods import module_name
-from amps.scoring import DIRECTIONS
 from amps.settings import AmpsSettings
 from amps.steerer import ModuleRecipe, SteererConfig, Steerer, save_steerer, train_steerer
 from amps.vectors import PromptSet, load_mcr, prompt_set
+from amps.vocabulary import DIRECTIONS
 
 log = logging.getLogger(__name__)
 

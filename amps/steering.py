@@ -24,11 +24,8 @@ from typing import Iterator
 import torch
 
 from amps.models import MultimodalModel
+from amps.vocabulary import POSITIONS
 
-#: Where the vector is added. ``all``: every prompt position and every generated token;
-#: ``prompt``: prompt positions only; ``generated``: generated tokens only; ``last``: the last
-#: prompt position only (where the contrastive activations are read).
-POSITIONS = ("all", "prompt", "generated", "last")
 
 
 def check_steering_args(model: MultimodalModel, layer: int, vectors: torch.Tensor, positions: str) -> None:

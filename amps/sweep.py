@@ -21,14 +21,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from amps import prompts
 from amps.activations import Activations
 from amps.data import Benchmark
 from amps.evaluation import ask, make_question
 from amps.io import write_table
 from amps.models import MultimodalModel
-from amps.scoring import DIRECTIONS, record_table, sensitivity, sweep_overview
-from amps.steering import POSITIONS, scaled_direction, steer
+from amps.scoring import record_table, sensitivity, sweep_overview
+from amps.steering import scaled_direction, steer
+from amps.vocabulary import DIRECTIONS, ORDERS, POSITIONS
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def sweep_answers(
 
     The unsteered answers are asked once and listed under both directions at α = 0.
     """
-    questions = [make_question(record, index, "none", order) for index, record in records.iterrows() for order in prompts.ORDERS]
+    questions = [make_question(record, index, "none", order) for index, record in records.iterrows() for order in ORDERS]
     unsteered = ask(model, benchmark, records, questions, batch_size, max_new_tokens, desc=f"{desc} α=0")
     frames = []
     for direction, (sign, _target) in DIRECTIONS.items():

@@ -22,20 +22,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from amps import prompts
 from amps.activations import Activations
 from amps.io import read_table
 from amps.scaling import mcr_column
+from amps.vocabulary import ORDERS
 
 log = logging.getLogger(__name__)
 
 #: Position of each option order in the first axis of prompt vectors ([orders, records, hidden]).
-ORDER_INDEX = {order: index for index, order in enumerate(prompts.ORDERS)}
+ORDER_INDEX = {order: index for index, order in enumerate(ORDERS)}
 
 
 def _per_order(activations: Activations, kind: str, layer: int, rows: torch.Tensor) -> torch.Tensor:
     """[orders, records, hidden]: a per-order tensor of the activations file for ``rows``."""
-    return torch.stack([activations.get(f"{kind}.{order}", layer)[rows] for order in prompts.ORDERS])
+    return torch.stack([activations.get(f"{kind}.{order}", layer)[rows] for order in ORDERS])
 
 
 @dataclass
@@ -134,4 +134,4 @@ def prompt_set(activations: Activations, layer: int, vector: str, records: pd.Da
         log.warning("%d of %d records have no finite MCR and are left out of module training", len(values) - len(ids), len(values))
     vectors = record_vectors(activations, layer, ids).base(vector).flatten(0, 1)
     record_mcr = mcr.loc[ids].to_numpy(dtype=np.float64)
-    return PromptSet(plain_states(activations, layer, ids), vectors, np.tile(record_mcr, len(prompts.ORDERS)))
+    return PromptSet(plain_states(activations, layer, ids), vectors, np.tile(record_mcr, len(ORDERS)))

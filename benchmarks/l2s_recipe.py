@@ -36,7 +36,8 @@ from amps.config import load_config
 from amps.data import Benchmark
 from amps.methods import ModuleSteering
 from amps.models import MultimodalModel
-from amps.scoring import DIRECTIONS, shift_and_collapse
+from amps.scoring import shift_and_collapse
+from amps.vocabulary import DIRECTIONS
 from amps.settings import AmpsSettings
 from amps.steerer import ModuleRecipe, SteererConfig, train_steerer
 from amps.vectors import load_mcr, prompt_set, record_vectors

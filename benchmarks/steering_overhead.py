@@ -28,6 +28,7 @@ from amps import prompts, toy, world
 from amps.models import MultimodalModel
 from amps.steering import steer
 from default_scales import default_architecture
+from amps.vocabulary import ORDERS
 
 SCALES = {
     "toy-large (16 image tokens)": default_architecture("toy-l"),
@@ -47,7 +48,7 @@ def build(arch: toy.ToyArchitecture) -> MultimodalModel:
 def inputs(model: MultimodalModel, arch: toy.ToyArchitecture, batch_size: int):
     """A batch of conflict-world questions (both option orders) with their rendered images."""
     records = world.make_records(TASKS, -(-batch_size // len(TASKS)), seed=1)[:batch_size]
-    orders = [prompts.ORDERS[index % 2] for index in range(len(records))]
+    orders = [ORDERS[index % 2] for index in range(len(records))]
     images = [world.render_record_image(r["task"], r["answer_vision"], r["image_id"], arch.image_size) for r in records]
     texts = [prompts.conflict_query(record, order).prompt for record, order in zip(records, orders)]
     return model.encode(images, texts)

@@ -6,7 +6,8 @@ import copy
 
 import pytest
 
-from amps.ablation import FAMILIES, anchor_units, chosen_units, variants
+from amps.ablation import anchor_units, chosen_units, variants
+from amps.vocabulary import ABLATION_FAMILIES
 
 SETTINGS = {
     "model": {"steering_layers": [1, 0, 2]},
@@ -131,4 +132,4 @@ def test_other_families_vary_one_setting():
     assert vectors["per_sample"].chosen and vectors["mean"].vector == "mean" and not vectors["mean"].chosen
     with pytest.raises(ValueError, match="unknown ablation family"):
         variants("width", SETTINGS, SELECTION)
-    assert FAMILIES == ("beta", "anchor", "layer", "samples", "estimator", "vector")
+    assert ABLATION_FAMILIES == ("beta", "anchor", "layer", "samples", "estimator", "vector")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from amps import prompts
 from amps.activations import Activations, collect_activations, contrastive_tensors, last_token_states, tensor_name
 from amps.data import Benchmark
 from amps.evaluation import make_question
+from amps.vocabulary import ORDERS
 
 
 def _settings(layers: list[int]) -> dict:
@@ -39,12 +39,12 @@ def test_difference_averages_the_orders_so_the_letter_cancels():
     """Instruction states = prompt + modality part ± letter part; the letter flips with the order."""
     generator = torch.Generator().manual_seed(0)
     n, hidden = 6, 4
-    base = {order: torch.randn(n, hidden, generator=generator) for order in prompts.ORDERS}
+    base = {order: torch.randn(n, hidden, generator=generator) for order in ORDERS}
     modality = torch.randn(n, hidden, generator=generator)
     letter = torch.randn(n, hidden, generator=generator) * 10
     sign = {"vision_first": 1.0, "text_first": -1.0}  # the image answer is A in vision_first, B in text_first
     states = {}
-    for order in prompts.ORDERS:
+    for order in ORDERS:
         states[(3, "none", order)] = base[order]
         states[(3, "image", order)] = base[order] + modality + sign[order] * letter
         states[(3, "text", order)] = base[order] - sign[order] * letter
@@ -54,7 +54,7 @@ def test_difference_averages_the_orders_so_the_letter_cancels():
     torch.testing.assert_close(tensors["layer3.diff.vision_first"], modality + 2 * letter)
     torch.testing.assert_close(tensors["layer3.mean_diff"], modality[mean_rows].mean(0))
     torch.testing.assert_close(tensors["layer3.plain"], (base["vision_first"] + base["text_first"]) / 2)
-    expected_norm = torch.cat([base[order][mean_rows] for order in prompts.ORDERS]).norm(dim=-1).mean()
+    expected_norm = torch.cat([base[order][mean_rows] for order in ORDERS]).norm(dim=-1).mean()
     torch.testing.assert_close(tensors["layer3.mean_norm"], expected_norm)
     assert stats[3]["mean_norm"] == pytest.approx(float(expected_norm))
     assert stats[3]["mean_diff_coherence"] == pytest.approx(
@@ -77,7 +77,7 @@ def test_file_holds_every_record_in_index_order(collected, tiny_benchmark_dir):
     torch.testing.assert_close(collected.get("mean_diff"), collected.get("diff")[train].mean(0))
     torch.testing.assert_close(
         collected.get("mean_norm"),
-        torch.cat([collected.get(f"plain.{order}")[train] for order in prompts.ORDERS]).norm(dim=-1).mean(),
+        torch.cat([collected.get(f"plain.{order}")[train] for order in ORDERS]).norm(dim=-1).mean(),
     )
     assert collected.index["stats"]["1"]["mean_norm"] == pytest.approx(float(collected.get("mean_norm")))
 
@@ -87,7 +87,7 @@ def test_stored_difference_matches_a_direct_reading(collected, tiny_model, tiny_
     record = benchmark.records.iloc[5]
     image = benchmark.image(record)
     difference = torch.zeros(32)
-    for order in prompts.ORDERS:
+    for order in ORDERS:
         for condition, sign in (("image", 1.0), ("text", -1.0)):
             batch = tiny_model.encode([image], [make_question(record, 5, condition, order).prompt])
             difference += sign * last_token_states(tiny_model, batch, [1])[1][0] / 2

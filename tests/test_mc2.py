@@ -18,6 +18,7 @@ from amps import mc2, prompts
 from amps.data import MC2_KEYS, Benchmark, assign_splits, prepare_benchmark
 from conftest import MC2_DIR, REPO
 from fake_mc2 import synthetic_records, write_coco_folder, write_coco_image, write_records
+from amps.vocabulary import ORDERS
 
 MC2_FILE = MC2_DIR / "evaluate_final.json"
 MC2_TASKS = (
@@ -106,7 +107,7 @@ def test_parser_reads_every_real_option_pair_in_both_orders(real_records):
     """All 2,000 records; the nested option pairs have their own test in test_prompts.py."""
     misparsed = []
     for record in real_records:
-        for order in prompts.ORDERS:
+        for order in ORDERS:
             option_a, option_b = prompts.options_for_order(record["answer_vision"], record["answer_text"], order)
             for answer, letter in _expected_letter_cases(option_a, option_b):
                 if prompts.parse_letter(answer, option_a, option_b) != letter:

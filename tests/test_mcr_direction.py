@@ -30,6 +30,7 @@ from PIL import Image
 
 from amps import mcr, prompts, toy, world
 from amps.models import MultimodalModel
+from amps.vocabulary import ORDERS
 
 TASKS = ["color"]
 SEED = 0
@@ -95,7 +96,7 @@ def premise_accuracies(model: MultimodalModel, records: list[dict]) -> dict[str,
     real, blank = RecordImages(blank=False), RecordImages(blank=True)
     cases = {name: ([], [], []) for name in PREMISE}
     for record in records:
-        for order in prompts.ORDERS:
+        for order in ORDERS:
             query = prompts.conflict_query(record, order)
             vision = 0 if query.option_a == record["answer_vision"] else 1
             no_context = prompts.conflict_query({**record, "context": None}, order).prompt

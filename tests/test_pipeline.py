@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from amps.evaluation import BASELINE_CONDITIONS
+from amps.vocabulary import BASELINE_CONDITIONS
 from conftest import REPO
 from test_cluster import slurm_run  # noqa: F401 (a fixture: the clean run to compare with)
 

@@ -6,6 +6,7 @@ import pytest
 
 from amps import prompts
 from conftest import MC2_DIR
+from amps.vocabulary import ORDERS
 
 MC2_FILE = MC2_DIR / "evaluate_final.json"
 
@@ -139,7 +140,7 @@ def test_parser_reads_every_nested_real_option_pair_in_both_orders():
     assert len(nested) == 53
     misread = []
     for record in nested:
-        for order in prompts.ORDERS:
+        for order in ORDERS:
             option_a, option_b = prompts.options_for_order(record["answer_vision"], record["answer_text"], order)
             cases = [(f"{option_a} or {option_b}", None)]
             for letter, option, other in (("A", option_a, option_b), ("B", option_b, option_a)):

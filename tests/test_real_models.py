@@ -19,12 +19,13 @@ from transformers import LlavaProcessor
 
 from amps import prompts
 from amps.data import prepare_benchmark
-from amps.evaluation import BASELINE_CONDITIONS, evaluate_baseline
+from amps.evaluation import evaluate_baseline
 from amps.scoring import score
 from amps.models import MultimodalModel, load_processor
 from amps.qwen import ImageOnlyQwenProcessor, is_qwen_folder
 from fake_mc2 import IMAGE_SIZES, synthetic_records, write_coco_folder, write_records
 from tiny_models import TEXT_HIDDEN, TEXT_LAYERS, TINY_FAMILIES, build_tiny_model
+from amps.vocabulary import BASELINE_CONDITIONS, ORDERS
 
 RECORD = {
     "question": "What colour is the bus?",
@@ -221,7 +222,7 @@ def test_baseline_evaluation_end_to_end(family, model_dirs, mc2_benchmark, tmp_p
     evaluate_baseline(settings, str(mc2_benchmark), str(model_dirs[family]), str(output))
     answers = pd.read_parquet(output)
     test_records = 4  # 2 tasks x 5 records x 0.4
-    assert len(answers) == test_records * len(BASELINE_CONDITIONS) * len(prompts.ORDERS)
+    assert len(answers) == test_records * len(BASELINE_CONDITIONS) * len(ORDERS)
     assert set(answers["model"]) == {f"tiny-{family}"}
     assert set(answers["choice"]) <= {"vision", "text", "other"}
     assert answers.groupby(["condition", "order"]).size().eq(test_records).all()

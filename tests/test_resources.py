@@ -112,8 +112,3 @@ def test_a_run_is_planned_without_its_data_or_weights(capsys):
     assert len(lines) == 1 + len(models) * (len(resources.STAGES) - 1) + 1
     assert [line.split()[0] for line in lines if " ablations " in line] == ["llava-1.5-7b"]
 
-
-def test_the_baseline_is_planned_with_every_condition_it_asks():
-    from amps.evaluation import BASELINE_CONDITIONS
-
-    assert resources.EVALUATION_CONDITIONS == len(BASELINE_CONDITIONS)

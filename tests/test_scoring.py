@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from amps.evaluation import CONDITIONS
+from amps.vocabulary import BASELINE_CONDITIONS
 from amps.mcr_validation import balance, correlations, vision_by_bin
 from amps.scoring import score, toy_checks
 
@@ -18,7 +18,7 @@ TASKS = ["color", "counting"]
 def _answers(model: str, policy) -> pd.DataFrame:
     """Answers of 20 records per task under every baseline condition; ``policy(condition, task, index)`` gives the choice."""
     rows = []
-    for condition in CONDITIONS:
+    for condition in BASELINE_CONDITIONS:
         for task in TASKS:
             for index in range(20):
                 choice = policy(condition, task, index)

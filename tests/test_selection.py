@@ -12,11 +12,12 @@ import pandas as pd
 import pytest
 import torch
 
-from amps import prompts, scaling, selection
+from amps import scaling, selection
 from amps.config import load_config
 from amps.methods import VectorSteering
 from amps.settings import AmpsSettings
 from conftest import REPO
+from amps.vocabulary import ORDERS
 
 RECORDS = [f"r{index:02d}" for index in range(16)]
 #: Eight sensitive records (follow the target from effective strength 0.5, collapse from 2) and eight tolerant ones
@@ -50,7 +51,7 @@ class ScriptedScanner(selection.Scanner):
     def _answers(effective: np.ndarray) -> pd.DataFrame:
         choices = np.where(effective >= COLLAPSE, "other", np.where(effective >= FLIP, "vision", "text"))
         return pd.DataFrame([{"record_id": record, "order": order, "choice": choice}
-                             for record, choice in zip(RECORDS, choices) for order in prompts.ORDERS])
+                             for record, choice in zip(RECORDS, choices) for order in ORDERS])
 
     def answers(self, steering, strength: float, desc: str) -> pd.DataFrame:
         self.calls.append(desc)

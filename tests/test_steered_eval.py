@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from amps import prompts
-from amps.ablation import FAMILIES, run_ablations
+from amps.ablation import run_ablations
 from amps.activations import Activations, collect_activations
 from amps.asking import answer_encoded, encode_questions, evaluation_questions
 from amps.config import load_config
@@ -21,15 +21,16 @@ from amps.data import Benchmark
 from amps.evaluation import evaluate_baseline
 from amps.figures import plot_examples, plot_tradeoff
 from amps.io import read_json, read_table, write_table
-from amps.methods import METHODS, ModuleSteering, VectorSteering
+from amps.methods import ModuleSteering, VectorSteering
 from amps.reporting import summarize_amps
-from amps.scoring import DIRECTIONS, reaction_table, target_metrics
+from amps.scoring import reaction_table, target_metrics
 from amps.selection import select_amps
 from amps.steered_eval import steered_evaluation
 from amps.steerer import ModuleRecipe, SteererConfig
 from amps.steerer_training import train_steerers
 from amps.vectors import plain_states, record_vectors
 from conftest import REPO
+from amps.vocabulary import ABLATION_FAMILIES, DIRECTIONS, METHODS, ORDERS
 
 MODEL_SPEC = {"steering_layers": [1, 0], "batch_size": 8, "device": "cpu", "dtype": "float32", "device_map": None,
               "trust_remote_code": False, "gpus": 0}
@@ -136,7 +137,7 @@ def test_questions_carry_condition_instruction_and_both_orders(tiny_benchmark_di
     assert {q.condition for q in conflict} == {"conflict"} and {q.condition for q in agreeing} == {"agreeing"}
     assert all(prompts.INSTRUCTIONS["image"] in q.prompt and records.iloc[q.record_index]["context"] in q.prompt for q in conflict)
     assert all(prompts.INSTRUCTIONS["text"] in q.prompt and records.iloc[q.record_index]["context"] not in q.prompt for q in agreeing)
-    assert [q.order for q in conflict[:2]] == list(prompts.ORDERS)
+    assert [q.order for q in conflict[:2]] == list(ORDERS)
     with pytest.raises(ValueError, match="unknown condition"):
         evaluation_questions(records, "neutral")
 
@@ -219,11 +220,11 @@ def test_amps_steps_end_to_end(tiny_model_dir, tiny_benchmark_dir, activations_p
             assert conflict["strength"].nunique() <= curve.max_points + 1
 
     run_ablations(settings, bench, model, str(activations_path), str(mcr_path), str(selection), str(tmp_path / "ablations"))
-    ablation_paths = [str(tmp_path / "ablations" / f"{family}.parquet") for family in FAMILIES]
+    ablation_paths = [str(tmp_path / "ablations" / f"{family}.parquet") for family in ABLATION_FAMILIES]
     assert sorted(str(path) for path in (tmp_path / "ablations").iterdir()) == sorted(ablation_paths)
-    beta = read_table(ablation_paths[FAMILIES.index("beta")])
+    beta = read_table(ablation_paths[ABLATION_FAMILIES.index("beta")])
     assert set(beta["value"]) >= {"-1", "1"} and set(beta["method"]) == {"amps", "amps_online"}
-    samples = read_table(ablation_paths[FAMILIES.index("samples")])
+    samples = read_table(ablation_paths[ABLATION_FAMILIES.index("samples")])
     assert set(samples["samples"]) == {2, 3}
 
     baseline = tmp_path / "baseline.parquet"
@@ -256,16 +257,8 @@ def test_amps_steps_end_to_end(tiny_model_dir, tiny_benchmark_dir, activations_p
         assert (tmp_path / figure).stat().st_size > 5000
 
 
-def test_the_workflow_expects_the_tables_the_package_writes():
-    """The rules name every method and ablation family (they must not import torch to know them)."""
-    import ast
-    import re
-
+def test_the_workflow_names_methods_and_families_from_the_vocabulary():
+    """The rules take the methods, directions and ablation families from amps.vocabulary, never a list of their own."""
     rules = (REPO / "workflow" / "rules" / "amps.smk").read_text()
-
-    def listed(name: str) -> tuple[str, ...]:
-        return tuple(ast.literal_eval(re.search(rf"^{name} = (\[.*\])$", rules, re.MULTILINE).group(1)))
-
-    assert listed("AMPS_METHODS") == METHODS
-    assert listed("ABLATION_FAMILIES") == FAMILIES
-    assert listed("AMPS_DIRECTIONS") == tuple(DIRECTIONS)
+    assert "from amps.vocabulary import ABLATION_FAMILIES, DIRECTIONS, METHODS" in rules
+    assert not any(f'"{name}", "' in rules for name in (*METHODS, *ABLATION_FAMILIES, *DIRECTIONS))

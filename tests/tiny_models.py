@@ -32,6 +32,7 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLIm
 
 from amps import prompts
 from amps.qwen import ImageOnlyQwenProcessor
+from amps.vocabulary import ORDERS
 
 TINY_FAMILIES = ("llava", "qwen2_vl", "qwen2_5_vl")
 VOCAB_SIZE = 600
@@ -96,7 +97,7 @@ def tokenizer_corpus() -> list[str]:
     }
     texts = [
         prompts.conflict_query(record, order, instruction).prompt
-        for order in prompts.ORDERS
+        for order in ORDERS
         for instruction in prompts.INSTRUCTIONS
     ]
     texts += ["USER: ASSISTANT: system user assistant You are a helpful assistant.", "A B A. B. The answer is"]

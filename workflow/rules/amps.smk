@@ -4,13 +4,12 @@
 import os
 from types import SimpleNamespace
 
-AMPS_METHODS = ["instruction", "mean", "p2s", "l2s", "amps", "amps_online"]
-AMPS_DIRECTIONS = ["to_vision", "to_text"]
-ABLATION_FAMILIES = ["beta", "anchor", "layer", "samples", "estimator", "vector"]
+from amps.vocabulary import ABLATION_FAMILIES, DIRECTIONS, METHODS
+
 ABLATION_MODEL = ablation_model(config)
 ABLATION_WILDCARDS = SimpleNamespace(model=ABLATION_MODEL)
 ABLATION_DIRECTION = config["amps"]["ablation"]["direction"]
-# The MCR table of a model (issue 4's gathered per-model table, every split).
+# The MCR table of a model (gathered from its shards, every split).
 MCR_TABLE = f"{OUT}/mcr/{{model}}.parquet"
 
 
@@ -99,7 +98,7 @@ rule steered_eval:
         selection=f"{OUT}/amps/{{model}}/selection.json",
         steerers=f"{OUT}/amps/{{model}}/steerers",
     output:
-        expand(f"{OUT}/amps/{{{{model}}}}/answers/{{method}}-{{direction}}.parquet", method=AMPS_METHODS, direction=AMPS_DIRECTIONS),
+        expand(f"{OUT}/amps/{{{{model}}}}/answers/{{method}}-{{direction}}.parquet", method=METHODS, direction=list(DIRECTIONS)),
     params:
         settings=lambda wildcards: amps_settings(wildcards.model),
         model=model_location,
@@ -160,8 +159,8 @@ rule summarize_amps:
         answers=expand(
             f"{OUT}/amps/{{model}}/answers/{{method}}-{{direction}}.parquet",
             model=MODELS,
-            method=AMPS_METHODS,
-            direction=AMPS_DIRECTIONS,
+            method=METHODS,
+            direction=list(DIRECTIONS),
         ),
         baselines=expand(f"{OUT}/baseline/{{model}}.parquet", model=MODELS),
         selections=expand(f"{OUT}/amps/{{model}}/selection.json", model=MODELS),
