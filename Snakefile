@@ -3,7 +3,7 @@
 # The default config (config/config.yaml) comes from profiles/default/config.yaml.
 import re
 
-from amps.config import validate_config
+from amps.core.config import validate_config
 
 # Schema and semantic checks run before any job is planned; errors name the bad key.
 validate_config(config)

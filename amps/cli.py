@@ -14,48 +14,48 @@ import logging
 import sys
 from typing import Callable
 
-from amps.devices import job_devices
+from amps.core.devices import job_devices
 
 #: subcommand -> (module, function, help, [(flag, help), ...]). Every flag is a string option.
 COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
     "validate-config": (
-        "amps.config",
+        "amps.core.config",
         "validate_config_file",
         "validate a config file against the schema and print the filled config",
         [("--config", "config YAML file")],
     ),
     "prepare-benchmark": (
-        "amps.data",
+        "amps.data.benchmark",
         "prepare_benchmark",
         "build the benchmark records (conflict world or MC²), images and splits",
         [("--output-dir", "benchmark folder to write")],
     ),
     "train-toy": (
-        "amps.toy",
+        "amps.models.toy",
         "train_toy_model_cli",
         "train one toy MLLM and save it with save_pretrained",
         [("--output-dir", "model folder to write")],
     ),
     "evaluate-baseline": (
-        "amps.evaluation",
+        "amps.models.evaluation",
         "evaluate_baseline",
         "ask every test record under no/text/image instruction in both option orders",
         [("--benchmark-dir", "benchmark folder"), ("--model", "model folder or hub id"), ("--output", "answers table")],
     ),
     "summarize-baseline": (
-        "amps.scoring",
+        "amps.report.scoring",
         "summarize_baseline",
         "score the baseline answers of all models and check the toy models' behaviour",
         [("--answers", "comma-separated answers tables"), ("--scores", "scores CSV"), ("--checks", "checks CSV")],
     ),
     "plot-preference": (
-        "amps.figures",
+        "amps.report.figures",
         "plot_preference",
         "stacked S_vision / S_other / S_text bars per model with the vision ratio",
         [("--scores", "scores CSV"), ("--output", "figure path (.pdf; a .png is written beside it)")],
     ),
     "collect-activations": (
-        "amps.activations",
+        "amps.steering.activations",
         "collect_activations",
         "hidden states of every record under the plain, image and text prompts; difference vectors",
         [
@@ -66,7 +66,7 @@ COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
         ],
     ),
     "steering-sweep": (
-        "amps.sweep",
+        "amps.steering.sweep",
         "run_sweep",
         "mean steering at each strength of the grid, both directions, on the test split",
         [
@@ -79,31 +79,31 @@ COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
         ],
     ),
     "summarize-sweep": (
-        "amps.scoring",
+        "amps.report.scoring",
         "summarize_sweep",
         "score the sweep answers of all models per direction, strength, task and view",
         [("--answers", "comma-separated answers tables"), ("--records", "comma-separated per-record tables"), ("--scores", "scores CSV")],
     ),
     "plot-sweep": (
-        "amps.figures",
+        "amps.report.figures",
         "plot_sweep",
         "vision ratio and S_other against the steering strength, one panel per model",
         [("--scores", "sweep scores CSV"), ("--output", "figure path (.pdf; a .png is written beside it)")],
     ),
     "plan-resources": (
-        "amps.resources",
+        "amps.core.resources",
         "plan_resources",
         "print every model's GPUs, memory and expected time per stage for a config file",
         [("--config", "config YAML file")],
     ),
     "render-table": (
-        "amps.report",
+        "amps.report.pages",
         "render_table",
         "a results table as an HTML page for the Snakemake report",
         [("--table", "table CSV"), ("--output", "HTML page")],
     ),
     "train-steerers": (
-        "amps.steerer_training",
+        "amps.method.fit",
         "train_steerers",
         "train the Learn-to-Steer modules and every candidate AMPS module of one model, each direction and seed",
         [
@@ -115,7 +115,7 @@ COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
         ],
     ),
     "select-amps": (
-        "amps.selection",
+        "amps.method.select",
         "select_amps",
         "each method's strength, and AMPS's sign of beta, beta and r_anchor, from its own validation outputs",
         [
@@ -129,7 +129,7 @@ COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
         ],
     ),
     "steered-eval": (
-        "amps.steered_eval",
+        "amps.method.steered_eval",
         "steered_evaluation",
         "every steering method's measured strength curve in both directions on the test split (and the agreeing control)",
         [
@@ -143,7 +143,7 @@ COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
         ],
     ),
     "ablate-amps": (
-        "amps.ablation",
+        "amps.method.ablate",
         "run_ablations",
         "every family of AMPS ablations on the ablation model (real runs on the test split)",
         [
@@ -156,7 +156,7 @@ COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
         ],
     ),
     "summarize-amps": (
-        "amps.reporting",
+        "amps.report.amps_tables",
         "summarize_amps",
         "AMPS tables (scores, main, scales, matched shift, collapse budgets, selection, ablations) as CSV, Markdown and LaTeX",
         [
@@ -174,13 +174,13 @@ COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
         ],
     ),
     "plot-tradeoff": (
-        "amps.figures",
+        "amps.report.figures",
         "plot_tradeoff",
         "shift against collapse: the mean-steering curve and every other method",
         [("--scores", "AMPS scores CSV"), ("--output", "figure path (.pdf; a .png is written beside it)")],
     ),
     "plot-examples": (
-        "amps.figures",
+        "amps.report.figures",
         "plot_examples",
         "a few test records with their answers under strong mean steering and under AMPS",
         [
@@ -191,25 +191,25 @@ COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
         ],
     ),
     "estimate-mcr": (
-        "amps.mcr",
+        "amps.mcr.estimator",
         "estimate_mcr_shard",
         "the Modality Contribution Ratio of one shard of the benchmark's records (every split)",
         [("--benchmark-dir", "benchmark folder"), ("--model", "model folder or hub id"), ("--output", "shard table (.parquet)")],
     ),
     "gather-mcr": (
-        "amps.mcr_tables",
+        "amps.mcr.table",
         "gather_mcr",
         "merge a model's MCR shards into one table; fail on a missing, duplicated or overlapping record",
         [("--shards", "comma-separated shard tables, in shard order"), ("--benchmark-dir", "benchmark folder"), ("--output", "MCR table")],
     ),
     "summarize-mcr": (
-        "amps.mcr_tables",
+        "amps.mcr.table",
         "summarize_mcr",
         "MCR summary per model, split and task",
         [("--tables", "comma-separated MCR tables"), ("--output", "summary CSV")],
     ),
     "validate-mcr": (
-        "amps.mcr_validation",
+        "amps.report.mcr_validation",
         "validate_mcr",
         "the MCR against the offline world's ground-truth evidence balance: correlations and vision share by MCR bin",
         [
@@ -221,7 +221,7 @@ COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
         ],
     ),
     "plot-mcr-validation": (
-        "amps.figures",
+        "amps.report.figures",
         "plot_mcr_validation",
         "the MCR against the ground-truth balance, and the vision share by MCR bin, per model",
         [
@@ -233,13 +233,13 @@ COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
         ],
     ),
     "mcr-sensitivity": (
-        "amps.sensitivity",
+        "amps.report.mcr_sensitivity",
         "analyze_sensitivity",
         "Spearman correlation of MCR with per-sample steering sensitivity, with bootstrap intervals",
         [("--mcr", "comma-separated MCR tables"), ("--sensitivity", "comma-separated sensitivity tables"), ("--output", "correlations CSV")],
     ),
     "plot-mcr-sensitivity": (
-        "amps.figures",
+        "amps.report.figures",
         "plot_mcr_sensitivity",
         "sensitivity scores across models and tasks, and MCR against sensitivity",
         [
@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"amps {args.command}: --settings is not valid JSON: {error}") from None
     _module, _function, _help, flags = COMMANDS[args.command]
     kwargs = {flag.lstrip("-").replace("-", "_"): getattr(args, flag.lstrip("-").replace("-", "_")) for flag, _ in flags}
-    # Pin the step to its own GPUs before its module imports torch (local runs; see amps.devices).
+    # Pin the step to its own GPUs before its module imports torch (local runs; see amps.core.devices).
     with job_devices(settings):
         resolve(args.command)(settings=settings, **kwargs)
     return 0

@@ -43,7 +43,7 @@ INSTRUCTION_FOR = {"to_vision": "image", "to_text": "text"}
 #: ``prompt``: prompt positions only; ``generated``: generated tokens only; ``last``: the last
 #: prompt position only (where the contrastive activations are read).
 POSITIONS = ("all", "prompt", "generated", "last")
-#: The unit of the steering strength α in every table (see :func:`amps.steering.hook.scaled_direction`).
+#: The unit of the steering strength α in every table (see :func:`amps.steering.hook.hook.scaled_direction`).
 ALPHA_UNIT = "mean norm of the plain prompt's last-token hidden state at the steering layer (steer_train)"
 
 #: The steering methods in the order the steered evaluation runs them (Learn-to-Steer before AMPS: AMPS

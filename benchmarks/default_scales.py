@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from amps.toy import ToyArchitecture
+from amps.models.toy import ToyArchitecture
 
 CONFIG = Path(__file__).resolve().parent.parent / "config" / "config.yaml"
 

@@ -6,7 +6,7 @@ activations are compared by what they do when steering, with each module's stren
 own validation outputs (largest record-level shift with collapse within amps.max_collapse, on
 amps.strengths) and then measured on the test split:
 
-* ``amps default``: :func:`amps.steerer.train_steerer` with the config's recipe (the published one);
+* ``amps default``: :func:`amps.method.steerer.train_steerer` with the config's recipe (the published one);
 * ``published, plain``: the published recipe written out here independently (torch DataLoader,
   transformers' cosine schedule with warmup, SVD-initialised decoder, MSE + L1 - ramped cosine,
   Adam 5e-5, 100 epochs, the best validation epoch);
@@ -29,18 +29,18 @@ import pandas as pd
 import torch
 from transformers import get_cosine_schedule_with_warmup
 
-from amps import scaling
-from amps.activations import Activations
-from amps.asking import answer_encoded, encode_questions, evaluation_questions
-from amps.config import load_config
-from amps.data import Benchmark
-from amps.methods import ModuleSteering
-from amps.models import MultimodalModel
-from amps.scoring import shift_and_collapse
+from amps.method import scaling
+from amps.steering.activations import Activations
+from amps.models.asking import answer_encoded, encode_questions, evaluation_questions
+from amps.core.config import load_config
+from amps.data.benchmark import Benchmark
+from amps.method.methods import ModuleSteering
+from amps.models.interface import MultimodalModel
+from amps.report.scoring import shift_and_collapse
 from amps.vocabulary import DIRECTIONS
-from amps.settings import AmpsSettings
-from amps.steerer import ModuleRecipe, SteererConfig, train_steerer
-from amps.vectors import load_mcr, prompt_set, record_vectors
+from amps.method.settings import AmpsSettings
+from amps.method.steerer import ModuleRecipe, SteererConfig, train_steerer
+from amps.method.vectors import load_mcr, prompt_set, record_vectors
 
 REPO = Path(__file__).resolve().parent.parent
 BEFORE = ModuleRecipe(width=32, standardize_inputs=True, init="default", mse_weight=1.0, l1_weight=0.0, cosine_weight=0.1,

@@ -44,8 +44,10 @@ import numpy as np
 import torch
 from transformers import LlavaForConditionalGeneration
 
-from amps import mcr, prompts, toy, world
-from amps.models import Batch, MultimodalModel
+from amps.mcr import estimator as mcr
+from amps.data import prompts, world
+from amps.models import toy
+from amps.models.interface import Batch, MultimodalModel
 from default_scales import default_architecture
 
 TASKS = list(world.TASKS)

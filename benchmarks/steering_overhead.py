@@ -24,9 +24,10 @@ import time
 
 import torch
 
-from amps import prompts, toy, world
-from amps.models import MultimodalModel
-from amps.steering import steer
+from amps.data import prompts, world
+from amps.models import toy
+from amps.models.interface import MultimodalModel
+from amps.steering.hook import steer
 from default_scales import default_architecture
 from amps.vocabulary import ORDERS
 

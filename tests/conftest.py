@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from amps import toy, world
-from amps.data import prepare_benchmark
-from amps.models import MultimodalModel
+from amps.models import toy
+from amps.data import world
+from amps.data.benchmark import prepare_benchmark
+from amps.models.interface import MultimodalModel
 
 REPO = Path(__file__).resolve().parent.parent
 MC2_DIR = REPO.parent / "shared" / "data" / "mc2"

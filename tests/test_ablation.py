@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from amps.ablation import anchor_units, chosen_units, variants
+from amps.method.ablate import anchor_units, chosen_units, variants
 from amps.vocabulary import ABLATION_FAMILIES
 
 SETTINGS = {
@@ -36,7 +36,7 @@ def _sign(sign: int, source: str) -> dict:
             "records": 40, "sign": sign, "significant": sign != 0, "source": source}
 
 
-# As select_direction writes it (amps.selection): per direction, per method.
+# As select_direction writes it (amps.method.select): per direction, per method.
 SELECTION = {
     "model": "m", "layer": 1, "estimator": "entropy", "max_collapse": 0.05, "strengths": [1.0, 2.0, 4.0], "train_mcr_sd": 0.0625,
     "to_vision": {

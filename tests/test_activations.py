@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from amps.activations import Activations, collect_activations, contrastive_tensors, last_token_states, tensor_name
-from amps.data import Benchmark
-from amps.evaluation import make_question
+from amps.steering.activations import Activations, collect_activations, contrastive_tensors, last_token_states, tensor_name
+from amps.data.benchmark import Benchmark
+from amps.models.evaluation import make_question
 from amps.vocabulary import ORDERS
 
 
@@ -112,7 +112,7 @@ def test_bad_requests_are_named(collected, tiny_model_dir, tiny_benchmark_dir, t
 
 
 def test_a_non_finite_hidden_state_stops_the_collection_naming_its_record(tiny_model, tiny_benchmark_dir, monkeypatch):
-    from amps import activations
+    from amps.steering import activations
 
     benchmark = Benchmark(tiny_benchmark_dir)
     records = benchmark.split("steer_train").head(3)

@@ -7,7 +7,7 @@ import sys
 import pytest
 import yaml
 
-from amps.config import ConfigError, load_config, validate_config
+from amps.core.config import ConfigError, load_config, validate_config
 from conftest import REPO
 
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from amps.curves import Curve, CurvePoint, CurveSettings, measure_curve
+from amps.method.curves import Curve, CurvePoint, CurveSettings, measure_curve
 
 GRID = [0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 8, 10]
 

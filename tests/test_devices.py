@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from amps import cli, devices
+from amps import cli
+from amps.core import devices
 from conftest import REPO
 
 
@@ -96,7 +97,7 @@ rule gpu_job:
 GPU_JOB_SCRIPT = """
 import json, os, sys, time
 launched = time.time()
-from amps.devices import claimed_devices
+from amps.core.devices import claimed_devices
 with claimed_devices(1) as claimed:
     start = time.time()
     time.sleep(1.5)

@@ -8,7 +8,7 @@ import stat
 import pandas as pd
 import pytest
 
-from amps.io import atomic_path, read_table, write_table
+from amps.core.io import atomic_path, read_table, write_table
 
 
 def test_a_failed_write_leaves_neither_the_file_nor_its_temporary(tmp_path):

@@ -14,8 +14,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from amps import mc2, prompts
-from amps.data import MC2_KEYS, Benchmark, assign_splits, prepare_benchmark
+from amps.data import mc2, prompts
+from amps.data.benchmark import MC2_KEYS, Benchmark, assign_splits, prepare_benchmark
 from conftest import MC2_DIR, REPO
 from fake_mc2 import synthetic_records, write_coco_folder, write_coco_image, write_records
 from amps.vocabulary import ORDERS

@@ -14,10 +14,12 @@ import torch
 from scipy.stats import spearmanr
 from transformers import LlavaForConditionalGeneration
 
-from amps import mcr, mcr_tables, prompts, toy, world
-from amps.data import Benchmark
-from amps.io import read_table
-from amps.models import MultimodalModel
+from amps.mcr import estimator as mcr, table as mcr_tables
+from amps.data import prompts, world
+from amps.models import toy
+from amps.data.benchmark import Benchmark
+from amps.core.io import read_table
+from amps.models.interface import MultimodalModel
 from tiny_models import TINY_FAMILIES, build_tiny_model
 
 MODEL_SPEC = {"device": "cpu", "dtype": "float32", "device_map": None, "trust_remote_code": False}

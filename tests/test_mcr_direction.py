@@ -28,8 +28,10 @@ import pytest
 import torch
 from PIL import Image
 
-from amps import mcr, prompts, toy, world
-from amps.models import MultimodalModel
+from amps.mcr import estimator as mcr
+from amps.data import prompts, world
+from amps.models import toy
+from amps.models.interface import MultimodalModel
 from amps.vocabulary import ORDERS
 
 TASKS = ["color"]
@@ -62,7 +64,7 @@ ESTIMATOR = mcr.EstimatorSettings(sigma=0.25, samples=32, max_batch=64, answer="
 
 
 class RecordImages:
-    """The image source :func:`amps.mcr.estimate_record` reads (a Benchmark's ``image``): the record's own
+    """The image source :func:`amps.mcr.estimator.estimate_record` reads (a Benchmark's ``image``): the record's own
     rendered image, or the world's blank one."""
 
     def __init__(self, blank: bool):

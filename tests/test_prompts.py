@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from amps import prompts
+from amps.data import prompts
 from conftest import MC2_DIR
 from amps.vocabulary import ORDERS
 

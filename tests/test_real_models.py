@@ -17,12 +17,12 @@ from PIL import Image
 from safetensors.torch import load_file
 from transformers import LlavaProcessor
 
-from amps import prompts
-from amps.data import prepare_benchmark
-from amps.evaluation import evaluate_baseline
-from amps.scoring import score
-from amps.models import MultimodalModel, load_processor
-from amps.qwen import ImageOnlyQwenProcessor, is_qwen_folder
+from amps.data import prompts
+from amps.data.benchmark import prepare_benchmark
+from amps.models.evaluation import evaluate_baseline
+from amps.report.scoring import score
+from amps.models.interface import MultimodalModel, load_processor
+from amps.models.qwen import ImageOnlyQwenProcessor, is_qwen_folder
 from fake_mc2 import IMAGE_SIZES, synthetic_records, write_coco_folder, write_records
 from tiny_models import TEXT_HIDDEN, TEXT_LAYERS, TINY_FAMILIES, build_tiny_model
 from amps.vocabulary import BASELINE_CONDITIONS, ORDERS

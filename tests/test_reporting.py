@@ -8,8 +8,8 @@ import math
 import pandas as pd
 import pytest
 
-from amps.curves import CurveSettings
-from amps.reporting import (
+from amps.method.curves import CurveSettings
+from amps.report.amps_tables import (
     SELECTION_COLUMNS,
     baseline_as_points,
     budget_table,
@@ -444,9 +444,9 @@ def test_steps_without_a_model_start_without_torch():
     from amps.cli import COMMANDS
 
     model_free = ("prepare-", "validate-", "plan-", "summarize-", "gather-", "mcr-sensitivity", "plot-", "render-")
-    modules = sorted({module for name, (module, *_rest) in COMMANDS.items() if name.startswith(model_free)} | {"amps.curves"})
-    assert {"amps.reporting", "amps.figures", "amps.scoring", "amps.mcr_tables", "amps.curves", "amps.report",
-            "amps.sensitivity"} <= set(modules)
+    modules = sorted({module for name, (module, *_rest) in COMMANDS.items() if name.startswith(model_free)} | {"amps.method.curves"})
+    assert {"amps.report.amps_tables", "amps.report.figures", "amps.report.scoring", "amps.mcr.table", "amps.method.curves", "amps.report.pages",
+            "amps.report.mcr_sensitivity"} <= set(modules)
     code = f"import sys\nfor m in {modules!r}: __import__(m)\nprint(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "[]", f"{modules} import {loaded}"

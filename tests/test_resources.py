@@ -7,8 +7,8 @@ import copy
 import pytest
 import yaml
 
-from amps import resources
-from amps.config import ConfigError, load_config, validate_config
+from amps.core import resources
+from amps.core.config import ConfigError, load_config, validate_config
 from conftest import REPO
 
 

@@ -8,13 +8,14 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import scipy.stats  # noqa: F401  (imported here: amps.sensitivity imports it lazily, at over half a second)
+import scipy.stats  # noqa: F401  (imported here: amps.report.mcr_sensitivity imports it lazily, at over half a second)
 import torch
 import yaml
 
-from amps import scaling, sensitivity
-from amps.config import ConfigError, validate_config
-from amps.curves import CurveSettings
+from amps.method import scaling
+from amps.report import mcr_sensitivity as sensitivity
+from amps.core.config import ConfigError, validate_config
+from amps.method.curves import CurveSettings
 from conftest import REPO
 
 
@@ -296,7 +297,7 @@ def default_config(_loaded_config) -> dict:
         (lambda amps: amps.update(beta=1.0, r_anchor=None), "amps.beta and amps.r_anchor must both be set"),
         (lambda amps: amps.update(beta=None, r_anchor=0.3), "amps.beta and amps.r_anchor must both be set"),
         (lambda amps: amps.update(collapse_budgets=[0.02, 0.5]), r"amps.collapse_budgets \[0.02, 0.5\] reach beyond amps.curve.max_collapse"),
-        (lambda amps: amps["ablation"].update(model="toy-xl"), "amps.ablation.model: 'toy-xl' is not one of the models"),
+        (lambda amps: amps["ablation"].update(model="toy-xl"), "amps.method.ablate.model: 'toy-xl' is not one of the models"),
         (lambda amps: amps.update(estimator="variance"), "config key 'amps.estimator'"),
         (lambda amps: amps.update(max_factor=0.5), "config key 'amps.max_factor'"),
         (lambda amps: amps["curve"].update(tolerance=0), "config key 'amps.curve.tolerance'"),

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 import torch
 
-from amps import scaling, selection
-from amps.config import load_config
-from amps.methods import VectorSteering
-from amps.settings import AmpsSettings
+from amps.method import scaling, select as selection
+from amps.core.config import load_config
+from amps.method.methods import VectorSteering
+from amps.method.settings import AmpsSettings
 from conftest import REPO
 from amps.vocabulary import ORDERS
 

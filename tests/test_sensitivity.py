@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
-from amps import sensitivity
-from amps.figures import plot_mcr_sensitivity
-from amps.io import read_table, write_table
+from amps.report import mcr_sensitivity as sensitivity
+from amps.report.figures import plot_mcr_sensitivity
+from amps.core.io import read_table, write_table
 
 GRID = [0.0, 0.5, 1.0, 2.0, 4.0]
 

@@ -11,24 +11,24 @@ import pandas as pd
 import pytest
 import torch
 
-from amps import prompts
-from amps.ablation import run_ablations
-from amps.activations import Activations, collect_activations
-from amps.asking import answer_encoded, encode_questions, evaluation_questions
-from amps.config import load_config
-from amps.curves import CurveSettings
-from amps.data import Benchmark
-from amps.evaluation import evaluate_baseline
-from amps.figures import plot_examples, plot_tradeoff
-from amps.io import read_json, read_table, write_table
-from amps.methods import ModuleSteering, VectorSteering
-from amps.reporting import summarize_amps
-from amps.scoring import reaction_table, target_metrics
-from amps.selection import select_amps
-from amps.steered_eval import steered_evaluation
-from amps.steerer import ModuleRecipe, SteererConfig
-from amps.steerer_training import train_steerers
-from amps.vectors import plain_states, record_vectors
+from amps.data import prompts
+from amps.method.ablate import run_ablations
+from amps.steering.activations import Activations, collect_activations
+from amps.models.asking import answer_encoded, encode_questions, evaluation_questions
+from amps.core.config import load_config
+from amps.method.curves import CurveSettings
+from amps.data.benchmark import Benchmark
+from amps.models.evaluation import evaluate_baseline
+from amps.report.figures import plot_examples, plot_tradeoff
+from amps.core.io import read_json, read_table, write_table
+from amps.method.methods import ModuleSteering, VectorSteering
+from amps.report.amps_tables import summarize_amps
+from amps.report.scoring import reaction_table, target_metrics
+from amps.method.select import select_amps
+from amps.method.steered_eval import steered_evaluation
+from amps.method.steerer import ModuleRecipe, SteererConfig
+from amps.method.fit import train_steerers
+from amps.method.vectors import plain_states, record_vectors
 from conftest import REPO
 from amps.vocabulary import ABLATION_FAMILIES, DIRECTIONS, METHODS, ORDERS
 

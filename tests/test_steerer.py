@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from amps.activations import last_token_states
-from amps.steerer import (
+from amps.steering.activations import last_token_states
+from amps.method.steerer import (
     SHUFFLE_SEED_OFFSET,
     ModuleRecipe,
     Steerer,
@@ -26,7 +26,7 @@ from amps.steerer import (
     steering_loss,
     train_steerer,
 )
-from amps.steering import steer
+from amps.steering.hook import steer
 from conftest import forward_hooks
 
 #: A recipe tuned for the small linear problems below (the published one is meant for thousands of prompts).

@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from amps.models import MultimodalModel
-from amps.steering import scaled_direction, steer
+from amps.models.interface import MultimodalModel
+from amps.steering.hook import scaled_direction, steer
 from conftest import forward_hooks
 from tiny_models import TINY_FAMILIES, build_tiny_model
 

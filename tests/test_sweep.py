@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from amps.activations import Activations, collect_activations
-from amps.config import ConfigError, validate_config
-from amps.figures import plot_sweep
-from amps.io import read_table
-from amps.scoring import record_table, sensitivity, summarize_sweep, sweep_scores
-from amps.sweep import check_alphas, run_sweep
+from amps.steering.activations import Activations, collect_activations
+from amps.core.config import ConfigError, validate_config
+from amps.report.figures import plot_sweep
+from amps.core.io import read_table
+from amps.report.scoring import record_table, sensitivity, summarize_sweep, sweep_scores
+from amps.steering.sweep import check_alphas, run_sweep
 from conftest import REPO
 
 MODEL_SPEC = {"steering_layers": [1], "batch_size": 16, "device": "cpu", "dtype": "float32", "device_map": None, "trust_remote_code": False}

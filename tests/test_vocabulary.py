@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from amps import vocabulary, world
-from amps.config import load_schema
+from amps import vocabulary
+from amps.data import world
+from amps.core.config import load_schema
 
 
 def test_schema_enums_are_the_vocabulary():

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from amps import world
-from amps.data import Benchmark, assign_splits
+from amps.data import world
+from amps.data.benchmark import Benchmark, assign_splits
 
 
 def test_records_are_mc2_shaped_conflicts():

@@ -2,7 +2,7 @@
 
 Each builder writes a folder laid out like the hub checkpoint of its family (``config.json``,
 safetensors weights, tokenizer, image processor, chat template), so tests load it through
-:meth:`amps.models.MultimodalModel.load` exactly as they would the real model. Tokenizers are BPE
+:meth:`amps.models.interface.MultimodalModel.load` exactly as they would the real model. Tokenizers are BPE
 models trained here on prompt-like text: LLaVA's in the sentencepiece style (``▁`` word marks, a
 ``<s>`` prepended), Qwen's byte-level (any text encodes), each with its family's special tokens and
 a chat template in its family's format. Weights are random: outputs mean nothing, shapes and token
@@ -30,8 +30,8 @@ from transformers import (
 )
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-from amps import prompts
-from amps.qwen import ImageOnlyQwenProcessor
+from amps.data import prompts
+from amps.models.qwen import ImageOnlyQwenProcessor
 from amps.vocabulary import ORDERS
 
 TINY_FAMILIES = ("llava", "qwen2_vl", "qwen2_5_vl")

@@ -1,6 +1,6 @@
 # Shared helpers: output locations, settings passed through params, per-model resources.
-from amps.config import settings_json
-from amps.resources import ablation_model, model_job_resources, toy_training_minutes, toy_training_resources
+from amps.core.config import settings_json
+from amps.core.resources import ablation_model, model_job_resources, toy_training_minutes, toy_training_resources
 
 OUT = f"results/{config['run_name']}"
 MODELS = sorted(config["models"])
@@ -67,7 +67,7 @@ def model_inputs(wildcards):
 
 
 def model_resources(model, stage="evaluate"):
-    """mem_mb, runtime and gpu of one ``stage`` job of ``model`` (amps.resources.STAGES), from the config."""
+    """mem_mb, runtime and gpu of one ``stage`` job of ``model`` (amps.core.resources.STAGES), from the config."""
     return model_job_resources(config, model, stage)
 
 

@@ -1,0 +1,237 @@
+"""What a pipeline job asks of the machine (GPUs, GPU memory, host memory, runtime), from the config.
+
+The Snakefile's ``resources:`` and the ``amps`` CLI both read these numbers, so the GPUs Snakemake
+or SLURM reserves for a job are the GPUs the job pins itself to (see :mod:`amps.core.devices`).
+
+The estimates are deliberately simple and conservative:
+
+* GPUs: the weights (``params_billion`` times the bytes of the configured dtype) with headroom for
+  activations, KV caches and the CUDA context must fit; a model's jobs get as many GPUs of
+  ``compute.gpu_memory_gb`` as that needs (``device_map: auto`` spreads the model over them).
+* Runtime: loading the weights plus the stage's prompt count (from the benchmark size and the
+  stage's settings) times ``compute.seconds_per_prompt_per_billion`` times the model size, with a
+  safety margin: a SLURM job that outlives its request is killed, one that asks for too much only
+  waits longer in the queue.
+* Toy models run on the CPU unless the config gives them ``gpus``; their requests are small and fixed.
+"""
+
+from __future__ import annotations
+
+import math
+from amps.vocabulary import BASELINE_CONDITIONS, CONTRASTIVE_CONDITIONS, MODALITIES, ORDERS
+
+#: Bytes per weight; ``auto`` resolves to bfloat16 on a GPU (see amps.models.interface.resolve_dtype).
+BYTES_PER_PARAMETER = {"auto": 2, "bfloat16": 2, "float16": 2, "float32": 4}
+#: GPU memory beyond the weights, as (factor on the weights, fixed GB): a model's jobs share one GPU
+#: count, so it must fit the heaviest stage, the MCR's backward pass (every layer's activations kept,
+#: a batch of perturbed KV caches), besides the CUDA context.
+MEMORY_HEADROOM = (1.6, 8.0)
+#: Share of a GPU's memory a job may plan to fill (the allocator fragments the rest).
+USABLE_GPU_SHARE = 0.9
+#: MC² as published: 2,000 records over 8 tasks (``benchmark.mc2.limit`` keeps the first N per task).
+MC2_RECORDS = 2000
+MC2_TASKS = 8
+#: Every record is asked in both option orders.
+OPTION_ORDERS = len(ORDERS)
+#: Baseline evaluation: the conflict under no, text and image instruction, the agreeing control under each,
+#: and the blank-image control.
+EVALUATION_CONDITIONS = len(BASELINE_CONDITIONS)
+#: Activation collection: the plain, image-instructed and text-instructed prompts.
+ACTIVATION_PROMPTS = len(CONTRASTIVE_CONDITIONS)
+#: One MCR Monte Carlo sample is a one-token forward against a perturbed copy of the cached prompt:
+#: about this share of a full prompt's cost, three times that with the Fisher term's backward pass.
+MCR_SAMPLE_COST = 0.05
+MCR_MODALITIES = len(MODALITIES)
+#: Weights load at about this many GB per minute from a local or network disk.
+LOAD_GB_PER_MINUTE = 30.0
+RUNTIME_MARGIN = 2.0
+RUNTIME_STEP_MINUTES = 10
+#: Toy models (under 10 M parameters) on 1-2 CPU threads: seconds per prompt, measured at about 1 ms
+#: and taken with a margin for shared machines.
+TOY_SECONDS_PER_PROMPT = 0.005
+TOY_MEM_MB = 2000
+TOY_TRAIN_MEM_MB = 3000
+#: Training a 3-layer, 96-wide toy (toy-s of the offline default) once took 1218 s for 96k examples on a
+#: shared 2-core machine under load, about three times its time on an idle one: planned with that.
+TOY_SECONDS_PER_TRAIN_EXAMPLE = 1218 / 96_000
+HOST_MEMORY_BASE_GB = 8.0
+STAGES = ("evaluate", "activations", "sweep", "select", "steered", "ablations", "mcr")
+
+
+def weights_gb(spec: dict) -> float:
+    """Size of a pretrained model's weights in GB (``params_billion`` times the dtype's bytes)."""
+    return spec["params_billion"] * BYTES_PER_PARAMETER[spec.get("dtype", "auto")]
+
+
+def gpu_memory_needed_gb(spec: dict) -> float:
+    """GPU memory the jobs of a pretrained model need in GB, weights and headroom together."""
+    factor, fixed = MEMORY_HEADROOM
+    return weights_gb(spec) * factor + fixed
+
+
+def gpus_needed(spec: dict, gpu_memory_gb: float) -> int:
+    """GPUs a model's jobs use unless the config says: 0 for toy models and CPU devices, else enough
+    GPUs of ``gpu_memory_gb`` for the weights with headroom (one without ``params_billion``)."""
+    if spec["source"] == "toy" or spec.get("device", "auto") == "cpu":
+        return 0
+    if "params_billion" not in spec:
+        return 1
+    usable = gpu_memory_gb * USABLE_GPU_SHARE
+    return max(1, math.ceil(gpu_memory_needed_gb(spec) / usable))
+
+
+def fill_model_gpus(config: dict) -> list[str]:
+    """Give every model of a validated config an explicit ``gpus`` count; return problems found.
+
+    A model that needs several GPUs must be spread over them (``device_map``), or it would load onto
+    one and run out of memory.
+    """
+    problems = []
+    gpu_memory_gb = config["compute"]["gpu_memory_gb"]
+    for name, spec in config["models"].items():
+        spec.setdefault("gpus", gpus_needed(spec, gpu_memory_gb))
+        if spec["gpus"] > 1 and spec.get("device_map") is None:
+            problems.append(
+                f"models.{name}: needs {spec['gpus']} GPUs of {gpu_memory_gb:g} GB "
+                "(compute.gpu_memory_gb); set device_map: auto to spread it over them"
+            )
+    return problems
+
+
+def benchmark_records(config: dict) -> int:
+    """Number of benchmark records the config asks for (all splits)."""
+    benchmark = config["benchmark"]
+    if benchmark["source"] == "world":
+        world = benchmark["world"]
+        return len(world["tasks"]) * world["records_per_task"]
+    limit = benchmark["mc2"].get("limit")
+    return MC2_RECORDS if limit is None else min(MC2_RECORDS, limit * MC2_TASKS)
+
+
+def stage_prompts(config: dict, stage: str) -> float:
+    """Prompt-equivalents one job of ``stage`` runs (each a prefill plus a few generated tokens)."""
+    records = benchmark_records(config)
+    test_records = records * config["benchmark"]["splits"]["test"]
+    if stage == "evaluate":
+        return test_records * OPTION_ORDERS * EVALUATION_CONDITIONS
+    if stage == "activations":
+        return records * OPTION_ORDERS * ACTIVATION_PROMPTS
+    if stage == "sweep":
+        # Each strength in both directions, plus α = 0.
+        return test_records * OPTION_ORDERS * (2 * len(config["steering"]["alphas"]) + 1)
+    if stage == "select":
+        # Validation scans over the whole grid, both directions: mean steering, prompt-to-steer, each
+        # Learn-to-Steer seed, each AMPS and AMPS-online candidate of one sign, AMPS's other seeds; plus
+        # the unsteered pass.
+        amps = config["amps"]
+        validation_records = records * config["benchmark"]["splits"]["validation"]
+        candidates = len(amps["beta_units"]) * len(amps["anchor_quantiles"])
+        scans = 2 + amps["seeds"] + 2 * candidates + (amps["seeds"] - 1)
+        return validation_records * OPTION_ORDERS * (2 * scans * len(amps["strengths"]) + 1)
+    if stage == "steered":
+        # Every method's curve in both directions (at most amps.curve.max_points each; Learn-to-Steer
+        # and AMPS once per seed), the agreeing control at each curve's chosen strength, the
+        # instruction (conflict and agreeing), and the unsteered pass.
+        amps = config["amps"]
+        curves = 3 + 2 * amps["seeds"]
+        passes = 2 * (curves * (amps["curve"]["max_points"] + 1) + 2) + 1
+        return test_records * OPTION_ORDERS * passes
+    if stage == "ablations":
+        # Test passes of every variant (AMPS, plus AMPS-online in the MCR families) and the Monte Carlo
+        # re-estimates of the samples family (entropy only).
+        amps, ablation = config["amps"], config["amps"]["ablation"]
+        model = ablation_model(config)
+        reestimates = len(ablation["samples"]) * ablation["mc_seeds"]
+        passes = (2 * len(ablation["beta_units"]) + 2 * len(amps["anchor_quantiles"])
+                  + len(config["models"][model]["steering_layers"]) + 2 * (reestimates + 1) + 2 * 2 + 2)
+        monte_carlo = sum(records * OPTION_ORDERS * MCR_MODALITIES * samples * MCR_SAMPLE_COST
+                          for samples in ablation["samples"]) * ablation["mc_seeds"]
+        return test_records * OPTION_ORDERS * passes + monte_carlo
+    if stage == "mcr":
+        mcr = config["mcr"]
+        per_sample = MCR_SAMPLE_COST * (3 if mcr["fisher"] else 1)
+        shard_records = math.ceil(records / mcr["shards"])
+        return shard_records * OPTION_ORDERS * MCR_MODALITIES * mcr["samples"] * per_sample
+    raise ValueError(f"unknown stage {stage!r}; stages are {STAGES}")
+
+
+def ablation_model(config: dict) -> str:
+    """The model the ablations run on: the configured one, else the config's first model."""
+    return config["amps"]["ablation"]["model"] or next(iter(config["models"]))
+
+
+def round_runtime(minutes: float) -> int:
+    """Minutes with the safety margin, rounded up to whole steps of ``RUNTIME_STEP_MINUTES``."""
+    return RUNTIME_STEP_MINUTES * max(1, math.ceil(minutes * RUNTIME_MARGIN / RUNTIME_STEP_MINUTES))
+
+
+def estimated_minutes(config: dict, model: str, stage: str) -> float:
+    """Expected minutes of one ``stage`` job of ``model`` (before the safety margin)."""
+    spec = config["models"][model]
+    prompts = stage_prompts(config, stage)
+    if spec["source"] == "toy":
+        return prompts * TOY_SECONDS_PER_PROMPT / 60
+    size = _planned_size(spec)
+    seconds = prompts * config["compute"]["seconds_per_prompt_per_billion"] * size
+    return weights_gb({**spec, "params_billion": size}) / LOAD_GB_PER_MINUTE + seconds / 60
+
+
+def _planned_size(spec: dict) -> float:
+    """Billions of parameters to plan with: an unsized pretrained model is planned as a 7B one."""
+    return spec.get("params_billion", 7.0)
+
+
+def model_job_resources(config: dict, model: str, stage: str) -> dict[str, int]:
+    """Snakemake resources of one ``stage`` job of ``model``: mem_mb, runtime (minutes) and gpu.
+
+    ``gpu`` is the model's GPU count (filled in by validation from its GPU memory need, see
+    :func:`gpus_needed`); ``runtime`` grows with the model's size and the stage's prompt count.
+    """
+    spec = config["models"][model]
+    runtime = round_runtime(estimated_minutes(config, model, stage))
+    if spec["source"] == "toy":
+        return {"mem_mb": TOY_MEM_MB, "runtime": runtime, "gpu": spec["gpus"]}
+    weights = weights_gb({**spec, "params_billion": _planned_size(spec)})
+    return {"mem_mb": int(1024 * (HOST_MEMORY_BASE_GB + 1.2 * weights)), "runtime": runtime, "gpu": spec["gpus"]}
+
+
+def plan_lines(config: dict) -> list[str]:
+    """A table of every model's jobs per stage: GPUs, memory, expected and requested time."""
+    lines = [f"{'model':<18} {'stage':<12} {'gpus':>4} {'gpu mem GB':>10} {'host GB':>7} {'expected h':>10} {'requested h':>11}"]
+    for model in sorted(config["models"]):
+        spec = config["models"][model]
+        sized = {**spec, "params_billion": _planned_size(spec)}
+        gpu_memory = "-" if spec["source"] == "toy" or not spec["gpus"] else f"{gpu_memory_needed_gb(sized):.0f}"
+        for stage in STAGES:
+            if stage == "ablations" and model != ablation_model(config):
+                continue
+            job = model_job_resources(config, model, stage)
+            lines.append(
+                f"{model:<18} {stage:<12} {job['gpu']:>4} {gpu_memory:>10} {job['mem_mb'] / 1024:>7.0f}"
+                f" {estimated_minutes(config, model, stage) / 60:>10.2f} {job['runtime'] / 60:>11.2f}"
+            )
+    return lines
+
+
+def plan_resources(settings: dict, config: str) -> None:
+    """CLI: print what every model's jobs of a config file ask for, and how long they should take.
+
+    Data and weights need not be on this machine: a run is often planned before they are fetched.
+    """
+    from amps.core.config import load_config  # here: amps.core.config imports this module
+
+    print("\n".join(plan_lines(load_config(config, check_paths=False))))
+
+
+def toy_training_minutes(config: dict, model: str) -> float:
+    """Expected minutes of training one toy model (before the safety margin), from its step counts."""
+    spec = config["models"][model]
+    examples = spec["training_steps"] * config["toy_training"]["batch_size"]
+    # Larger toys than the measured one cost about in proportion to layers times width.
+    scale = spec["architecture"]["text_layers"] * spec["architecture"]["text_hidden"] / (3 * 96)
+    return examples * TOY_SECONDS_PER_TRAIN_EXAMPLE * max(scale, 1.0) / 60
+
+
+def toy_training_resources(config: dict, model: str) -> dict[str, int]:
+    """Snakemake resources of training one toy model (CPU): memory and runtime from its step counts."""
+    return {"mem_mb": TOY_TRAIN_MEM_MB, "runtime": round_runtime(toy_training_minutes(config, model)), "gpu": 0}

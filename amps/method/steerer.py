@@ -1,0 +1,481 @@
+"""The learnable steering module of Learn-to-Steer and AMPS, its training, storage and use.
+
+The module is a small MLP, ``hidden → width → hidden`` (encoder with bias, tanh, decoder), that
+reads the plain prompt's hidden state at the input layer (last prompt token) and predicts the
+steering vector to add at the steering layer. Learn-to-Steer trains it on the prompts' own
+contrastive vectors; AMPS on the same vectors scaled by ``max(0, 1 + γ_i)`` (:mod:`amps.method.scaling`).
+
+How it is built and trained is a :class:`ModuleRecipe` (the config's ``amps.module`` section).
+Its defaults are the published Learn-to-Steer recipe (Parekh et al., NeurIPS 2025): raw inputs,
+decoder without bias whose columns start at the top principal directions of the centred targets,
+loss ``mse + l1 − w·cosine`` per sample with ``w`` ramped linearly to 0.1 over 100 epochs, Adam at
+5e-5, batches of 64, 100 epochs, cosine learning-rate schedule with linear warmup over the first 50
+epochs, and the epoch with the best validation loss kept. Targets scaled to zero (AMPS) have no
+direction: they count in the squared and absolute terms but not in the cosine term.
+
+At inference :func:`learned_steering` reads the hidden state in the same forward pass that it
+steers: a hook on the input layer takes the last prompt position during generation's prefill and
+predicts each row's vector, and a hook on the steering layer (the same or a later layer) adds it.
+No extra forward pass, no Monte Carlo. A module is saved as safetensors (weights, and input
+statistics when it standardises) with a JSON file of its configuration and recipe beside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from amps.core.io import read_json, read_tensors, write_json, write_tensors
+from amps.models.interface import MultimodalModel
+from amps.steering.hook import add_at_positions, check_steering_args
+from amps.vocabulary import LEARNED, POSITIONS
+
+log = logging.getLogger(__name__)
+
+#: Decoder initialisations: top principal directions of the centred targets, or PyTorch's default.
+INITS = ("svd", "default")
+OPTIMIZERS = ("adam", "adamw")
+#: Learning-rate schedules: linear warmup then half-cosine to zero (per step), or constant.
+SCHEDULES = ("cosine_warmup", "constant")
+#: Added to the seed for the shuffling generator (the initialisation generator takes the seed itself).
+SHUFFLE_SEED_OFFSET = 2**32
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class ModuleRecipe:
+    """How a steering module is built and trained (the config's ``amps.module`` section).
+
+    Every default is the published Learn-to-Steer recipe (its width is LLaVA-1.5's; Qwen2-VL's is 400).
+    """
+
+    #: The MLP's hidden width (hidden → width → hidden).
+    width: int = 100
+    #: Whether the decoder has a bias (the encoder always has one).
+    decoder_bias: bool = False
+    #: Standardise inputs with the training states' mean and spread (stored in the module).
+    standardize_inputs: bool = False
+    #: ``svd``: decoder columns start at the top right-singular vectors of the centred training targets.
+    init: str = "svd"
+    #: Per-sample loss: mse_weight·mean sq. error + l1_weight·mean abs. error − w·cosine (non-zero targets).
+    mse_weight: float = 1.0
+    l1_weight: float = 1.0
+    #: The cosine weight ``w`` reached at the end of the ramp.
+    cosine_weight: float = 0.1
+    #: ``w = cosine_weight · min(1, epoch / cosine_ramp_epochs)`` (epoch counted from 0); 0: no ramp.
+    cosine_ramp_epochs: int = 100
+    #: The cosine weight of the validation loss (fixed).
+    validation_cosine_weight: float = 0.1
+    optimizer: str = "adam"
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.0
+    #: Minibatch size; batches are drawn from a fresh shuffle every epoch, the last one may be smaller.
+    batch_size: int = 64
+    epochs: int = 100
+    schedule: str = "cosine_warmup"
+    #: Warmup length of ``cosine_warmup`` in epochs (converted to steps); unused by ``constant``.
+    warmup_epochs: int = 50
+    #: None: train every epoch; an int: stop after that many epochs without a better validation loss.
+    patience: int | None = None
+
+    def __post_init__(self) -> None:
+        def fail(name: str, requirement: str) -> None:
+            raise ValueError(f"steering module recipe: {name} must be {requirement}, got {getattr(self, name)!r}")
+
+        if not _is_int(self.width) or self.width < 1:
+            fail("width", "a positive integer")
+        for name in ("decoder_bias", "standardize_inputs"):
+            if not isinstance(getattr(self, name), bool):
+                fail(name, "true or false")
+        if self.init not in INITS:
+            fail("init", f"one of {INITS}")
+        for name in ("mse_weight", "l1_weight", "cosine_weight", "validation_cosine_weight", "weight_decay"):
+            value = getattr(self, name)
+            if not _is_number(value) or value < 0:
+                fail(name, "a finite number >= 0")
+            object.__setattr__(self, name, float(value))
+        if self.mse_weight + self.l1_weight + self.cosine_weight == 0:
+            raise ValueError("steering module recipe: mse_weight, l1_weight and cosine_weight are all 0: nothing to minimise")
+        if not _is_int(self.cosine_ramp_epochs) or self.cosine_ramp_epochs < 0:
+            fail("cosine_ramp_epochs", "an integer >= 0 (0: no ramp)")
+        if self.optimizer not in OPTIMIZERS:
+            fail("optimizer", f"one of {OPTIMIZERS}")
+        if not _is_number(self.learning_rate) or self.learning_rate <= 0:
+            fail("learning_rate", "a finite number > 0")
+        object.__setattr__(self, "learning_rate", float(self.learning_rate))
+        for name in ("batch_size", "epochs"):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
+                fail(name, "a positive integer")
+        if self.schedule not in SCHEDULES:
+            fail("schedule", f"one of {SCHEDULES}")
+        if not _is_int(self.warmup_epochs) or self.warmup_epochs < 0:
+            fail("warmup_epochs", "an integer >= 0")
+        if self.schedule == "cosine_warmup" and self.warmup_epochs >= self.epochs:
+            fail("warmup_epochs", f"below epochs ({self.epochs}) for the cosine_warmup schedule")
+        if self.patience is not None and (not _is_int(self.patience) or self.patience < 1):
+            fail("patience", "null (no early stopping) or a positive integer")
+
+    @classmethod
+    def from_config(cls, section: dict | None) -> "ModuleRecipe":
+        """The recipe of a config's ``amps.module`` section; absent fields take the published defaults."""
+        section = dict(section or {})
+        known = {field.name for field in fields(cls)}
+        unknown = sorted(set(section) - known)
+        if unknown:
+            raise ValueError(f"steering module recipe: unknown field(s) {unknown}; expected some of {sorted(known)}")
+        return cls(**section)
+
+    def to_config(self) -> dict:
+        """Every field, as a plain dict (``from_config`` of it gives this recipe back)."""
+        return asdict(self)
+
+    def cosine_weight_at(self, epoch: int) -> float:
+        """The training loss's cosine weight in ``epoch`` (counted from 0)."""
+        if self.cosine_ramp_epochs == 0:
+            return self.cosine_weight
+        return self.cosine_weight * min(1.0, epoch / self.cosine_ramp_epochs)
+
+
+@dataclass(frozen=True)
+class SteererConfig:
+    """Everything needed to rebuild a module (its recipe included), and where its target came from."""
+
+    hidden_size: int
+    input_layer: int
+    steer_layer: int
+    kind: str
+    direction: str
+    vector: str
+    beta: float
+    r_anchor: float
+    seed: int
+    recipe: ModuleRecipe
+
+    def __post_init__(self) -> None:
+        if self.kind not in LEARNED:
+            raise ValueError(f"unknown steering module kind {self.kind!r}; expected one of {LEARNED}")
+        if not isinstance(self.recipe, ModuleRecipe):
+            raise TypeError(f"a steering module's recipe must be a ModuleRecipe, got {type(self.recipe).__name__}")
+        if self.hidden_size < 1:
+            raise ValueError(f"module sizes must be positive, got hidden {self.hidden_size}")
+        if self.steer_layer < self.input_layer:
+            raise ValueError(
+                f"the steering layer ({self.steer_layer}) comes before the input layer ({self.input_layer}): "
+                "the module could not read its input in the pass it steers"
+            )
+
+    @property
+    def width(self) -> int:
+        return self.recipe.width
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (the recipe as a nested dict)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "SteererConfig":
+        values = dict(values)
+        if "recipe" not in values:
+            raise ValueError("this steering module was saved without its recipe (an older format): train the modules again")
+        return cls(**{**values, "recipe": ModuleRecipe.from_config(values["recipe"])})
+
+
+class Steerer(torch.nn.Module):
+    """``hidden → width → hidden``: encoder (with bias), tanh, decoder (bias optional); inputs raw or standardised."""
+
+    def __init__(self, hidden_size: int, width: int, decoder_bias: bool = False, standardize_inputs: bool = False,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        self.standardize_inputs = standardize_inputs
+        if standardize_inputs:
+            self.register_buffer("input_mean", torch.zeros(hidden_size))
+            self.register_buffer("input_scale", torch.ones(hidden_size))
+        self.encoder = torch.nn.Linear(hidden_size, width, bias=True)
+        self.decoder = torch.nn.Linear(width, hidden_size, bias=decoder_bias)
+        self.reset_parameters(generator)
+
+    @classmethod
+    def from_recipe(cls, hidden_size: int, recipe: ModuleRecipe, generator: torch.Generator | None = None) -> "Steerer":
+        return cls(hidden_size, recipe.width, recipe.decoder_bias, recipe.standardize_inputs, generator)
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """PyTorch's default ``Linear`` initialisation, drawn from ``generator`` (the global RNG if None).
+
+        Drawn in order: encoder weight, encoder bias, decoder weight, decoder bias (if any).
+        """
+        for layer in (self.encoder, self.decoder):
+            torch.nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+            if layer.bias is not None:
+                bound = 1.0 / math.sqrt(layer.in_features)
+                torch.nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+
+    def set_input_statistics(self, inputs: torch.Tensor) -> None:
+        """Standardise with the mean and spread of ``inputs`` (the training states)."""
+        if not self.standardize_inputs:
+            raise ValueError("this module does not standardise its inputs (standardize_inputs is false)")
+        self.input_mean.copy_(inputs.mean(0))
+        self.input_scale.copy_(inputs.std(0).clamp(min=1e-6))
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        if self.standardize_inputs:
+            states = (states - self.input_mean) / self.input_scale
+        return self.decoder(torch.tanh(self.encoder(states)))
+
+
+def principal_directions(targets: torch.Tensor, count: int) -> torch.Tensor:
+    """The top ``min(count, rank)`` right-singular vectors of the centred ``targets``, as rows.
+
+    Signs follow scikit-learn's ``svd_flip`` on the components: each row's largest-magnitude entry is positive.
+    """
+    centred = targets.double() - targets.double().mean(0)
+    _u, singular, vh = torch.linalg.svd(centred, full_matrices=False)
+    if len(singular) == 0 or singular[0] == 0:
+        return targets.new_zeros(0, targets.shape[1])
+    tolerance = singular[0] * max(centred.shape) * torch.finfo(targets.dtype).eps
+    rank = int((singular > tolerance).sum())
+    components = vh[: min(count, rank)]
+    signs = torch.sign(components.gather(1, components.abs().argmax(1, keepdim=True)))
+    return (components * signs).to(targets.dtype)
+
+
+@torch.no_grad()
+def svd_initialise(module: Steerer, targets: torch.Tensor) -> int:
+    """Set the decoder's first columns to the targets' top principal directions; returns how many were set."""
+    components = principal_directions(targets.float(), module.decoder.in_features)
+    module.decoder.weight[:, : len(components)] = components.T.to(module.decoder.weight)
+    return len(components)
+
+
+def steering_loss(predicted: torch.Tensor, target: torch.Tensor, cosine_weight: float, mse_weight: float = 1.0,
+                  l1_weight: float = 1.0) -> torch.Tensor:
+    """Batch mean of the per-sample ``mse_weight·mean((p−t)²) + l1_weight·mean|p−t| − cosine_weight·cos(p, t)``.
+
+    Means are over the hidden dimensions. A zero target has no direction: its cosine is taken as 0
+    (it still counts in the squared and absolute terms and in the batch mean).
+    """
+    error = predicted - target
+    loss = mse_weight * error.pow(2).mean(-1) + l1_weight * error.abs().mean(-1)
+    if cosine_weight != 0:
+        nonzero = target.norm(dim=-1) > 0
+        cosine = torch.zeros_like(loss)
+        cosine[nonzero] = torch.nn.functional.cosine_similarity(predicted[nonzero], target[nonzero], dim=-1)
+        loss = loss - cosine_weight * cosine
+    return loss.mean()
+
+
+def schedule_factor(step: int, warmup_steps: int, total_steps: int) -> float:
+    """``transformers.get_cosine_schedule_with_warmup``'s factor: linear warmup to 1, then half-cosine to 0 at ``total_steps``."""
+    if step < warmup_steps:
+        return step / max(1, warmup_steps)
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+def _check_pairs(name: str, inputs: torch.Tensor, targets: torch.Tensor) -> None:
+    if inputs.dim() != 2 or targets.dim() != 2 or len(inputs) != len(targets) or len(inputs) == 0:
+        raise ValueError(f"{name}: need inputs and targets [samples, hidden] of one non-zero length, got "
+                         f"{list(inputs.shape)} and {list(targets.shape)}")
+    if not (torch.isfinite(inputs).all() and torch.isfinite(targets).all()):
+        raise ValueError(f"{name}: inputs or targets contain NaN or infinite values")
+
+
+def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the module's weights (cheaper than deep-copying the state dict at every better epoch)."""
+    return {name: tensor.detach().clone() for name, tensor in module.state_dict().items()}
+
+
+def _validation_metrics(module: Steerer, inputs: torch.Tensor, targets: torch.Tensor) -> dict:
+    with torch.no_grad():
+        predicted = module(inputs)
+        nonzero = targets.norm(dim=-1) > 0
+        cosine = torch.nn.functional.cosine_similarity(predicted[nonzero], targets[nonzero], dim=-1)
+        target_norm = float(targets.norm(dim=-1).mean())
+        return {
+            "validation_cosine": float(cosine.mean()) if nonzero.any() else float("nan"),
+            "validation_norm_ratio": float(predicted.norm(dim=-1).mean()) / target_norm if target_norm > 0 else float("nan"),
+            "validation_target_sq_norm": float(targets.pow(2).sum(-1).mean()),
+        }
+
+
+def train_steerer(
+    train_inputs: torch.Tensor,
+    train_targets: torch.Tensor,
+    validation_inputs: torch.Tensor,
+    validation_targets: torch.Tensor,
+    recipe: ModuleRecipe,
+    seed: int,
+) -> tuple[Steerer, dict]:
+    """Fit a module to map inputs to targets following ``recipe``; the best validation epoch's weights are kept.
+
+    Deterministic for a seed: the initialisation (encoder, encoder bias, decoder, decoder bias, as
+    :meth:`Steerer.reset_parameters` draws them) comes from ``torch.Generator().manual_seed(seed)``,
+    the per-epoch shuffles (``torch.randperm``) from one seeded with ``seed + SHUFFLE_SEED_OFFSET``.
+    Every epoch trains on shuffled minibatches (one optimiser and schedule step each), then
+    evaluates the validation loss on the whole validation set.
+
+    Returns the module (eval mode) and a summary: ``epochs`` run, ``best_epoch`` (both counted from
+    1), ``train_loss`` and ``validation_loss`` of the kept weights (both with the validation cosine
+    weight), ``final_validation_loss`` (the last epoch's), ``validation_cosine`` (mean cosine of the
+    predictions to the non-zero validation targets), ``validation_norm_ratio`` (mean prediction norm
+    over mean target norm), ``validation_target_sq_norm`` (for scale) and ``svd_components``
+    (decoder columns set from the targets' principal directions).
+    """
+    if not isinstance(recipe, ModuleRecipe):
+        raise TypeError(f"train_steerer needs a ModuleRecipe, got {type(recipe).__name__}")
+    _check_pairs("steering training set", train_inputs, train_targets)
+    _check_pairs("steering validation set", validation_inputs, validation_targets)
+    if train_inputs.shape[1] != validation_inputs.shape[1] or {train_targets.shape[1], validation_targets.shape[1]} != {train_inputs.shape[1]}:
+        raise ValueError("inputs and targets must share one hidden size across training and validation")
+    device = train_inputs.device
+    train_inputs, train_targets = train_inputs.float(), train_targets.float()
+    validation_inputs, validation_targets = validation_inputs.float().to(device), validation_targets.float().to(device)
+    init_generator = torch.Generator().manual_seed(seed)
+    shuffle_generator = torch.Generator().manual_seed(seed + SHUFFLE_SEED_OFFSET)
+
+    module = Steerer.from_recipe(train_inputs.shape[1], recipe, init_generator)
+    if recipe.standardize_inputs:
+        module.set_input_statistics(train_inputs.cpu())
+    svd_components = svd_initialise(module, train_targets.cpu()) if recipe.init == "svd" else 0
+    module.to(device)
+    optimizer_class = torch.optim.Adam if recipe.optimizer == "adam" else torch.optim.AdamW
+    optimizer = optimizer_class(module.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
+    samples = len(train_inputs)
+    steps_per_epoch = math.ceil(samples / recipe.batch_size)
+    scheduler = None
+    if recipe.schedule == "cosine_warmup":
+        warmup_steps, total_steps = recipe.warmup_epochs * steps_per_epoch, recipe.epochs * steps_per_epoch
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule_factor(step, warmup_steps, total_steps))
+
+    def loss_of(predicted: torch.Tensor, targets: torch.Tensor, cosine_weight: float) -> torch.Tensor:
+        return steering_loss(predicted, targets, cosine_weight, recipe.mse_weight, recipe.l1_weight)
+
+    best_loss, best_epoch, best_state = float("inf"), -1, _snapshot(module)
+    epoch = validation_loss = 0
+    for epoch in range(recipe.epochs):
+        module.train()
+        cosine_weight = recipe.cosine_weight_at(epoch)
+        order = torch.randperm(samples, generator=shuffle_generator).to(device)
+        for start in range(0, samples, recipe.batch_size):
+            batch = order[start : start + recipe.batch_size]
+            loss = loss_of(module(train_inputs[batch]), train_targets[batch], cosine_weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+        module.eval()
+        with torch.no_grad():
+            validation_loss = float(loss_of(module(validation_inputs), validation_targets, recipe.validation_cosine_weight))
+        if not math.isfinite(validation_loss):
+            raise FloatingPointError(f"steering module training diverged in epoch {epoch + 1} (validation loss "
+                                     f"{validation_loss}): lower the recipe's learning_rate")
+        if validation_loss < best_loss:
+            best_loss, best_epoch, best_state = validation_loss, epoch, _snapshot(module)
+        elif recipe.patience is not None and epoch - best_epoch >= recipe.patience:
+            break
+    module.load_state_dict(best_state)
+    module.eval()
+    with torch.no_grad():
+        train_loss = float(loss_of(module(train_inputs), train_targets, recipe.validation_cosine_weight))
+    summary = {
+        "epochs": epoch + 1,
+        "best_epoch": best_epoch + 1,
+        "train_loss": train_loss,
+        "validation_loss": best_loss,
+        "final_validation_loss": validation_loss,
+        **_validation_metrics(module, validation_inputs, validation_targets),
+        "svd_components": svd_components,
+    }
+    return module, summary
+
+
+def save_steerer(path: str | Path, module: Steerer, config: SteererConfig) -> None:
+    """Write ``path`` (.safetensors: weights, input statistics if any) and its JSON configuration beside it.
+
+    The module must be the one ``config`` rebuilds (same sizes, decoder bias and standardisation).
+    """
+    target = Path(path)
+    if target.suffix != ".safetensors":
+        raise ValueError(f"a steering module is saved as .safetensors, got {target}")
+    state = module.state_dict()
+    expected = Steerer.from_recipe(config.hidden_size, config.recipe).state_dict()
+    shapes = {name: tuple(tensor.shape) for name, tensor in state.items()}
+    if shapes != {name: tuple(tensor.shape) for name, tensor in expected.items()}:
+        raise ValueError(f"the module's weights {shapes} do not match the one its configuration describes "
+                         f"(hidden {config.hidden_size}, recipe {config.recipe})")
+    write_tensors(target, state, metadata={"kind": config.kind, "direction": config.direction})
+    write_json(target.with_suffix(".json"), config.to_dict())
+
+
+def load_steerer(path: str | Path) -> tuple[Steerer, SteererConfig]:
+    """Load a module saved by :func:`save_steerer` (never pickle), rebuilt from its stored recipe."""
+    target = Path(path)
+    config_path = target.with_suffix(".json")
+    for required in (target, config_path):
+        if not required.is_file():
+            raise FileNotFoundError(f"{required} does not exist: train the steering modules first")
+    config = SteererConfig.from_dict(read_json(config_path))
+    module = Steerer.from_recipe(config.hidden_size, config.recipe)
+    module.load_state_dict(read_tensors(target))
+    return module.eval(), config
+
+
+@contextlib.contextmanager
+def learned_steering(
+    model: MultimodalModel,
+    module: torch.nn.Module,
+    input_layer: int,
+    steer_layer: int,
+    strength: float = 1.0,
+    positions: str = "all",
+) -> Iterator[None]:
+    """Steer with ``strength × module(h)`` inside the block, ``h`` read in the same forward pass.
+
+    During the prefill (a pass over more than one position) the input layer's output at the last
+    prompt position is taken for every row and the module predicts that row's vector; the steering
+    layer adds it at ``positions`` (as :func:`amps.steering.hook.steer` does) in that pass and, for
+    ``all``/``generated``, in every generation step after it. ``module`` is any map from
+    [batch, hidden] states to [batch, hidden] vectors.
+    """
+    if positions not in POSITIONS:
+        raise ValueError(f"unknown steering positions {positions!r}; expected one of {POSITIONS}")
+    check_steering_args(model, steer_layer, torch.zeros(model.hidden_size), positions)
+    if not 0 <= input_layer <= steer_layer:
+        raise ValueError(f"input layer {input_layer} must lie between 0 and the steering layer {steer_layer}")
+    weight = next(model.decoder_layers[steer_layer].parameters())
+    module = module.to(weight.device)
+    predicted: dict[str, torch.Tensor] = {}
+
+    def read_state(_module, _args, output):
+        if output.shape[1] > 1:
+            with torch.no_grad():
+                vectors = strength * module(output[:, -1, :].float())
+            predicted["delta"] = vectors.to(weight.dtype).unsqueeze(1)
+
+    def add_vector(_module, _args, output):
+        if "delta" not in predicted:
+            raise RuntimeError("the steering layer ran before the module read the prompt's state")
+        return add_at_positions(output, predicted["delta"], positions)
+
+    # The reading hook is registered first: on a shared layer it sees the output before steering.
+    handles = [model.decoder_layers[input_layer].register_forward_hook(read_state)]
+    handles.append(model.decoder_layers[steer_layer].register_forward_hook(add_vector))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -1,0 +1,311 @@
+"""One interface over the multimodal models amps runs on.
+
+The toy LLaVA models of the offline world, LLaVA-1.5 (llava-hf), Qwen2-VL and Qwen2.5-VL all load
+through ``AutoModelForImageTextToText`` / ``AutoProcessor`` from a folder or hub id, and expose the
+same operations: batched inputs for (image, prompt) pairs with the chat template and left padding,
+the decoder layers and hidden size, which sequence positions hold image tokens and which hold the
+user's text, and greedy batched generation.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from PIL import Image
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from amps.core.config import is_local_path
+
+#: Model families the interface knows, keyed by ``config.model_type``.
+FAMILIES = ("llava", "qwen2_vl", "qwen2_5_vl")
+#: Families whose rotary positions are computed inside the model from the token layout (M-RoPE).
+_INTERNAL_POSITIONS = ("qwen2_vl", "qwen2_5_vl")
+#: Files without which a saved model folder cannot load.
+REQUIRED_MODEL_FILES = ("config.json",)
+
+
+@dataclass
+class Batch:
+    """Model inputs for a batch of (image, prompt) pairs, left padded.
+
+    ``inputs`` are the keyword arguments of the model's forward; ``image_mask`` marks the image
+    token positions and ``text_mask`` the tokens of the user's prompt (context, question, options,
+    instructions), excluding the chat template's fixed tokens and padding (``None`` when the batch
+    was encoded without locating the prompt, as for training); ``context_mask`` the tokens of the
+    text context alone (``None`` unless contexts were given; all false in a row without one).
+    ``labels`` is set when targets were given (``-100`` everywhere but the target tokens).
+    """
+
+    inputs: dict[str, torch.Tensor]
+    image_mask: torch.Tensor
+    text_mask: torch.Tensor | None
+    labels: torch.Tensor | None = None
+    context_mask: torch.Tensor | None = None
+
+    @property
+    def input_ids(self) -> torch.Tensor:
+        return self.inputs["input_ids"]
+
+    @property
+    def attention_mask(self) -> torch.Tensor:
+        return self.inputs["attention_mask"]
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when available, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``auto`` is bfloat16 on GPU and float32 on CPU."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    try:
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}; expected auto, float32, bfloat16 or float16") from None
+
+
+def check_model_folder(path: str | Path) -> None:
+    """Fail clearly when a local model folder lacks what loading needs, or has mismatched weights."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"model folder {folder} does not exist")
+    missing = [name for name in REQUIRED_MODEL_FILES if not (folder / name).is_file()]
+    if not any(folder.glob("*.safetensors")):
+        missing.append("*.safetensors (weights)")
+    if missing:
+        raise FileNotFoundError(f"model folder {folder} is missing {', '.join(missing)}")
+    with open(folder / "config.json") as handle:
+        model_type = json.load(handle).get("model_type")
+    if model_type not in FAMILIES:
+        raise ValueError(f"model folder {folder} has model_type {model_type!r}; amps supports {FAMILIES}")
+
+
+class MultimodalModel:
+    """A loaded image-text model with the operations amps needs, whatever its family."""
+
+    def __init__(self, model: torch.nn.Module, processor, device: torch.device | None = None):
+        self.model = model.eval()
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.tokenizer.padding_side = "left"
+        self.family: str = model.config.model_type
+        if self.family not in FAMILIES:
+            raise ValueError(f"unsupported model_type {self.family!r}; amps supports {FAMILIES}")
+        self.device = device or next(model.parameters()).device
+        self.image_token_id: int = model.config.image_token_id
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        device: str = "auto",
+        dtype: str = "auto",
+        device_map: str | None = None,
+        trust_remote_code: bool = False,
+    ) -> "MultimodalModel":
+        """Load a model and its processor from a saved folder or hub id.
+
+        ``device_map`` (e.g. ``"auto"``) shards large models over the visible GPUs; otherwise the
+        model is moved to ``device``. Remote code runs only when ``trust_remote_code`` is set.
+        """
+        if is_local_path(str(path)):
+            check_model_folder(path)
+        target = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, target)
+        model, loading = AutoModelForImageTextToText.from_pretrained(
+            str(path),
+            dtype=torch_dtype,
+            device_map=device_map,
+            trust_remote_code=trust_remote_code,
+            use_safetensors=True,
+            output_loading_info=True,
+        )
+        # transformers re-initialises weights it could not load and only warns; a half-random model
+        # would silently produce meaningless results, so that is an error here.
+        problems = {kind: loading.get(kind) for kind in ("missing_keys", "mismatched_keys") if loading.get(kind)}
+        if problems:
+            details = "; ".join(f"{kind}: {sorted(map(str, keys))[:5]}" for kind, keys in problems.items())
+            raise ValueError(f"the weights in {path} do not match its config ({details})")
+        if device_map is None:
+            model = model.to(target)
+        processor = load_processor(path, trust_remote_code=trust_remote_code)
+        return cls(model, processor, None if device_map else target)
+
+    # ------------------------------------------------------------------ structure
+
+    @property
+    def decoder_layers(self) -> torch.nn.ModuleList:
+        """The language model's decoder layers, in order."""
+        return self.model.get_decoder().layers
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.decoder_layers)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.get_text_config().hidden_size
+
+    def option_token_ids(self) -> tuple[int, int]:
+        """Token ids of the answers "A" and "B" as the model would generate them first."""
+        ids = [self.tokenizer.encode(letter, add_special_tokens=False) for letter in ("A", "B")]
+        return ids[0][0], ids[1][0]
+
+    # ------------------------------------------------------------------ inputs
+
+    def render(self, prompt: str) -> str:
+        """The chat-template text of one user turn (image then prompt) with the generation prompt."""
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def encode(
+        self,
+        images: Sequence[Image.Image],
+        prompts: Sequence[str],
+        targets: Sequence[str] | None = None,
+        locate_prompt: bool = True,
+        contexts: Sequence[str | None] | None = None,
+    ) -> Batch:
+        """Build a left-padded batch; with ``targets``, append each target and EOS and set labels.
+
+        ``locate_prompt=False`` skips the prompt-token mask (a re-tokenization that costs about a
+        tenth of a toy training step) and leaves ``text_mask`` as ``None``. ``contexts`` (each
+        prompt's text context, a substring of it, or None) also marks the context's tokens.
+        """
+        if len(images) != len(prompts):
+            raise ValueError(f"{len(images)} images for {len(prompts)} prompts")
+        if contexts is not None and (len(contexts) != len(prompts) or not locate_prompt):
+            raise ValueError("contexts need one entry per prompt and locate_prompt=True")
+        texts = [self.render(prompt) for prompt in prompts]
+        processed = self.processor(text=texts, images=list(images), padding=True, return_tensors="pt")
+        inputs = {key: value for key, value in processed.items() if isinstance(value, torch.Tensor)}
+        image_mask = inputs["input_ids"] == self.image_token_id
+        text_mask = context_mask = None
+        if locate_prompt:
+            text_mask, context_mask = self._prompt_token_mask(texts, prompts, inputs["input_ids"], image_mask, contexts)
+        labels = None
+        if targets is not None:
+            inputs, image_mask, text_mask, labels = self._append_targets(inputs, image_mask, text_mask, targets)
+        if self.family not in _INTERNAL_POSITIONS:
+            inputs["position_ids"] = positions_from_mask(inputs["attention_mask"])
+        inputs = {key: value.to(self.device) for key, value in inputs.items()}
+        text_mask = None if text_mask is None else text_mask.to(self.device)
+        context_mask = None if context_mask is None else context_mask.to(self.device)
+        return Batch(inputs, image_mask.to(self.device), text_mask, labels, context_mask)
+
+    def _prompt_token_mask(
+        self, texts: list[str], prompts: Sequence[str], input_ids: torch.Tensor, image_mask: torch.Tensor,
+        contexts: Sequence[str | None] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Mark the tokens whose characters lie inside the user's prompt (and, given ``contexts``, inside each context).
+
+        The processor expands each image placeholder into one token per image feature; the same
+        expansion is applied to the text, which is re-tokenized with character offsets. The token
+        ids must match the processor's exactly, or the mask would be wrong, so that is checked.
+        """
+        image_token = self.tokenizer.convert_ids_to_tokens(self.image_token_id)
+        expanded = []
+        for text, count in zip(texts, image_mask.sum(dim=1).tolist()):
+            if image_token not in text:
+                raise ValueError(f"the chat template did not place the image token {image_token!r}")
+            expanded.append(text.replace(image_token, image_token * count, 1))
+        encoded = self.tokenizer(
+            expanded, padding=True, return_offsets_mapping=True, return_tensors="pt", add_special_tokens=False
+        )
+        if not torch.equal(encoded["input_ids"], input_ids):
+            encoded = self.tokenizer(expanded, padding=True, return_offsets_mapping=True, return_tensors="pt")
+        if not torch.equal(encoded["input_ids"], input_ids):
+            raise RuntimeError("re-tokenizing the expanded chat text did not reproduce the processor's token ids")
+        mask = torch.zeros_like(input_ids, dtype=torch.bool)
+        context_mask = None if contexts is None else torch.zeros_like(mask)
+
+        def span(row: int, start: int, end: int) -> torch.Tensor:
+            offsets = encoded["offset_mapping"][row]
+            inside = (offsets[:, 0] >= start) & (offsets[:, 1] <= end) & (offsets[:, 1] > offsets[:, 0])
+            return inside & encoded["attention_mask"][row].bool() & ~image_mask[row]
+
+        for row, (text, prompt) in enumerate(zip(expanded, prompts)):
+            start = text.rfind(prompt)
+            if start < 0:
+                raise ValueError("the chat template altered the prompt text; cannot locate its tokens")
+            mask[row] = span(row, start, start + len(prompt))
+            context = None if contexts is None else contexts[row]
+            if context:
+                offset = prompt.find(context)
+                if offset < 0:
+                    raise ValueError(f"the context {context[:40]!r} is not part of its prompt")
+                context_mask[row] = span(row, start + offset, start + offset + len(context))
+        return mask, context_mask
+
+    def _append_targets(self, inputs, image_mask, text_mask, targets):
+        """Append target tokens + EOS to each left-padded row (rows are re-padded on the left)."""
+        eos = self.tokenizer.eos_token_id
+        target_ids = [self.tokenizer.encode(target, add_special_tokens=False) + [eos] for target in targets]
+        width = max(len(ids) for ids in target_ids)
+        batch, length = inputs["input_ids"].shape
+        pad = self.tokenizer.pad_token_id
+        new_ids = torch.full((batch, length + width), pad, dtype=inputs["input_ids"].dtype)
+        new_attention = torch.zeros((batch, length + width), dtype=inputs["attention_mask"].dtype)
+        labels = torch.full((batch, length + width), -100, dtype=torch.long)
+        new_image = torch.zeros((batch, length + width), dtype=torch.bool)
+        new_text = None if text_mask is None else torch.zeros((batch, length + width), dtype=torch.bool)
+        for row, ids in enumerate(target_ids):
+            shift = width - len(ids)
+            new_ids[row, shift : shift + length] = inputs["input_ids"][row]
+            new_ids[row, shift + length :] = torch.tensor(ids)
+            new_attention[row, shift : shift + length] = inputs["attention_mask"][row]
+            new_attention[row, shift + length :] = 1
+            labels[row, shift + length :] = torch.tensor(ids)
+            new_image[row, shift : shift + length] = image_mask[row]
+            if new_text is not None:
+                new_text[row, shift : shift + length] = text_mask[row]
+        extended = dict(inputs, input_ids=new_ids, attention_mask=new_attention)
+        if "mm_token_type_ids" in inputs:
+            token_types = torch.zeros_like(new_ids, dtype=inputs["mm_token_type_ids"].dtype)
+            token_types[new_image] = inputs["mm_token_type_ids"][image_mask]
+            extended["mm_token_type_ids"] = token_types
+        # Labels are shifted inside the model: position t predicts token t + 1.
+        return extended, new_image, new_text, labels
+
+    # ------------------------------------------------------------------ running
+
+    @torch.no_grad()
+    def generate(self, batch: Batch, max_new_tokens: int) -> list[str]:
+        """Greedy batched generation; returns the decoded new text of each row."""
+        output = self.model.generate(
+            **batch.inputs,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+        new_tokens = output[:, batch.input_ids.shape[1] :]
+        return [text.strip() for text in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+
+    def forward(self, batch: Batch, **kwargs):
+        """One forward pass over a batch (extra keyword arguments go to the model)."""
+        return self.model(**batch.inputs, **kwargs)
+
+
+def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that start at 0 on each row's first real token (left padding)."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def load_processor(path: str | Path, trust_remote_code: bool = False):
+    """Load a model's processor; Qwen2-VL-family folders get the image-only processor when needed."""
+    try:
+        return AutoProcessor.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    except (ImportError, ValueError, OSError) as error:
+        from amps.models import qwen
+
+        if qwen.is_qwen_folder(path):
+            return qwen.ImageOnlyQwenProcessor.from_pretrained(path)
+        raise RuntimeError(f"could not load the processor of {path}: {error}") from error

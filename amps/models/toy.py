@@ -1,0 +1,284 @@
+"""The toy MLLM family of the offline world: real LLaVA architecture, trained here in minutes.
+
+A toy model is a ``LlavaForConditionalGeneration`` (small CLIP vision tower, small Llama text
+model) with a closed word-level tokenizer and a processor carrying a chat template. It is trained
+on the world's corpus by a curriculum from the config (value words first, so the vision tower
+learns to see; then A/B questions from one modality, so the model learns to point from a value to
+its option letter; then the full mix with instructed and uninstructed conflicts), saved with
+``save_pretrained``, and from then on
+loaded only through :meth:`amps.models.interface.MultimodalModel.load`, like any real checkpoint.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import (
+    CLIPImageProcessorPil,
+    CLIPVisionConfig,
+    LlamaConfig,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+    PreTrainedTokenizerFast,
+)
+
+from amps.data import world
+from amps.core.io import atomic_directory, write_json
+from amps.models.interface import MultimodalModel
+from amps.core.progress import progress
+
+log = logging.getLogger(__name__)
+
+SPECIAL_TOKENS = ("<pad>", "<unk>", "<s>", "</s>", "<image>")
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'user' %}USER: "
+    "{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}<image>{{ '\\n' }}{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{{ ' ' }}"
+    "{% else %}ASSISTANT: {{ message['content'] }}</s>{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class ToyArchitecture:
+    """Sizes of one toy scale."""
+
+    text_layers: int
+    text_hidden: int
+    text_heads: int
+    vision_layers: int
+    vision_hidden: int
+    image_size: int
+    patch_size: int
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the curriculum: a mix of example kinds for a share of the steps."""
+
+    name: str
+    share: float
+    mix: dict[str, float]
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """How a toy model is trained (all from the config)."""
+
+    steps: int
+    stages: tuple[Stage, ...]
+    batch_size: int
+    learning_rate: float
+    preference: world.Preference
+    threads: int
+    seed: int
+
+    def stage_steps(self) -> list[int]:
+        """Steps per stage: shares of ``steps``, the last stage taking the rounding remainder."""
+        total_share = sum(stage.share for stage in self.stages)
+        counts = [round(self.steps * stage.share / total_share) for stage in self.stages[:-1]]
+        return counts + [self.steps - sum(counts)]
+
+
+def build_tokenizer(tasks: list[str]) -> PreTrainedTokenizerFast:
+    """A closed word-level tokenizer whose vocabulary covers every string the world can produce."""
+    splitter = pre_tokenizers.Whitespace()
+    words = set()
+    for text in world.vocabulary_texts(tasks) + ["USER", "ASSISTANT", ":"]:
+        words.update(piece for piece, _ in splitter.pre_tokenize_str(text))
+    vocab = {token: index for index, token in enumerate(SPECIAL_TOKENS)}
+    for word in sorted(words):
+        vocab.setdefault(word, len(vocab))
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = splitter
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token="<pad>",
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+        extra_special_tokens={"image_token": "<image>"},
+        padding_side="left",
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    return tokenizer
+
+
+def build_processor(tokenizer: PreTrainedTokenizerFast, arch: ToyArchitecture) -> LlavaProcessor:
+    """A LLaVA processor (CLIP image processor + the word tokenizer + chat template)."""
+    image_processor = CLIPImageProcessorPil(
+        size={"shortest_edge": arch.image_size},
+        crop_size={"height": arch.image_size, "width": arch.image_size},
+    )
+    return LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=arch.patch_size,
+        # CLIP's CLS token is dropped by the "default" feature strategy: one token per patch.
+        num_additional_image_tokens=1,
+        vision_feature_select_strategy="default",
+        chat_template=CHAT_TEMPLATE,
+        image_token="<image>",
+    )
+
+
+def build_model(tokenizer: PreTrainedTokenizerFast, arch: ToyArchitecture, seed: int) -> LlavaForConditionalGeneration:
+    """A randomly initialised toy LLaVA of the given scale."""
+    torch.manual_seed(seed)
+    vision = CLIPVisionConfig(
+        hidden_size=arch.vision_hidden,
+        intermediate_size=arch.vision_hidden * 2,
+        num_hidden_layers=arch.vision_layers,
+        num_attention_heads=max(1, arch.vision_hidden // 32),
+        image_size=arch.image_size,
+        patch_size=arch.patch_size,
+    )
+    text = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=arch.text_hidden,
+        intermediate_size=arch.text_hidden * 2,
+        num_hidden_layers=arch.text_layers,
+        num_attention_heads=arch.text_heads,
+        num_key_value_heads=arch.text_heads,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+        tie_word_embeddings=True,
+    )
+    model = LlavaForConditionalGeneration(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model
+
+
+def _first_token_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Share of rows whose first target token (the answer letter or word) is predicted correctly."""
+    targets = labels[:, 1:]
+    predicted = logits[:, :-1].argmax(-1)
+    first = (targets != -100).float().argmax(dim=1)
+    rows = torch.arange(len(labels))
+    return float((predicted[rows, first] == targets[rows, first]).float().mean())
+
+
+def _batches(stream, batch_size: int):
+    while True:
+        yield list(itertools.islice(stream, batch_size))
+
+
+def train_toy_model(
+    output_dir: str | Path,
+    arch: ToyArchitecture,
+    plan: TrainingPlan,
+    tasks: list[str],
+) -> dict:
+    """Build, train and save a toy model; returns a summary of the run.
+
+    The folder is written to a temporary sibling and renamed into place at the end, so a killed
+    run never leaves a folder that looks complete.
+    """
+    torch.set_num_threads(plan.threads)
+    random.seed(plan.seed)
+    np.random.seed(plan.seed)
+    tokenizer = build_tokenizer(tasks)
+    processor = build_processor(tokenizer, arch)
+    net = build_model(tokenizer, arch, plan.seed)
+    wrapper = MultimodalModel(net, processor, torch.device("cpu"))
+    # foreach: the multi-tensor update, bitwise equal to the per-tensor one on the CPU and faster.
+    optimizer = torch.optim.AdamW(net.parameters(), lr=plan.learning_rate, weight_decay=0.01, foreach=True)
+    total = plan.steps
+    warmup = max(1, total // 50)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total)),
+    )
+    net.train()
+    started = time.perf_counter()
+    losses: list[float] = []
+    stage_accuracy: dict[str, float] = {}
+    with progress(total=total, desc=f"train {Path(output_dir).name}", unit="step") as bar:
+        for index, (stage, steps) in enumerate(zip(plan.stages, plan.stage_steps())):
+            stream = world.training_examples(tasks, stage.mix, plan.preference, arch.image_size, plan.seed + index)
+            hits: list[float] = []
+            for examples in itertools.islice(_batches(stream, plan.batch_size), steps):
+                batch = wrapper.encode(
+                    [example.image for example in examples],
+                    [example.prompt for example in examples],
+                    [example.answer for example in examples],
+                    locate_prompt=False,
+                )
+                output = net(**batch.inputs, labels=batch.labels)
+                loss = output.loss
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"training loss became {loss.item()} at step {len(losses)}")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                losses.append(loss.item())
+                hits.append(_first_token_accuracy(output.logits, batch.labels))
+                bar.update(1)
+                if len(losses) % 100 == 0:
+                    log.info("step %d (%s): loss %.3f, answer accuracy %.3f", len(losses), stage.name,
+                             np.mean(losses[-100:]), np.mean(hits[-100:]))
+            stage_accuracy[stage.name] = float(np.mean(hits[-50:])) if hits else float("nan")
+    net.eval()
+    output = Path(output_dir)
+    with atomic_directory(output) as folder:
+        net.save_pretrained(folder)
+        processor.save_pretrained(folder)
+        summary = {
+            "architecture": arch.__dict__,
+            "parameters": sum(p.numel() for p in net.parameters()),
+            "steps": total,
+            "stage_steps": dict(zip([stage.name for stage in plan.stages], plan.stage_steps())),
+            "final_answer_accuracy_per_stage": stage_accuracy,
+            "examples": total * plan.batch_size,
+            "final_loss": float(np.mean(losses[-50:])),
+            "train_seconds": round(time.perf_counter() - started, 1),
+        }
+        write_json(folder / "training_summary.json", summary)
+    log.info("trained %s: %s", output, summary)
+    return summary
+
+
+def train_toy_model_cli(settings: dict, output_dir: str) -> None:
+    """CLI step: train the toy model described by ``settings`` (model entry, training section, tasks, the world's
+    image strength range)."""
+    model = settings["model"]
+    training = settings["training"]
+    preference = training["preference"]
+    arch = ToyArchitecture(**model["architecture"])
+    plan = TrainingPlan(
+        steps=model["training_steps"],
+        stages=tuple(Stage(stage["name"], stage["share"], stage["mix"]) for stage in training["stages"]),
+        batch_size=training["batch_size"],
+        learning_rate=training["learning_rate"],
+        preference=world.Preference(preference["steepness"], preference["task_bias"], preference["spread"],
+                                    tuple(settings["image_strength"])),
+        threads=settings["threads"],
+        seed=settings["seed"],
+    )
+    train_toy_model(output_dir, arch, plan, settings["tasks"])
