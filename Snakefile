@@ -19,7 +19,7 @@ wildcard_constraints:
     model="|".join(re.escape(name) for name in MODELS),
 
 
-include: "workflow/rules/benchmark.smk"
+include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/baseline.smk"
 include: "workflow/rules/steering.smk"

@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
         [("--config", "config YAML file")],
     ),
     "prepare-benchmark": (
-        "amps.data.benchmark",
+        "amps.data.steps",
         "prepare_benchmark",
         "build the benchmark records (conflict world or MC²), images and splits",
         [("--output-dir", "benchmark folder to write")],
@@ -271,6 +271,12 @@ def resolve(command: str) -> Callable:
     return getattr(importlib.import_module(module), function)
 
 
+def settings_class(command: str) -> type | None:
+    """The typed settings of a subcommand's step (the function's name in CamelCase, beside it), if it has one."""
+    module, function, _help, _flags = COMMANDS[command]
+    return getattr(importlib.import_module(module), function.title().replace("_", ""), None)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``amps`` console script."""
     args = _parser().parse_args(argv)
@@ -283,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     kwargs = {flag.lstrip("-").replace("-", "_"): getattr(args, flag.lstrip("-").replace("-", "_")) for flag, _ in flags}
     # Pin the step to its own GPUs before its module imports torch (local runs; see amps.core.devices).
     with job_devices(settings):
-        resolve(args.command)(settings=settings, **kwargs)
+        step = settings_class(args.command)
+        resolve(args.command)(settings=settings if step is None else step.from_params(settings), **kwargs)
     return 0
 
 

@@ -10,7 +10,8 @@ import torch
 
 from amps.models import toy
 from amps.data import world
-from amps.data.benchmark import prepare_benchmark
+from amps.data.benchmark import Splits, WorldSpec
+from amps.data.steps import PrepareBenchmark, prepare_benchmark
 from amps.models.interface import MultimodalModel
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,15 +51,8 @@ def tiny_model(tiny_model_dir) -> MultimodalModel:
 def tiny_benchmark_dir(tmp_path_factory) -> Path:
     """A prepared conflict-world benchmark with 10 records per task."""
     folder = tmp_path_factory.mktemp("bench") / "benchmark"
-    prepare_benchmark(
-        {
-            "source": "world",
-            "seed": 3,
-            "world": {"tasks": TASKS, "records_per_task": 10, "image_size": 32, "image_strength": [0.3, 1.0]},
-            "splits": {"steer_train": 0.4, "validation": 0.2, "test": 0.4},
-        },
-        str(folder),
-    )
+    world = WorldSpec(tuple(TASKS), records_per_task=10, image_size=32, image_strength=(0.3, 1.0))
+    prepare_benchmark(PrepareBenchmark("world", world, None, Splits(0.4, 0.2, 0.4), seed=3), str(folder))
     return folder
 
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -15,10 +16,11 @@ import yaml
 from PIL import Image
 
 from amps.data import mc2, prompts
-from amps.data.benchmark import MC2_KEYS, Benchmark, assign_splits, prepare_benchmark
+from amps.data.benchmark import Benchmark, Mc2Source, Splits, assign_splits
+from amps.data.steps import PrepareBenchmark, prepare_benchmark
 from conftest import MC2_DIR, REPO
 from fake_mc2 import synthetic_records, write_coco_folder, write_coco_image, write_records
-from amps.vocabulary import ORDERS
+from amps.vocabulary import MC2_KEYS, ORDERS
 
 MC2_FILE = MC2_DIR / "evaluate_final.json"
 MC2_TASKS = (
@@ -34,8 +36,10 @@ MC2_TASKS = (
 needs_mc2 = pytest.mark.skipif(not MC2_DIR.is_dir(), reason=f"MC² records not present at {MC2_DIR}")
 
 
-def mc2_settings(records: Path | str, coco_dir: Path, **overrides) -> dict:
-    return {"records": str(records), "coco_dir": str(coco_dir), "on_bad_record": "error", "limit": None, **overrides}
+def mc2_settings(records: Path | str, coco_dir: Path, **overrides) -> Mc2Source:
+    """The MC² source of ``records`` (a JSON file or "hub") and ``coco_dir``, with the config's defaults."""
+    source = Mc2Source(str(records), "271754echo/MC2", "evaluate_final.json", str(coco_dir), "error", None)
+    return replace(source, **overrides)
 
 
 @pytest.fixture()
@@ -63,15 +67,8 @@ def test_all_2000_real_records_load_with_images_and_split_by_task(real_records, 
     for number, image_id in enumerate(ids):
         write_coco_image(tmp_path / "coco", image_id, ("train2014", "val2014")[number % 2], size=(8, 8))
     output = tmp_path / "benchmark"
-    prepare_benchmark(
-        {
-            "source": "mc2",
-            "seed": 11,
-            "mc2": mc2_settings(MC2_FILE, tmp_path / "coco"),
-            "splits": {"steer_train": 0.4, "validation": 0.2, "test": 0.4},
-        },
-        str(output),
-    )
+    settings = PrepareBenchmark("mc2", None, mc2_settings(MC2_FILE, tmp_path / "coco"), Splits(0.4, 0.2, 0.4), seed=11)
+    prepare_benchmark(settings, str(output))
     records = Benchmark(output).records
     assert len(records) == 2000
     assert Counter(records["task"]) == {task: 250 for task in MC2_TASKS}
@@ -176,15 +173,8 @@ def test_bad_records_are_skipped_and_counted_when_configured(small_mc2, tmp_path
     bad, reasons = _bad_records(records)
     path = write_records(tmp_path / "bad.json", bad)
     output = tmp_path / "benchmark"
-    prepare_benchmark(
-        {
-            "source": "mc2",
-            "seed": 1,
-            "mc2": mc2_settings(path, coco, on_bad_record="skip"),
-            "splits": {"steer_train": 0.4, "validation": 0.2, "test": 0.4},
-        },
-        str(output),
-    )
+    settings = PrepareBenchmark("mc2", None, mc2_settings(path, coco, on_bad_record="skip"), Splits(0.4, 0.2, 0.4), seed=1)
+    prepare_benchmark(settings, str(output))
     summary = json.loads((output / "summary.json").read_text())
     assert summary["records"] == 6
     assert [entry["index"] for entry in summary["skipped"]] == sorted(reasons)
@@ -265,7 +255,7 @@ def test_hub_download_asks_for_the_dataset_file(small_mc2, monkeypatch):
         return str(path)
 
     monkeypatch.setattr(mc2, "hf_hub_download", fake_download)
-    frame, _ = mc2.load_mc2_records({"records": "hub", "coco_dir": str(coco)})
+    frame, _ = mc2.load_mc2_records(mc2_settings("hub", coco))
     assert calls == [{"repo_id": "271754echo/MC2", "filename": "evaluate_final.json", "repo_type": "dataset"}]
     assert len(frame) == len(records)
 
@@ -274,12 +264,12 @@ def test_hub_download_asks_for_the_dataset_file(small_mc2, monkeypatch):
 
     monkeypatch.setattr(mc2, "hf_hub_download", offline)
     with pytest.raises(RuntimeError, match="could not get evaluate_final.json from the hub dataset 271754echo/MC2"):
-        mc2.load_mc2_records({"records": "hub", "coco_dir": str(coco)})
+        mc2.load_mc2_records(mc2_settings("hub", coco))
 
 
 def test_split_is_deterministic_and_stratified_by_task():
     records = pd.DataFrame({"task": ["a"] * 250 + ["b"] * 250})
-    fractions = {"steer_train": 0.4, "validation": 0.2, "test": 0.4}
+    fractions = Splits(steer_train=0.4, validation=0.2, test=0.4)
     first, again, other = (assign_splits(records, fractions, seed) for seed in (5, 5, 6))
     assert first.equals(again) and not first.equals(other)
     counts = pd.crosstab(records["task"], first)

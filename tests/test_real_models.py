@@ -18,7 +18,8 @@ from safetensors.torch import load_file
 from transformers import LlavaProcessor
 
 from amps.data import prompts
-from amps.data.benchmark import prepare_benchmark
+from amps.data.benchmark import Mc2Source, Splits
+from amps.data.steps import PrepareBenchmark, prepare_benchmark
 from amps.models.evaluation import evaluate_baseline
 from amps.report.scoring import score
 from amps.models.interface import MultimodalModel, load_processor
@@ -198,15 +199,9 @@ def mc2_benchmark(tmp_path_factory) -> Path:
     records = synthetic_records(["color", "counting"], per_task=5)
     write_coco_folder(root / "coco", records)
     output = root / "benchmark"
-    prepare_benchmark(
-        {
-            "source": "mc2",
-            "seed": 3,
-            "mc2": {"records": str(write_records(root / "records.json", records)), "coco_dir": str(root / "coco")},
-            "splits": {"steer_train": 0.4, "validation": 0.2, "test": 0.4},
-        },
-        str(output),
-    )
+    source = Mc2Source(str(write_records(root / "records.json", records)), "271754echo/MC2", "evaluate_final.json",
+                       str(root / "coco"), "error", None)
+    prepare_benchmark(PrepareBenchmark("mc2", None, source, Splits(0.4, 0.2, 0.4), seed=3), str(output))
     return output
 
 

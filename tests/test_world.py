@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from amps.data import world
-from amps.data.benchmark import Benchmark, assign_splits
+from amps.data.benchmark import Benchmark, Splits, assign_splits
 
 
 def test_records_are_mc2_shaped_conflicts():
@@ -56,7 +56,7 @@ def test_position_images_put_the_object_on_that_side(side):
 
 def test_splits_are_disjoint_stratified_and_deterministic():
     records = pd.DataFrame(world.make_records(["color", "counting"], 50, 0))
-    fractions = {"steer_train": 0.4, "validation": 0.2, "test": 0.4}
+    fractions = Splits(steer_train=0.4, validation=0.2, test=0.4)
     split = assign_splits(records, fractions, seed=5)
     assert split.equals(assign_splits(records, fractions, seed=5))
     assert not split.equals(assign_splits(records, fractions, seed=6))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import Any
 
 import jsonschema
 import yaml
@@ -129,8 +128,3 @@ def load_config(path: str | Path, check_paths: bool = True) -> dict:
 def validate_config_file(settings: dict, config: str) -> None:
     """CLI: validate a config file and print it with defaults filled in."""
     print(json.dumps(load_config(config), indent=2, sort_keys=True))
-
-
-def settings_json(value: Any) -> str:
-    """Canonical JSON of a settings object (what rules pass through ``params:``)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))

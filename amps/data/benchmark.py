@@ -1,84 +1,85 @@
-"""Benchmark records: the MC² format, validation, splits, and the prepared benchmark folder.
+"""The prepared benchmark folder: its records and images, the world's records, and the splits.
 
 A prepared benchmark is a folder with ``records.parquet`` (one row per record: the six MC² keys,
 ``record_id``, ``split``, ``image_path`` and, where known, ``context_agreeing``) and, for the
 conflict world, the rendered ``images/``. Everything downstream reads only this folder, so the
-offline world and MC² go through the same evaluation code.
+offline world and MC² go through the same evaluation code (:func:`amps.data.steps.prepare_benchmark`
+writes it).
 """
 
 from __future__ import annotations
 
-import logging
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from PIL import Image
 
+from amps.core.io import read_table
 from amps.data import world
-from amps.core.io import atomic_directory, read_table, write_json, write_table
 from amps.vocabulary import SPLITS
 
-log = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class Splits:
+    """The share of each task's records in each split (``benchmark.splits``)."""
+
+    steer_train: float
+    validation: float
+    test: float
 
 
+@dataclass(frozen=True)
+class WorldSpec:
+    """The offline world's records (``benchmark.world``): tasks, records per task, image size and evidence range."""
 
-def assign_splits(records: pd.DataFrame, fractions: dict[str, float], seed: int) -> pd.Series:
+    tasks: tuple[str, ...]
+    records_per_task: int
+    image_size: int
+    image_strength: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Mc2Source:
+    """Where MC²'s records and images come from (``benchmark.mc2``), and what to do with unusable records.
+
+    ``records``: "hub" or a local ``evaluate_final.json``; ``hub_repo`` and ``hub_file``: the hub
+    dataset file; ``coco_dir``: the folder of COCO-2014 ``train2014/`` and ``val2014/``;
+    ``on_bad_record``: error or skip; ``limit``: the first N records of each task (all when None).
+    """
+
+    records: str
+    hub_repo: str
+    hub_file: str
+    coco_dir: str | None
+    on_bad_record: str
+    limit: int | None
+
+
+def assign_splits(records: pd.DataFrame, fractions: Splits, seed: int) -> pd.Series:
     """A deterministic split per record, stratified by task (each task is cut by the fractions)."""
     split = pd.Series("", index=records.index, dtype=object)
     for task_name in sorted(records["task"].unique()):
         index = sorted(records.index[records["task"] == task_name].tolist())
         random.Random(f"{seed}|{task_name}").shuffle(index)
-        n_train = round(len(index) * fractions["steer_train"])
-        n_validation = round(len(index) * fractions["validation"])
+        n_train = round(len(index) * fractions.steer_train)
+        n_validation = round(len(index) * fractions.validation)
         split[index[:n_train]] = "steer_train"
         split[index[n_train : n_train + n_validation]] = "validation"
         split[index[n_train + n_validation :]] = "test"
     return split
 
 
-def _world_records(settings: dict, image_dir: Path) -> pd.DataFrame:
-    spec = settings["world"]
-    records = pd.DataFrame(world.make_records(spec["tasks"], spec["records_per_task"], settings["seed"],
-                                              tuple(spec["image_strength"])))
+def world_records(spec: WorldSpec, seed: int, image_dir: Path) -> pd.DataFrame:
+    """The offline world's records, their images rendered into ``image_dir``."""
+    records = pd.DataFrame(world.make_records(spec.tasks, spec.records_per_task, seed, tuple(spec.image_strength)))
     for record in records.itertuples():
-        image = world.render_record_image(record.task, record.answer_vision, record.image_id, spec["image_size"],
+        image = world.render_record_image(record.task, record.answer_vision, record.image_id, spec.image_size,
                                           record.image_strength)
         image.save(image_dir / f"{record.image_id}.png")
     records["image_path"] = [f"images/{image_id}.png" for image_id in records["image_id"]]
     return records
-
-
-def prepare_benchmark(settings: dict, output_dir: str) -> None:
-    """Build the benchmark folder from ``settings`` (the config's ``benchmark`` section plus ``seed``).
-
-    Writes ``records.parquet`` and ``summary.json`` (counts per task and split, skipped records),
-    plus ``images/`` for the conflict world. The folder appears only when complete.
-    """
-    with atomic_directory(output_dir) as folder:
-        skipped: list[dict] = []
-        if settings["source"] == "world":
-            (folder / "images").mkdir()
-            records = _world_records(settings, folder / "images")
-        else:
-            from amps.data import mc2
-
-            records, skipped = mc2.load_mc2_records(settings["mc2"])
-        records = records.reset_index(drop=True)
-        records.insert(0, "record_id", [f"{task}-{image_id}-{i}" for i, (task, image_id) in enumerate(zip(records["task"], records["image_id"]))])
-        records["split"] = assign_splits(records, settings["splits"], settings["seed"])
-        write_table(folder / "records.parquet", records)
-        counts = records.groupby(["task", "split"]).size().unstack(fill_value=0)
-        write_json(
-            folder / "summary.json",
-            {
-                "source": settings["source"],
-                "records": len(records),
-                "per_task_and_split": {task: counts.loc[task].to_dict() for task in counts.index},
-                "skipped": skipped,
-            },
-        )
-    log.info("benchmark ready: %d records in %s", len(records), output_dir)
 
 
 class Benchmark:

@@ -20,12 +20,11 @@ from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError
 from PIL import Image
 
+from amps.data.benchmark import Mc2Source
 from amps.vocabulary import MC2_KEYS
 
 log = logging.getLogger(__name__)
 
-HUB_REPO = "271754echo/MC2"
-HUB_FILE = "evaluate_final.json"
 #: COCO-2014 image locations under ``coco_dir``, tried in this order.
 COCO_LAYOUTS = ("train2014/COCO_train2014_{id:012d}.jpg", "val2014/COCO_val2014_{id:012d}.jpg")
 #: How many bad records an error message lists one by one (the rest are counted).
@@ -36,15 +35,14 @@ class MC2RecordError(ValueError):
     """Bad MC² records or images, with how many and which in the message."""
 
 
-def records_file(settings: dict) -> Path:
+def records_file(source: Mc2Source) -> Path:
     """The local ``evaluate_final.json``: the configured path, or the hub file (downloaded once, then cached)."""
-    source = settings.get("records", "hub")
-    if source != "hub":
-        path = Path(source)
+    if source.records != "hub":
+        path = Path(source.records)
         if not path.is_file():
             raise FileNotFoundError(f"benchmark.mc2.records: {path} does not exist")
         return path
-    repo, filename = settings.get("hub_repo", HUB_REPO), settings.get("hub_file", HUB_FILE)
+    repo, filename = source.hub_repo, source.hub_file
     try:
         return Path(hf_hub_download(repo_id=repo, filename=filename, repo_type="dataset"))
     except (OSError, HfHubHTTPError) as error:
@@ -149,28 +147,22 @@ def _describe_problems(problems: list[dict], checked: int, coco_dir: Path) -> st
     return "\n".join(lines)
 
 
-def load_mc2_records(settings: dict) -> tuple[pd.DataFrame, list[dict]]:
+def load_mc2_records(source: Mc2Source) -> tuple[pd.DataFrame, list[dict]]:
     """MC² records joined to their COCO images, and the records skipped as unusable.
 
-    ``settings`` is the config's ``benchmark.mc2`` section: ``records`` ("hub" or a local JSON),
-    ``hub_repo``, ``hub_file``, ``coco_dir``, ``on_bad_record`` (error or skip) and ``limit`` (the
-    first N records of each task). Returns the six MC² keys plus ``image_path`` (absolute) in file
-    order, and one ``{index, image_id, task, kind, reason}`` per skipped record (kind: bad_record,
-    missing_image or unreadable_image). With ``on_bad_record: error`` any unusable record raises
-    :class:`MC2RecordError`; with ``skip`` they are left out, unless none is left.
+    Returns the six MC² keys plus ``image_path`` (absolute) in file order, and one ``{index,
+    image_id, task, kind, reason}`` per skipped record (kind: bad_record, missing_image or
+    unreadable_image). With ``on_bad_record: error`` any unusable record raises
+    :class:`MC2RecordError`; with ``skip`` they are left out, unless none is left. The config's
+    validation has checked that ``coco_dir`` is set (:func:`amps.core.config.check_semantics`).
     """
-    on_bad_record = settings.get("on_bad_record", "error")
-    if on_bad_record not in ("error", "skip"):
-        raise ValueError(f"benchmark.mc2.on_bad_record must be error or skip, got {on_bad_record!r}")
-    if not settings.get("coco_dir"):
-        raise ValueError("benchmark.mc2.coco_dir is required: the folder holding COCO-2014 train2014/ and val2014/")
-    coco_dir = Path(settings["coco_dir"]).expanduser().resolve()
+    coco_dir = Path(source.coco_dir).expanduser().resolve()
     if not coco_dir.is_dir():
         raise FileNotFoundError(f"benchmark.mc2.coco_dir: {coco_dir} does not exist")
     if not any((coco_dir / layout.split("/")[0]).is_dir() for layout in COCO_LAYOUTS):
         raise FileNotFoundError(f"benchmark.mc2.coco_dir: {coco_dir} holds neither train2014/ nor val2014/")
 
-    raw = read_raw_records(records_file(settings))
+    raw = read_raw_records(records_file(source))
     problems, usable = [], []
     for index, record in enumerate(raw):
         reason = record_problem(record)
@@ -178,7 +170,7 @@ def load_mc2_records(settings: dict) -> tuple[pd.DataFrame, list[dict]]:
             problems.append(_problem_entry(index, record, "bad_record", reason))
         else:
             usable.append((index, record))
-    kept = _first_per_task(usable, settings.get("limit"))
+    kept = _first_per_task(usable, source.limit)
 
     rows = []
     for index, record in kept:
@@ -195,7 +187,7 @@ def load_mc2_records(settings: dict) -> tuple[pd.DataFrame, list[dict]]:
 
     problems.sort(key=lambda problem: problem["index"])
     checked = len(raw) - len(usable) + len(kept)
-    if problems and on_bad_record == "error":
+    if problems and source.on_bad_record == "error":
         raise MC2RecordError(_describe_problems(problems, checked, coco_dir))
     if not rows:
         raise MC2RecordError(f"no usable MC² record is left\n{_describe_problems(problems, checked, coco_dir)}")

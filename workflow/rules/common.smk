@@ -1,5 +1,5 @@
-# Shared helpers: output locations, settings passed through params, per-model resources.
-from amps.core.config import settings_json
+# Shared helpers: output locations, each step's settings for its params, per-model resources.
+from amps.core.settings import settings_json
 from amps.core.resources import ablation_model, model_job_resources, toy_training_minutes, toy_training_resources
 
 OUT = f"results/{config['run_name']}"
@@ -8,6 +8,11 @@ TOY_MODELS = [name for name in MODELS if config["models"][name]["source"] == "to
 BENCHMARK_LABEL = (
     "offline conflict world, toy models" if config["benchmark"]["source"] == "world" else "MC²"
 )
+
+
+def step_params(step, **context):
+    """A step's settings as its rule's params (amps.core.settings): exactly the config keys the step reads."""
+    return step.from_config(config, **context).to_params()
 
 
 def model_settings(model):

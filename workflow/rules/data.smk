@@ -1,9 +1,13 @@
+# The benchmark: records (conflict world or MC²), their images and the splits.
+from amps.data.steps import PrepareBenchmark
+
+
 rule prepare_benchmark:
     """Benchmark records (conflict world or MC²), their images and the steer-train/validation/test split."""
     output:
         directory(f"{OUT}/benchmark"),
     params:
-        settings=settings_json({**config["benchmark"], "seed": config["seed"]}),
+        settings=step_params(PrepareBenchmark),
     log:
         f"{OUT}/logs/prepare_benchmark.log",
     benchmark:
