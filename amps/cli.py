@@ -30,9 +30,9 @@ COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
         "build the benchmark records (conflict world or MC²), images and splits",
         [("--output-dir", "benchmark folder to write")],
     ),
-    "train-toy": (
-        "amps.models.toy",
-        "train_toy_model_cli",
+    "train-toy-model": (
+        "amps.models.steps",
+        "train_toy_model",
         "train one toy MLLM and save it with save_pretrained",
         [("--output-dir", "model folder to write")],
     ),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from amps.models.toy import ToyArchitecture
+from amps.models.toy_plan import ToyArchitecture
 
 CONFIG = Path(__file__).resolve().parent.parent / "config" / "config.yaml"
 

@@ -49,11 +49,12 @@ from amps.data import prompts, world
 from amps.models import toy
 from amps.models.interface import Batch, MultimodalModel
 from default_scales import default_architecture
+from amps.models.toy_plan import ToyArchitecture
 
 TASKS = list(world.TASKS)
 SCALES = {
     "toy-large": default_architecture("toy-l"),
-    "llava-576": toy.ToyArchitecture(
+    "llava-576": ToyArchitecture(
         text_layers=4, text_hidden=512, text_heads=8, vision_layers=2, vision_hidden=256, image_size=336, patch_size=14
     ),
 }
@@ -73,7 +74,7 @@ class Result:
     seconds: float
 
 
-def build(arch: toy.ToyArchitecture, kv_heads: int) -> MultimodalModel:
+def build(arch: ToyArchitecture, kv_heads: int) -> MultimodalModel:
     """A random-weight LLaVA of the given sizes, with ``kv_heads`` key-value heads, behind the model interface."""
     if arch.text_heads % kv_heads:
         raise ValueError(f"{arch.text_heads} query heads cannot share {kv_heads} key-value heads evenly")
@@ -84,7 +85,7 @@ def build(arch: toy.ToyArchitecture, kv_heads: int) -> MultimodalModel:
     return MultimodalModel(LlavaForConditionalGeneration(config).eval(), toy.build_processor(tokenizer, arch), torch.device("cpu"))
 
 
-def prompt_inputs(model: MultimodalModel, arch: toy.ToyArchitecture, long_context: bool) -> Batch:
+def prompt_inputs(model: MultimodalModel, arch: ToyArchitecture, long_context: bool) -> Batch:
     """One conflict-world record as the plain prompt; with ``long_context`` its context is MC²-length."""
     record = world.make_records(["color"], 1, seed=1)[0]
     if long_context:

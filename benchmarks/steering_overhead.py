@@ -30,23 +30,24 @@ from amps.models.interface import MultimodalModel
 from amps.steering.hook import steer
 from default_scales import default_architecture
 from amps.vocabulary import ORDERS
+from amps.models.toy_plan import ToyArchitecture
 
 SCALES = {
     "toy-large (16 image tokens)": default_architecture("toy-l"),
-    "tiny LLaVA (576 image tokens)": toy.ToyArchitecture(
+    "tiny LLaVA (576 image tokens)": ToyArchitecture(
         text_layers=2, text_hidden=64, text_heads=2, vision_layers=1, vision_hidden=32, image_size=336, patch_size=14
     ),
 }
 TASKS = list(world.TASKS)
 
 
-def build(arch: toy.ToyArchitecture) -> MultimodalModel:
+def build(arch: ToyArchitecture) -> MultimodalModel:
     """A random-weight toy LLaVA of the given sizes behind the model interface."""
     tokenizer = toy.build_tokenizer(TASKS)
     return MultimodalModel(toy.build_model(tokenizer, arch, seed=0), toy.build_processor(tokenizer, arch), torch.device("cpu"))
 
 
-def inputs(model: MultimodalModel, arch: toy.ToyArchitecture, batch_size: int):
+def inputs(model: MultimodalModel, arch: ToyArchitecture, batch_size: int):
     """A batch of conflict-world questions (both option orders) with their rendered images."""
     records = world.make_records(TASKS, -(-batch_size // len(TASKS)), seed=1)[:batch_size]
     orders = [ORDERS[index % 2] for index in range(len(records))]
@@ -82,7 +83,7 @@ def hook_seconds(model: MultimodalModel, layer: int, vectors: torch.Tensor, batc
     return sum(spans)
 
 
-def measure(name: str, arch: toy.ToyArchitecture, batch_size: int, new_tokens: int, repeats: int) -> float:
+def measure(name: str, arch: ToyArchitecture, batch_size: int, new_tokens: int, repeats: int) -> float:
     """Print median unsteered and steered times for one model; return the CPU-time ratio."""
     model = build(arch)
     batch = inputs(model, arch, batch_size)

@@ -13,6 +13,7 @@ from amps.data import world
 from amps.data.benchmark import Splits, WorldSpec
 from amps.data.steps import PrepareBenchmark, prepare_benchmark
 from amps.models.interface import MultimodalModel
+from amps.models.toy_plan import ToyArchitecture
 
 REPO = Path(__file__).resolve().parent.parent
 MC2_DIR = REPO.parent / "shared" / "data" / "mc2"
@@ -23,8 +24,8 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
-def tiny_arch() -> toy.ToyArchitecture:
-    return toy.ToyArchitecture(
+def tiny_arch() -> ToyArchitecture:
+    return ToyArchitecture(
         text_layers=2, text_hidden=32, text_heads=2, vision_layers=1, vision_hidden=32, image_size=32, patch_size=8
     )
 

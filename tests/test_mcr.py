@@ -21,6 +21,7 @@ from amps.data.benchmark import Benchmark
 from amps.core.io import read_table
 from amps.models.interface import MultimodalModel
 from tiny_models import TINY_FAMILIES, build_tiny_model
+from amps.models.toy_plan import ToyArchitecture
 
 MODEL_SPEC = {"device": "cpu", "dtype": "float32", "device_map": None, "trust_remote_code": False}
 
@@ -77,7 +78,7 @@ def test_noise_on_one_modality_leaves_the_other_bit_identical(state):
 
 @pytest.mark.parametrize("kv_heads", [4, 2])
 def test_split_attention_equals_attention_over_the_whole_perturbed_cache(tiny_arch, kv_heads):
-    arch = toy.ToyArchitecture(**{**tiny_arch.__dict__, "text_heads": 4})
+    arch = ToyArchitecture(**{**tiny_arch.__dict__, "text_heads": 4})
     tokenizer = toy.build_tokenizer(list(world.TASKS))
     config = toy.build_model(tokenizer, arch, seed=0).config
     config.text_config.num_key_value_heads = kv_heads

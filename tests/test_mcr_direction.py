@@ -33,22 +33,23 @@ from amps.data import prompts, world
 from amps.models import toy
 from amps.models.interface import MultimodalModel
 from amps.vocabulary import ORDERS
+from amps.models.toy_plan import Stage, ToyArchitecture, TrainingPlan
 
 TASKS = ["color"]
 SEED = 0
-ARCH = toy.ToyArchitecture(
+ARCH = ToyArchitecture(
     text_layers=2, text_hidden=64, text_heads=4, vision_layers=1, vision_hidden=32, image_size=32, patch_size=8
 )
 #: Value words first (the vision tower learns the colours), then pointing from a context's value to its
 #: option letter over blank images, then image-only, text-only and uninstructed conflicts, which follow
 #: the text with probability sigmoid(2 + 0.5 z_pair), 0.88 on average. A learning rate above 1e-3 and
 #: 2 heads instead of 4 made learning to point from a value to its letter fail on some seeds.
-PLAN = toy.TrainingPlan(
+PLAN = TrainingPlan(
     steps=1000,
     stages=(
-        toy.Stage("words", 0.1, {"word": 1.0}),
-        toy.Stage("point-text", 0.3, {"text_only": 1.0}),
-        toy.Stage("mix", 0.6, {"word": 0.1, "text_only": 1.0, "image_only": 1.0, "uninstructed": 1.0}),
+        Stage("words", 0.1, {"word": 1.0}),
+        Stage("point-text", 0.3, {"text_only": 1.0}),
+        Stage("mix", 0.6, {"word": 0.1, "text_only": 1.0, "image_only": 1.0, "uninstructed": 1.0}),
     ),
     batch_size=32,
     learning_rate=1e-3,
@@ -120,7 +121,7 @@ def premise_accuracies(model: MultimodalModel, records: list[dict]) -> dict[str,
 def trained_toy(tmp_path_factory, records) -> MultimodalModel:
     """The toy trained by PLAN and loaded back like any checkpoint; fails unless it reads both modalities."""
     folder = tmp_path_factory.mktemp("trained") / "toy-direction"
-    toy.train_toy_model(folder, ARCH, PLAN, TASKS)
+    toy.fit_toy_model(folder, ARCH, PLAN, TASKS)
     model = MultimodalModel.load(folder, device="cpu", dtype="float32")
     accuracies = premise_accuracies(model, records)
     short = {name: value for name, value in accuracies.items() if value < PREMISE[name]}

@@ -16,7 +16,6 @@ import logging
 import math
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,7 @@ from transformers import (
 )
 
 from amps.data import world
+from amps.models.toy_plan import ToyArchitecture, TrainingPlan
 from amps.core.io import atomic_directory, write_json
 from amps.models.interface import MultimodalModel
 from amps.core.progress import progress
@@ -50,47 +50,6 @@ CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
 )
-
-
-@dataclass(frozen=True)
-class ToyArchitecture:
-    """Sizes of one toy scale."""
-
-    text_layers: int
-    text_hidden: int
-    text_heads: int
-    vision_layers: int
-    vision_hidden: int
-    image_size: int
-    patch_size: int
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One stage of the curriculum: a mix of example kinds for a share of the steps."""
-
-    name: str
-    share: float
-    mix: dict[str, float]
-
-
-@dataclass(frozen=True)
-class TrainingPlan:
-    """How a toy model is trained (all from the config)."""
-
-    steps: int
-    stages: tuple[Stage, ...]
-    batch_size: int
-    learning_rate: float
-    preference: world.Preference
-    threads: int
-    seed: int
-
-    def stage_steps(self) -> list[int]:
-        """Steps per stage: shares of ``steps``, the last stage taking the rounding remainder."""
-        total_share = sum(stage.share for stage in self.stages)
-        counts = [round(self.steps * stage.share / total_share) for stage in self.stages[:-1]]
-        return counts + [self.steps - sum(counts)]
 
 
 def build_tokenizer(tasks: list[str]) -> PreTrainedTokenizerFast:
@@ -187,7 +146,7 @@ def _batches(stream, batch_size: int):
         yield list(itertools.islice(stream, batch_size))
 
 
-def train_toy_model(
+def fit_toy_model(
     output_dir: str | Path,
     arch: ToyArchitecture,
     plan: TrainingPlan,
@@ -262,23 +221,3 @@ def train_toy_model(
         write_json(folder / "training_summary.json", summary)
     log.info("trained %s: %s", output, summary)
     return summary
-
-
-def train_toy_model_cli(settings: dict, output_dir: str) -> None:
-    """CLI step: train the toy model described by ``settings`` (model entry, training section, tasks, the world's
-    image strength range)."""
-    model = settings["model"]
-    training = settings["training"]
-    preference = training["preference"]
-    arch = ToyArchitecture(**model["architecture"])
-    plan = TrainingPlan(
-        steps=model["training_steps"],
-        stages=tuple(Stage(stage["name"], stage["share"], stage["mix"]) for stage in training["stages"]),
-        batch_size=training["batch_size"],
-        learning_rate=training["learning_rate"],
-        preference=world.Preference(preference["steepness"], preference["task_bias"], preference["spread"],
-                                    tuple(settings["image_strength"])),
-        threads=settings["threads"],
-        seed=settings["seed"],
-    )
-    train_toy_model(output_dir, arch, plan, settings["tasks"])

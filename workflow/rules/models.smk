@@ -1,21 +1,13 @@
+# The toy models of the offline world (pretrained models need no rule: jobs load them from their path).
+from amps.models.steps import TrainToyModel
+
+
 rule train_toy_model:
     """Train one toy LLaVA of the offline world and save it with save_pretrained."""
     output:
         directory(f"{OUT}/models/{{model}}"),
     params:
-        settings=lambda wildcards: settings_json(
-            {
-                # Only what shapes the weights: changing a model's steering layers must not retrain it.
-                "model": {
-                    key: config["models"][wildcards.model][key] for key in ("source", "architecture", "training_steps")
-                },
-                "training": config["toy_training"],
-                "tasks": config["benchmark"]["world"]["tasks"],
-                "image_strength": config["benchmark"]["world"]["image_strength"],
-                "threads": config["threads"],
-                "seed": config["seed"],
-            }
-        ),
+        settings=lambda wildcards: step_params(TrainToyModel, model=wildcards.model),
     threads: config["threads"]
     # Longest first: the largest toy's chain of jobs is the run's critical path.
     priority: lambda wildcards: toy_training_minutes(config, wildcards.model)
@@ -29,4 +21,4 @@ rule train_toy_model:
     conda:
         "../envs/amps.yaml"
     shell:
-        "amps train-toy --settings {params.settings:q} --output-dir {output} > {log} 2>&1"
+        "amps train-toy-model --settings {params.settings:q} --output-dir {output} > {log} 2>&1"
