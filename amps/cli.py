@@ -37,7 +37,7 @@ COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
         [("--output-dir", "model folder to write")],
     ),
     "evaluate-baseline": (
-        "amps.models.evaluation",
+        "amps.baseline.steps",
         "evaluate_baseline",
         "ask every test record under no/text/image instruction in both option orders",
         [("--benchmark-dir", "benchmark folder"), ("--model", "model folder or hub id"), ("--output", "answers table")],

@@ -20,13 +20,14 @@ from transformers import LlavaProcessor
 from amps.data import prompts
 from amps.data.benchmark import Mc2Source, Splits
 from amps.data.steps import PrepareBenchmark, prepare_benchmark
-from amps.models.evaluation import evaluate_baseline
+from amps.baseline.steps import EvaluateBaseline, evaluate_baseline
 from amps.report.scoring import score
 from amps.models.interface import MultimodalModel, load_processor
 from amps.models.qwen import ImageOnlyQwenProcessor, is_qwen_folder
 from fake_mc2 import IMAGE_SIZES, synthetic_records, write_coco_folder, write_records
 from tiny_models import TEXT_HIDDEN, TEXT_LAYERS, TINY_FAMILIES, build_tiny_model
 from amps.vocabulary import BASELINE_CONDITIONS, ORDERS
+from steps import TINY_MODEL, build
 
 RECORD = {
     "question": "What colour is the bus?",
@@ -207,12 +208,9 @@ def mc2_benchmark(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("family", TINY_FAMILIES)
 def test_baseline_evaluation_end_to_end(family, model_dirs, mc2_benchmark, tmp_path):
-    settings = {
-        "model_name": f"tiny-{family}",
-        "model": {"device": "cpu", "dtype": "auto", "device_map": None, "trust_remote_code": False, "batch_size": 6},
-        "evaluation": {"max_new_tokens": 3},
-        "threads": 1,
-    }
+    name = f"tiny-{family}"
+    settings = build(EvaluateBaseline, {"models": {name: {**TINY_MODEL, "dtype": "auto", "batch_size": 6}},
+                                        "evaluation": {"max_new_tokens": 3}}, model=name)
     output = tmp_path / "answers.parquet"
     evaluate_baseline(settings, str(mc2_benchmark), str(model_dirs[family]), str(output))
     answers = pd.read_parquet(output)

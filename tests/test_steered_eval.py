@@ -18,7 +18,7 @@ from amps.models.asking import answer_encoded, encode_questions, evaluation_ques
 from amps.core.config import load_config
 from amps.method.curves import CurveSettings
 from amps.data.benchmark import Benchmark
-from amps.models.evaluation import evaluate_baseline
+from amps.baseline.steps import EvaluateBaseline, evaluate_baseline
 from amps.report.figures import plot_examples, plot_tradeoff
 from amps.core.io import read_json, read_table, write_table
 from amps.method.methods import ModuleSteering, VectorSteering
@@ -31,9 +31,12 @@ from amps.method.fit import train_steerers
 from amps.method.vectors import plain_states, record_vectors
 from conftest import REPO
 from amps.vocabulary import ABLATION_FAMILIES, DIRECTIONS, METHODS, ORDERS
+from steps import TINY_MODEL, build
 
 MODEL_SPEC = {"steering_layers": [1, 0], "batch_size": 8, "device": "cpu", "dtype": "float32", "device_map": None,
               "trust_remote_code": False, "gpus": 0}
+#: The tiny model's test config (what the rules would pass its steps).
+TINY = {"models": {"tiny": TINY_MODEL}, "evaluation": {"max_new_tokens": 2}}
 MCR_SETTINGS = {"sigma": 0.25, "samples": 3, "max_batch": 8, "answer": "clean", "fisher": True, "text": "context", "shards": 1,
                 "bootstrap": 100}
 
@@ -228,8 +231,7 @@ def test_amps_steps_end_to_end(tiny_model_dir, tiny_benchmark_dir, activations_p
     assert set(samples["samples"]) == {2, 3}
 
     baseline = tmp_path / "baseline.parquet"
-    evaluate_baseline({"model_name": "tiny", "model": MODEL_SPEC, "evaluation": {"max_new_tokens": 2}, "threads": 1},
-                      bench, model, str(baseline))
+    evaluate_baseline(build(EvaluateBaseline, TINY, model="tiny"), bench, model, str(baseline))
     names = ("main", "scale", "matched", "budget", "selection", "ablation")
     tables = {name: str(tmp_path / "tables" / f"amps_{name}.csv") for name in names}
     summarize_amps({"run_name": "unit", "benchmark_label": "tiny", "models": ["tiny"], "ablation_model": "tiny",

@@ -13,11 +13,9 @@ from typing import Callable, ContextManager, Iterable
 
 import numpy as np
 import pandas as pd
-import torch
 
 from amps.data import prompts
 from amps.data.benchmark import Benchmark
-from amps.core.io import write_table
 from amps.models.interface import MultimodalModel
 from amps.core.progress import progress
 from amps.vocabulary import BASELINE_CONDITIONS, ORDERS
@@ -120,28 +118,3 @@ def baseline_questions(records: pd.DataFrame, conditions: Iterable[str] = BASELI
         for index, record in records.iterrows()
         for order in ORDERS
     ]
-
-
-def evaluate_baseline(settings: dict, benchmark_dir: str, model: str, output: str) -> None:
-    """CLI step: ask the test split under every baseline condition (:data:`amps.vocabulary.BASELINE_CONDITIONS`).
-
-    ``settings``: ``model_name``, ``model`` (the model's config entry), ``evaluation``, ``threads``.
-    """
-    torch.set_num_threads(settings["threads"])
-    spec = settings["model"]
-    loaded = MultimodalModel.load(
-        model, spec["device"], spec["dtype"], spec["device_map"], spec["trust_remote_code"]
-    )
-    benchmark = Benchmark(benchmark_dir)
-    records = benchmark.split("test")
-    answers = ask(
-        loaded,
-        benchmark,
-        records,
-        baseline_questions(records),
-        spec["batch_size"],
-        settings["evaluation"]["max_new_tokens"],
-        desc=f"baseline {settings['model_name']}",
-    )
-    answers.insert(0, "model", settings["model_name"])
-    write_table(output, answers)

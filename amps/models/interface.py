@@ -19,6 +19,7 @@ from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from amps.core.config import is_local_path
+from amps.core.settings import ModelSpec
 
 #: Model families the interface knows, keyed by ``config.model_type``.
 FAMILIES = ("llava", "qwen2_vl", "qwen2_5_vl")
@@ -292,6 +293,11 @@ class MultimodalModel:
     def forward(self, batch: Batch, **kwargs):
         """One forward pass over a batch (extra keyword arguments go to the model)."""
         return self.model(**batch.inputs, **kwargs)
+
+
+def load_model(spec: ModelSpec, path: str | Path) -> MultimodalModel:
+    """Load a step's model from ``path`` as its settings say: device, dtype, sharding and remote code."""
+    return MultimodalModel.load(path, spec.device, spec.dtype, spec.device_map, spec.trust_remote_code)
 
 
 def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:

@@ -1,3 +1,7 @@
+# The baseline evaluation; its tables and figure are drawn by report.smk.
+from amps.baseline.steps import EvaluateBaseline
+
+
 rule evaluate_baseline:
     """Ask every test record under no/text/image instruction and the agreeing control, both option orders."""
     input:
@@ -6,7 +10,7 @@ rule evaluate_baseline:
     output:
         f"{OUT}/baseline/{{model}}.parquet",
     params:
-        settings=lambda wildcards: model_settings(wildcards.model),
+        settings=lambda wildcards: step_params(EvaluateBaseline, model=wildcards.model),
         model=model_location,
     threads: config["threads"]
     log:
