@@ -55,7 +55,7 @@ COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
         [("--scores", "scores CSV"), ("--output", "figure path (.pdf; a .png is written beside it)")],
     ),
     "collect-activations": (
-        "amps.steering.activations",
+        "amps.steering.steps",
         "collect_activations",
         "hidden states of every record under the plain, image and text prompts; difference vectors",
         [
@@ -66,8 +66,8 @@ COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
         ],
     ),
     "steering-sweep": (
-        "amps.steering.sweep",
-        "run_sweep",
+        "amps.steering.steps",
+        "steering_sweep",
         "mean steering at each strength of the grid, both directions, on the test split",
         [
             ("--benchmark-dir", "benchmark folder"),

@@ -5,15 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from amps.steering.activations import Activations, collect_activations, contrastive_tensors, last_token_states, tensor_name
+from amps.steering.activations import Activations, contrastive_tensors, last_token_states, tensor_name
+from amps.steering.steps import CollectActivations, collect_activations
 from amps.data.benchmark import Benchmark
 from amps.models.evaluation import make_question
 from amps.vocabulary import ORDERS
+from steps import TINY_MODEL, build
 
 
-def _settings(layers: list[int]) -> dict:
-    model = {"steering_layers": layers, "batch_size": 16, "device": "cpu", "dtype": "float32", "device_map": None, "trust_remote_code": False}
-    return {"model_name": "tiny", "model": model, "threads": 1}
+def _settings(layers: list[int]) -> CollectActivations:
+    return build(CollectActivations, {"models": {"tiny": {**TINY_MODEL, "steering_layers": layers, "batch_size": 16}}}, model="tiny")
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ import torch
 
 from amps.data import prompts
 from amps.method.ablate import run_ablations
-from amps.steering.activations import Activations, collect_activations
+from amps.steering.activations import Activations
+from amps.steering.steps import CollectActivations, collect_activations
 from amps.models.asking import answer_encoded, encode_questions, evaluation_questions
 from amps.core.config import load_config
 from amps.method.curves import CurveSettings
@@ -59,7 +60,7 @@ def _settings(amps: dict, **extra) -> dict:
 @pytest.fixture(scope="module")
 def activations_path(tiny_model_dir, tiny_benchmark_dir, tmp_path_factory, amps_section):
     output = tmp_path_factory.mktemp("amps-activations") / "tiny.safetensors"
-    collect_activations(_settings(amps_section), str(tiny_benchmark_dir), str(tiny_model_dir), str(output),
+    collect_activations(build(CollectActivations, TINY, model="tiny"), str(tiny_benchmark_dir), str(tiny_model_dir), str(output),
                         str(output.with_suffix(".json")))
     return output
 

@@ -8,15 +8,18 @@ import pandas as pd
 import pytest
 import yaml
 
-from amps.steering.activations import Activations, collect_activations
+from amps.steering.activations import Activations
+from amps.steering.steps import CollectActivations, SteeringSweep, collect_activations, steering_sweep
 from amps.core.config import ConfigError, validate_config
 from amps.report.figures import plot_sweep
 from amps.core.io import read_table
 from amps.report.scoring import record_table, sensitivity, summarize_sweep, sweep_scores
-from amps.steering.sweep import check_alphas, run_sweep
+from amps.steering.sweep import sorted_alphas
 from conftest import REPO
+from steps import TINY_MODEL, build
 
-MODEL_SPEC = {"steering_layers": [1], "batch_size": 16, "device": "cpu", "dtype": "float32", "device_map": None, "trust_remote_code": False}
+#: The tiny model steered at layer 1, and the sweep's test settings.
+TINY = {"models": {"tiny": {**TINY_MODEL, "steering_layers": [1], "batch_size": 16}}, "evaluation": {"max_new_tokens": 2}}
 # (direction, alpha, record, letter in vision_first, letter in text_first); "" = no option named.
 # vision_first: A = vision answer; text_first: A = text answer.
 SCRIPT = [
@@ -100,38 +103,32 @@ def test_one_letter_model_reads_as_half_vision_pooled_but_no_record_follows_the_
 
 
 def test_bad_sweep_settings_are_named_before_any_work(tmp_path):
-    assert check_alphas([2, 0.5, 2]) == [0.5, 2.0]
-    with pytest.raises(ValueError, match="steering.alphas is empty"):
-        check_alphas([])
-    with pytest.raises(ValueError, match=r"positive and finite, got \[-1\]"):
-        check_alphas([0.5, -1])
+    assert sorted_alphas([2, 0.5, 2]) == [0.5, 2.0]
     with open(REPO / "config" / "test.yaml") as handle:
         config = yaml.safe_load(handle)
-    config["steering"] = {"alphas": []}
-    with pytest.raises(ConfigError, match=r"steering\.alphas"):
+    for alphas, message in (([], r"steering\.alphas': \[\] should be non-empty"), ([0.5, -1], r"steering\.alphas\.1': -1")):
+        config["steering"] = {"alphas": alphas}
+        with pytest.raises(ConfigError, match=message):
+            validate_config(config)
+    config["steering"] = {"positions": "middle"}
+    with pytest.raises(ConfigError, match=r"steering\.positions': 'middle' is not one of"):
         validate_config(config)
     del config["steering"]
     assert validate_config(config)["steering"] == {"alphas": [0.125, 0.25, 0.5, 1, 2, 4], "positions": "all"}
-    settings = {"model_name": "m", "model": MODEL_SPEC, "threads": 1, "evaluation": {"max_new_tokens": 2}}
     missing = [str(tmp_path / name) for name in ("bench", "model", "act.safetensors", "a.parquet", "r.parquet", "s.parquet")]
-    with pytest.raises(ValueError, match="unknown steering.positions 'middle'"):
-        run_sweep({**settings, "steering": {"alphas": [1.0], "positions": "middle"}}, *missing)
     with pytest.raises(FileNotFoundError, match="act.safetensors does not exist"):
-        run_sweep({**settings, "steering": {"alphas": [1.0], "positions": "all"}}, *missing)
+        steering_sweep(build(SteeringSweep, TINY, model="tiny"), *missing)
 
 
 def test_sweep_steps_end_to_end(tiny_model_dir, tiny_benchmark_dir, tmp_path):
     activations = tmp_path / "activations" / "tiny.safetensors"
     collect_activations(
-        {"model_name": "tiny", "model": MODEL_SPEC, "threads": 1},
+        build(CollectActivations, TINY, model="tiny"),
         str(tiny_benchmark_dir), str(tiny_model_dir), str(activations), str(activations.with_suffix(".json")),
     )
-    settings = {
-        "model_name": "tiny", "model": MODEL_SPEC, "threads": 1,
-        "evaluation": {"max_new_tokens": 2}, "steering": {"alphas": [8.0, 1.0], "positions": "all"},
-    }
+    settings = build(SteeringSweep, {**TINY, "steering": {"alphas": [8.0, 1.0], "positions": "all"}}, model="tiny")
     paths = {name: tmp_path / "sweep" / f"{name}.parquet" for name in ("answers", "records", "sensitivity")}
-    run_sweep(
+    steering_sweep(
         settings, str(tiny_benchmark_dir), str(tiny_model_dir), str(activations),
         str(paths["answers"]), str(paths["records"]), str(paths["sensitivity"]),
     )

@@ -24,7 +24,6 @@ Rows follow ``record_ids`` of the JSON index beside it, which also lists each ro
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,12 +32,10 @@ import torch
 
 from amps.data.benchmark import Benchmark
 from amps.models.evaluation import Question, make_question
-from amps.core.io import read_json, read_tensors, write_json, write_tensors
+from amps.core.io import read_json, read_tensors
 from amps.models.interface import Batch, MultimodalModel
 from amps.core.progress import progress
-from amps.vocabulary import ALPHA_UNIT, CONTRASTIVE_CONDITIONS, MEAN_SPLIT, ORDERS, SPLITS
-
-log = logging.getLogger(__name__)
+from amps.vocabulary import CONTRASTIVE_CONDITIONS, ORDERS, SPLITS
 
 
 
@@ -146,48 +143,6 @@ def contrastive_tensors(
             "mean_diff_coherence": float(mean_diff.norm() / record_diff_norms.mean()),
         }
     return tensors, stats
-
-
-def collect_activations(settings: dict, benchmark_dir: str, model: str, output: str, index: str) -> None:
-    """CLI step: contrastive activations of every record at the model's steering layers.
-
-    ``settings``: ``model_name``, ``model`` (the model's config entry, with ``steering_layers`` and
-    ``batch_size``), ``threads``. Writes the safetensors file ``output`` and the JSON ``index``.
-    """
-    torch.set_num_threads(settings["threads"])
-    spec = settings["model"]
-    layers = sorted(set(spec["steering_layers"]))
-    benchmark = Benchmark(benchmark_dir)
-    records = benchmark.records.reset_index(drop=True)
-    mean_rows = torch.tensor((records["split"] == MEAN_SPLIT).tolist())
-    if not mean_rows.any():
-        raise ValueError(f"the benchmark in {benchmark_dir} has no {MEAN_SPLIT} records to build the mean vector from")
-    loaded = MultimodalModel.load(model, spec["device"], spec["dtype"], spec["device_map"], spec["trust_remote_code"])
-    out_of_range = [layer for layer in layers if layer >= loaded.num_layers]
-    if out_of_range:
-        raise ValueError(f"steering_layers {out_of_range} are beyond the model's {loaded.num_layers} decoder layers")
-    states = collect_states(loaded, benchmark, records, layers, spec["batch_size"], desc=f"activations {settings['model_name']}")
-    tensors, stats = contrastive_tensors(states, layers, mean_rows)
-    write_tensors(output, tensors, metadata={"model": settings["model_name"]})
-    write_json(
-        index,
-        {
-            "model": settings["model_name"],
-            "layers": layers,
-            "steering_layer": spec["steering_layers"][0],
-            "hidden_size": loaded.hidden_size,
-            "record_ids": records["record_id"].tolist(),
-            "splits": records["split"].tolist(),
-            "tasks": records["task"].tolist(),
-            "tensors": sorted(tensors),
-            "mean_split": MEAN_SPLIT,
-            "direction": "diff and mean_diff point toward vision: image-instruction minus text-instruction state",
-            "alpha_unit": ALPHA_UNIT,
-            "stats": {str(layer): values for layer, values in stats.items()},
-        },
-    )
-    for layer, values in stats.items():
-        log.info("layer %d: %s", layer, ", ".join(f"{key} {value:.4g}" for key, value in values.items()))
 
 
 @dataclass

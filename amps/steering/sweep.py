@@ -15,30 +15,19 @@ that a model pushed to one letter (vision ratio near 50% with no modality shift)
 
 from __future__ import annotations
 
-import logging
+from typing import Sequence
 
-import numpy as np
 import pandas as pd
 import torch
 
-from amps.steering.activations import Activations
 from amps.data.benchmark import Benchmark
 from amps.models.evaluation import ask, make_question
-from amps.core.io import write_table
 from amps.models.interface import MultimodalModel
-from amps.report.scoring import record_table, sensitivity, sweep_overview
 from amps.steering.hook import scaled_direction, steer
-from amps.vocabulary import DIRECTIONS, ORDERS, POSITIONS
+from amps.vocabulary import DIRECTIONS, ORDERS
 
-log = logging.getLogger(__name__)
-
-def check_alphas(alphas: list[float]) -> list[float]:
-    """The α grid, sorted; it must be non-empty, positive and finite (α = 0 is always added)."""
-    if not alphas:
-        raise ValueError("steering.alphas is empty: the sweep needs at least one strength")
-    bad = [alpha for alpha in alphas if not (np.isfinite(alpha) and alpha > 0)]
-    if bad:
-        raise ValueError(f"steering.alphas must be positive and finite, got {bad}")
+def sorted_alphas(alphas: Sequence[float]) -> list[float]:
+    """The α grid as floats, sorted, each once (α = 0 is added by the sweep; the schema keeps the grid positive)."""
     return sorted(set(float(alpha) for alpha in alphas))
 
 
@@ -76,42 +65,3 @@ def sweep_answers(
             )
             frames.append(answers.assign(direction=direction, alpha=alpha, steer_norm=float(vector.norm())))
     return pd.concat(frames, ignore_index=True)
-
-
-def run_sweep(
-    settings: dict, benchmark_dir: str, model: str, activations: str, answers: str, records: str, sensitivity_table: str
-) -> None:
-    """CLI step: the mean-steering sweep of one model on the test split.
-
-    ``settings``: ``model_name``, ``model`` (config entry), ``evaluation``, ``steering`` (``alphas``,
-    ``positions``), ``threads``.
-    """
-    torch.set_num_threads(settings["threads"])
-    spec = settings["model"]
-    alphas = check_alphas(settings["steering"]["alphas"])
-    positions = settings["steering"]["positions"]
-    if positions not in POSITIONS:
-        raise ValueError(f"unknown steering.positions {positions!r}; expected one of {POSITIONS}")
-    stored = Activations.load(activations)
-    layer = spec["steering_layers"][0]
-    mean_diff = stored.get("mean_diff", layer)
-    reference_norm = float(stored.get("mean_norm", layer))
-    benchmark = Benchmark(benchmark_dir)
-    test_records = benchmark.split("test")
-    loaded = MultimodalModel.load(model, spec["device"], spec["dtype"], spec["device_map"], spec["trust_remote_code"])
-    table = sweep_answers(
-        loaded, benchmark, test_records, mean_diff, reference_norm, layer, alphas, positions,
-        spec["batch_size"], settings["evaluation"]["max_new_tokens"], desc=f"sweep {settings['model_name']}",
-    )
-    table.insert(0, "model", settings["model_name"])
-    table["layer"] = layer
-    table["positions"] = positions
-    table["reference_norm"] = reference_norm
-    write_table(answers, table)
-    per_record = record_table(table)
-    write_table(records, per_record)
-    write_table(sensitivity_table, sensitivity(per_record))
-    log.info(
-        "sweep %s at layer %d (reference norm %.4g):\n%s",
-        settings["model_name"], layer, reference_norm, sweep_overview(table).to_string(index=False),
-    )

@@ -15,31 +15,6 @@ def step_params(step, **context):
     return step.from_config(config, **context).to_params()
 
 
-def model_settings(model):
-    """Settings of one model for a rule's params (changing them reruns the rule)."""
-    return settings_json(
-        {
-            "model_name": model,
-            "model": config["models"][model],
-            "evaluation": config["evaluation"],
-            "threads": config["threads"],
-            "seed": config["seed"],
-        }
-    )
-
-
-def steering_settings(model, with_sweep):
-    """Settings of a steering job of one model (the sweep also depends on evaluation and steering)."""
-    settings = {
-        "model_name": model,
-        "model": config["models"][model],
-        "threads": config["threads"],
-    }
-    if with_sweep:
-        settings.update(evaluation=config["evaluation"], steering=config["steering"])
-    return settings_json(settings)
-
-
 MCR_SHARDS = config["mcr"]["shards"]
 #: The mcr settings that change an MCR number (the rest of the section, e.g. bootstrap, does not).
 MCR_ESTIMATOR_KEYS = ("sigma", "samples", "max_batch", "answer", "fisher", "text")

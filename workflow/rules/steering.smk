@@ -1,4 +1,5 @@
 # Contrastive activations, and the uniform mean-steering sweep (strength grid, both directions).
+from amps.steering.steps import CollectActivations, SteeringSweep
 
 
 rule collect_activations:
@@ -10,7 +11,7 @@ rule collect_activations:
         tensors=f"{OUT}/activations/{{model}}.safetensors",
         index=f"{OUT}/activations/{{model}}.json",
     params:
-        settings=lambda wildcards: steering_settings(wildcards.model, with_sweep=False),
+        settings=lambda wildcards: step_params(CollectActivations, model=wildcards.model),
         model=model_location,
     threads: config["threads"]
     log:
@@ -40,7 +41,7 @@ rule steering_sweep:
         records=f"{OUT}/sweep/{{model}}/records.parquet",
         sensitivity=f"{OUT}/sweep/{{model}}/sensitivity.parquet",
     params:
-        settings=lambda wildcards: steering_settings(wildcards.model, with_sweep=True),
+        settings=lambda wildcards: step_params(SteeringSweep, model=wildcards.model),
         model=model_location,
     threads: config["threads"]
     log:
