@@ -190,14 +190,19 @@ COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
             ("--output", "figure path (.pdf; a .png is written beside it)"),
         ],
     ),
-    "estimate-mcr": (
-        "amps.mcr.estimator",
-        "estimate_mcr_shard",
+    "mcr-shard": (
+        "amps.mcr.steps",
+        "mcr_shard",
         "the Modality Contribution Ratio of one shard of the benchmark's records (every split)",
-        [("--benchmark-dir", "benchmark folder"), ("--model", "model folder or hub id"), ("--output", "shard table (.parquet)")],
+        [
+            ("--benchmark-dir", "benchmark folder"),
+            ("--model", "model folder or hub id"),
+            ("--output", "shard table (.parquet)"),
+            ("--max-batch", "perturbed cache copies per batched forward at most (mcr.max_batch, the memory budget)"),
+        ],
     ),
     "gather-mcr": (
-        "amps.mcr.table",
+        "amps.mcr.steps",
         "gather_mcr",
         "merge a model's MCR shards into one table; fail on a missing, duplicated or overlapping record",
         [("--shards", "comma-separated shard tables, in shard order"), ("--benchmark-dir", "benchmark folder"), ("--output", "MCR table")],

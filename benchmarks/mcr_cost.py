@@ -38,7 +38,7 @@ import argparse
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -50,6 +50,8 @@ from amps.models import toy
 from amps.models.interface import Batch, MultimodalModel
 from default_scales import default_architecture
 from amps.models.toy_plan import ToyArchitecture
+from amps.mcr.settings import EstimatorSettings
+from amps.vocabulary import MODALITIES
 
 TASKS = list(world.TASKS)
 SCALES = {
@@ -103,7 +105,7 @@ def generators(seed: int) -> dict[str, torch.Generator]:
     """The two modalities' noise streams, seeded alike for both ways."""
     return {
         modality: torch.Generator().manual_seed(mcr.stream_seed(seed, "benchmark", "vision_first", modality))
-        for modality in mcr.MODALITIES
+        for modality in MODALITIES
     }
 
 
@@ -114,26 +116,26 @@ def timed_prefill(model: MultimodalModel, batch: Batch) -> float:
     return time.perf_counter() - started
 
 
-def cached_estimator(model: MultimodalModel, batch: Batch, settings: mcr.EstimatorSettings) -> Result:
+def cached_estimator(model: MultimodalModel, batch: Batch, settings: EstimatorSettings, max_batch: int) -> Result:
     """The estimator: one prefill, then batched one-token passes over perturbed copies of the cache."""
     started = time.perf_counter()
     state = mcr.prefill(model, batch)
     target = int(state.option_logits.argmax())
-    samples = mcr.score_samples(model, state, target, generators(settings.seed), settings)
+    samples = mcr.score_samples(model, state, target, generators(settings.seed), settings, max_batch)
     return Result(samples, time.perf_counter() - started)
 
 
-def naive_estimator(model: MultimodalModel, batch: Batch, settings: mcr.EstimatorSettings) -> Result:
+def naive_estimator(model: MultimodalModel, batch: Batch, settings: EstimatorSettings) -> Result:
     """The naive way: for every sample, a full forward of the prompt, then that one sample's perturbed pass."""
-    one_at_a_time = mcr.EstimatorSettings(settings.sigma, 1, 1, settings.answer, settings.fisher, settings.seed)
+    one_at_a_time = replace(settings, samples=1)
     streams = generators(settings.seed)
-    values: dict[str, list[mcr.Samples]] = {modality: [] for modality in mcr.MODALITIES}
+    values: dict[str, list[mcr.Samples]] = {modality: [] for modality in MODALITIES}
     started = time.perf_counter()
-    for modality in mcr.MODALITIES:
+    for modality in MODALITIES:
         for _ in range(settings.samples):
             state = mcr.prefill(model, batch)
             target = int(state.option_logits.argmax())
-            values[modality].append(mcr.score_samples(model, state, target, {modality: streams[modality]}, one_at_a_time)[modality])
+            values[modality].append(mcr.score_samples(model, state, target, {modality: streams[modality]}, one_at_a_time, 1)[modality])
     seconds = time.perf_counter() - started
     samples = {
         modality: mcr.Samples(
@@ -147,8 +149,8 @@ def naive_estimator(model: MultimodalModel, batch: Batch, settings: mcr.Estimato
 
 def estimates(samples: dict[str, mcr.Samples]) -> dict[str, mcr.Estimate]:
     """MCS and Fisher terms of both modalities, and both ratios."""
-    entropy = {modality: mcr.functional_entropy(samples[modality].f) for modality in mcr.MODALITIES}
-    fisher = {modality: mcr.sample_mean(samples[modality].fisher) for modality in mcr.MODALITIES}
+    entropy = {modality: mcr.functional_entropy(samples[modality].f) for modality in MODALITIES}
+    fisher = {modality: mcr.sample_mean(samples[modality].fisher) for modality in MODALITIES}
     return {
         "MCS_text": entropy["text"],
         "MCS_image": entropy["image"],
@@ -159,21 +161,21 @@ def estimates(samples: dict[str, mcr.Samples]) -> dict[str, mcr.Estimate]:
     }
 
 
-def measure(name: str, kv_heads: int, settings: mcr.EstimatorSettings, repeats: int) -> dict:
+def measure(name: str, kv_heads: int, settings: EstimatorSettings, max_batch: int, repeats: int) -> dict:
     """Time and compare both ways on one model; print the comparison of their estimates."""
     arch = SCALES[name]
     model = build(arch, kv_heads)
     batch = prompt_inputs(model, arch, long_context=name != "toy-large")
     mcr.prefill(model, batch)  # warm-up: first calls allocate
     prefill_seconds = statistics.median(timed_prefill(model, batch) for _ in range(repeats))
-    ours_runs = [cached_estimator(model, batch, settings) for _ in range(repeats)]
+    ours_runs = [cached_estimator(model, batch, settings, max_batch) for _ in range(repeats)]
     ours = ours_runs[0]
     ours_seconds = statistics.median(run.seconds for run in ours_runs)
     naive = naive_estimator(model, batch, settings)
-    largest_gap = max(float(np.max(np.abs(ours.samples[m].f - naive.samples[m].f))) for m in mcr.MODALITIES)
+    largest_gap = max(float(np.max(np.abs(ours.samples[m].f - naive.samples[m].f))) for m in MODALITIES)
     print(f"\n{name}: hidden {arch.text_hidden}, {arch.text_layers} layers, {arch.text_heads} heads, {kv_heads} key-value heads; "
           f"{batch.input_ids.shape[1]} tokens ({int(batch.image_mask.sum())} image, {int(batch.text_mask.sum())} prompt text); "
-          f"N = {settings.samples} per modality, sigma = {settings.sigma}, max batch {settings.max_batch}")
+          f"N = {settings.samples} per modality, sigma = {settings.sigma}, max batch {max_batch}")
     print(f"  {'estimate':<13}{'ours':>24}{'naive':>24}{'|diff| / SE':>13}")
     ours_estimates, naive_estimates = estimates(ours.samples), estimates(naive.samples)
     for key, ours_value in ours_estimates.items():
@@ -206,9 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown models {unknown}; known: {list(SCALES)}")
     torch.set_num_threads(args.threads)
-    settings = mcr.EstimatorSettings(args.sigma, args.samples, args.max_batch, "clean", True, seed=20261124)
+    settings = EstimatorSettings(args.sigma, args.samples, "clean", True, "context", seed=20261124)
     kv_heads = dict(KV_HEADS, **({"llava-576": args.kv_heads} if args.kv_heads else {}))
-    rows = [measure(name, kv_heads[name], settings, args.repeats) for name in args.models.split(",")]
+    rows = [measure(name, kv_heads[name], settings, args.max_batch, args.repeats) for name in args.models.split(",")]
     print(f"\n{'model':<11}{'tokens':>7}{'prefill s':>11}{'ours s':>9}{'naive s':>9}{'speed-up':>10}{'ours in prefills':>18}")
     for row in rows:
         print(f"{row['model']:<11}{row['tokens']:>7}{row['prefill']:>11.4f}{row['ours']:>9.3f}{row['naive']:>9.2f}"

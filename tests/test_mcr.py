@@ -5,6 +5,7 @@ against an unsharded run."""
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 import math
 
 import numpy as np
@@ -22,15 +23,20 @@ from amps.core.io import read_table
 from amps.models.interface import MultimodalModel
 from tiny_models import TINY_FAMILIES, build_tiny_model
 from amps.models.toy_plan import ToyArchitecture
+from amps.mcr.settings import EstimatorSettings
+from amps.mcr.steps import GatherMcr, McrShard, gather_mcr, mcr_shard
+from amps.vocabulary import MODALITIES
+from steps import TINY_MODEL, build
 
-MODEL_SPEC = {"device": "cpu", "dtype": "float32", "device_map": None, "trust_remote_code": False}
+#: Samples per batched pass where a test does not vary it.
+MAX_BATCH = 64
 
 
-def settings(sigma: float = 0.5, samples: int = 8, max_batch: int = 64, fisher: bool = True) -> mcr.EstimatorSettings:
-    return mcr.EstimatorSettings(sigma, samples, max_batch, "clean", fisher, seed=11)
+def settings(sigma: float = 0.5, samples: int = 8, fisher: bool = True) -> EstimatorSettings:
+    return EstimatorSettings(sigma, samples, "clean", fisher, "context", seed=11)
 
 
-def streams(seed: int, modalities=mcr.MODALITIES) -> dict[str, torch.Generator]:
+def streams(seed: int, modalities=MODALITIES) -> dict[str, torch.Generator]:
     return {modality: torch.Generator().manual_seed(seed * 10 + index) for index, modality in enumerate(modalities)}
 
 
@@ -46,9 +52,9 @@ def state(tiny_model) -> mcr.Prefill:
 
 
 def test_zero_noise_gives_zero_entropy_and_zero_fisher_term(tiny_model, state):
-    scored = mcr.score_samples(tiny_model, state, 0, streams(0), settings(sigma=0.0))
+    scored = mcr.score_samples(tiny_model, state, 0, streams(0), settings(sigma=0.0), MAX_BATCH)
     clean = float(state.option_logits.softmax(dim=-1)[0])
-    for modality in mcr.MODALITIES:
+    for modality in MODALITIES:
         # The re-fed last token over the (unperturbed) cache reproduces the prefill's answer.
         assert np.allclose(scored[modality].f, clean, atol=1e-6)
         assert abs(mcr.functional_entropy(scored[modality].f).value) < 1e-12
@@ -85,7 +91,7 @@ def test_split_attention_equals_attention_over_the_whole_perturbed_cache(tiny_ar
     torch.manual_seed(0)
     model = MultimodalModel(LlavaForConditionalGeneration(config).eval(), toy.build_processor(tokenizer, arch), torch.device("cpu"))
     state = prefilled(model)
-    for modality in mcr.MODALITIES:
+    for modality in MODALITIES:
         copies = mcr.ModalityCopies(state, modality, rows=3)
         noise = mcr.draw_noise(torch.Generator().manual_seed(2), torch.empty((3, *mcr.noise_shape(state, modality))))
         own = copies.perturb(mcr.noise_scales(state, modality, 2.0), noise)
@@ -114,12 +120,12 @@ def test_every_family_reproduces_its_clean_answer_from_the_cache(family, tmp_pat
     model = MultimodalModel.load(build_tiny_model(family, tmp_path / family), device="cpu", dtype="float32")
     state = prefilled(model)
     assert state.last_position_ids.shape == ((3, 1, 1) if family.startswith("qwen") else (1, 1))
-    scored = mcr.score_samples(model, state, 0, streams(1), settings(sigma=0.0, samples=2))
+    scored = mcr.score_samples(model, state, 0, streams(1), settings(sigma=0.0, samples=2), MAX_BATCH)
     clean = float(state.option_logits.softmax(dim=-1)[0])
-    for modality in mcr.MODALITIES:
+    for modality in MODALITIES:
         assert np.allclose(scored[modality].f, clean, atol=1e-6)
-    noisy = mcr.score_samples(model, state, 0, streams(1), settings(sigma=2.0, samples=4))
-    assert all(noisy[modality].f.std() > 0 for modality in mcr.MODALITIES)
+    noisy = mcr.score_samples(model, state, 0, streams(1), settings(sigma=2.0, samples=4), MAX_BATCH)
+    assert all(noisy[modality].f.std() > 0 for modality in MODALITIES)
 
 
 @pytest.mark.parametrize("family", TINY_FAMILIES)
@@ -181,9 +187,9 @@ def test_a_bf16_model_ranks_records_like_its_float32_copy(tiny_arch, tiny_benchm
     benchmark = Benchmark(tiny_benchmark_dir)
     model = large_letter_logit_model(tiny_arch, benchmark)
     bf16 = MultimodalModel(copy.deepcopy(model.model).to(torch.bfloat16), model.processor, torch.device("cpu"))
-    estimator = mcr.EstimatorSettings(0.5, 256, 256, "clean", False, seed=7)
+    estimator = EstimatorSettings(0.5, 256, "clean", False, "context", seed=7)
     rows = {
-        name: pd.DataFrame([mcr.estimate_record(each, benchmark, record, estimator) for _, record in benchmark.records.iterrows()])
+        name: pd.DataFrame([mcr.estimate_record(each, benchmark, record, estimator, 256) for _, record in benchmark.records.iterrows()])
         for name, each in (("float32", model), ("bf16", bf16))
     }
     # The setup is what it should be: letters at 16-32, a few units apart at most (f not saturated).
@@ -198,16 +204,16 @@ def test_a_bf16_model_ranks_records_like_its_float32_copy(tiny_arch, tiny_benchm
 
 
 def test_samples_do_not_depend_on_how_passes_are_cut(tiny_model, state):
-    whole = mcr.score_samples(tiny_model, state, 1, streams(3), settings(samples=10, max_batch=64))
-    cut = mcr.score_samples(tiny_model, state, 1, streams(3), settings(samples=10, max_batch=3))
-    for modality in mcr.MODALITIES:
+    whole = mcr.score_samples(tiny_model, state, 1, streams(3), settings(samples=10), 64)
+    cut = mcr.score_samples(tiny_model, state, 1, streams(3), settings(samples=10), 3)
+    for modality in MODALITIES:
         assert np.allclose(whole[modality].f, cut[modality].f, rtol=0, atol=1e-7)
         assert np.allclose(whole[modality].fisher, cut[modality].fisher, rtol=1e-4, atol=0)
 
 
 def test_standard_error_falls_as_one_over_root_n_and_matches_the_spread(tiny_model, state):
     def entropies(samples: int, seeds: range) -> list[mcr.Estimate]:
-        runs = [mcr.score_samples(tiny_model, state, 0, streams(seed, ["text"]), settings(samples=samples)) for seed in seeds]
+        runs = [mcr.score_samples(tiny_model, state, 0, streams(seed, ["text"]), settings(samples=samples), MAX_BATCH) for seed in seeds]
         return [mcr.functional_entropy(run["text"].f) for run in runs]
 
     small, large = entropies(16, range(12)), entropies(256, range(12, 16))
@@ -223,8 +229,8 @@ def test_standard_error_falls_as_one_over_root_n_and_matches_the_spread(tiny_mod
 
 def test_fisher_term_bounds_the_entropy_and_is_tight_for_small_noise(tiny_model, state):
     # Gaussian log-Sobolev: Ent(f) <= E[|grad f|^2 / f] / 2, with equality as f becomes linear in the noise.
-    scored = mcr.score_samples(tiny_model, state, 0, streams(7), settings(sigma=0.05, samples=128))
-    for modality in mcr.MODALITIES:
+    scored = mcr.score_samples(tiny_model, state, 0, streams(7), settings(sigma=0.05, samples=128), MAX_BATCH)
+    for modality in MODALITIES:
         entropy = mcr.functional_entropy(scored[modality].f)
         half_fisher = mcr.sample_mean(scored[modality].fisher).value / 2
         assert entropy.value <= half_fisher + 3 * entropy.se
@@ -251,11 +257,7 @@ def test_ratio_and_order_average_propagate_errors():
     assert (mean.value, mean.se) == (2.0, pytest.approx(0.25))
 
 
-def test_settings_name_the_bad_value():
-    with pytest.raises(ValueError, match="mcr answer must be one of"):
-        mcr.EstimatorSettings(0.1, 8, 8, "image", True, 0)
-    with pytest.raises(ValueError, match="sigma"):
-        mcr.EstimatorSettings(-1.0, 8, 8, "clean", True, 0)
+def test_passes_are_cut_by_the_memory_budget():
     assert mcr.sample_plan(10, 4) == [4, 4, 2]
 
 
@@ -263,19 +265,17 @@ def test_the_default_stream_keeps_the_seeds_and_a_named_stream_draws_independent
     # The seed derivation before streams existed: the main run's numbers stay as they were.
     assert mcr.stream_seed(11, "color-0003", "vision_first", "image") == 4669388396174077262
     assert mcr.stream_seed(0, "r", "text_first", "text", stream="") == 5855743027280675077
-    assert settings().stream == "" and mcr.EstimatorSettings.from_config(
-        {"sigma": 0.5, "samples": 8, "max_batch": 64, "answer": "clean", "fisher": True, "text": "context"}, 11, stream="again"
-    ).stream == "again"
+    assert settings().stream == ""
     seeds = {stream: mcr.stream_seed(11, "color-0003", "vision_first", "image", stream) for stream in ("", "a", "b")}
     assert len(set(seeds.values())) == 3
     benchmark = Benchmark(tiny_benchmark_dir)
     record = benchmark.records.iloc[2]
     base = settings(samples=4, fisher=False)
     rows = {
-        stream: mcr.estimate_record(tiny_model, benchmark, record, mcr.EstimatorSettings(**{**base.__dict__, "stream": stream}))
+        stream: mcr.estimate_record(tiny_model, benchmark, record, replace(base, stream=stream), MAX_BATCH)
         for stream in ("", "a", "b")
     }
-    pd.testing.assert_series_equal(pd.Series(rows[""]), pd.Series(mcr.estimate_record(tiny_model, benchmark, record, base)))
+    pd.testing.assert_series_equal(pd.Series(rows[""]), pd.Series(mcr.estimate_record(tiny_model, benchmark, record, base, MAX_BATCH)))
     for name in ("mcs_text_vision_first", "mcs_image_vision_first", "mcs_text_text_first", "mcs_image_text_first"):
         assert len({rows[stream][name] for stream in rows}) == 3, name
     # The clean answers do not depend on the noise.
@@ -293,7 +293,7 @@ def test_a_non_finite_sample_is_reported_with_its_record(tiny_model, tiny_benchm
         return scored
 
     monkeypatch.setattr(mcr, "score_samples", poisoned)
-    row = mcr.estimate_record(tiny_model, benchmark, record, settings(samples=4))
+    row = mcr.estimate_record(tiny_model, benchmark, record, settings(samples=4), MAX_BATCH)
     assert "image: 1 of 4 samples of f non-finite" in row["problem"]
     assert math.isnan(row["mcs_image"]) and math.isnan(row["mcr"]) and math.isfinite(row["mcs_text"])
     assert record["record_id"] in caplog.text
@@ -302,8 +302,8 @@ def test_a_non_finite_sample_is_reported_with_its_record(tiny_model, tiny_benchm
 def test_without_the_fisher_term_its_columns_are_nan_and_the_rest_is_unchanged(tiny_model, tiny_benchmark_dir):
     benchmark = Benchmark(tiny_benchmark_dir)
     record = benchmark.records.iloc[1]
-    both = mcr.estimate_record(tiny_model, benchmark, record, settings(samples=4))
-    entropy_only = mcr.estimate_record(tiny_model, benchmark, record, settings(samples=4, fisher=False))
+    both = mcr.estimate_record(tiny_model, benchmark, record, settings(samples=4), MAX_BATCH)
+    entropy_only = mcr.estimate_record(tiny_model, benchmark, record, settings(samples=4, fisher=False), MAX_BATCH)
     assert math.isnan(entropy_only["fisher_text"]) and math.isnan(entropy_only["mcr_fisher"])
     assert entropy_only["problem"] == "" and both["problem"] == ""
     assert entropy_only["mcr"] == pytest.approx(both["mcr"], abs=1e-6)
@@ -314,16 +314,11 @@ def run_shards(model_dir, benchmark_dir, folder, shards: int, samples: int = 4) 
     paths = []
     for shard in range(shards):
         path = folder / f"shard-{shard}-of-{shards}.parquet"
-        mcr.estimate_mcr_shard(
-            {
-                "model_name": "tiny", "model": MODEL_SPEC, "threads": 1, "seed": 3, "shard": shard, "shards": shards,
-                "mcr": {"sigma": 0.5, "samples": samples, "max_batch": 64, "answer": "clean", "fisher": True, "text": "context"},
-            },
-            str(benchmark_dir), str(model_dir), str(path),
-        )
+        changes = {"models": {"tiny": TINY_MODEL}, "seed": 3, "mcr": {"sigma": 0.5, "samples": samples, "shards": shards}}
+        mcr_shard(build(McrShard, changes, model="tiny", shard=shard), str(benchmark_dir), str(model_dir), str(path), "64")
         paths.append(str(path))
     output = folder / f"gathered-{shards}.parquet"
-    mcr_tables.gather_mcr({"shards": shards}, ",".join(paths), str(benchmark_dir), str(output))
+    gather_mcr(GatherMcr(shards), ",".join(paths), str(benchmark_dir), str(output))
     return read_table(output)
 
 

@@ -34,6 +34,7 @@ from amps.models import toy
 from amps.models.interface import MultimodalModel
 from amps.vocabulary import ORDERS
 from amps.models.toy_plan import Stage, ToyArchitecture, TrainingPlan
+from amps.mcr.settings import EstimatorSettings
 
 TASKS = ["color"]
 SEED = 0
@@ -61,7 +62,7 @@ RECORDS = 32
 #: What the trained toy must show on the held-out records (chance is 0.5; seed 0 scores 1.0 on each).
 PREMISE = {"image_only": 0.9, "text_only": 0.9, "conflict_follows_text": 0.8}
 #: The config's sigma, with fewer samples than the pipeline's own runs need.
-ESTIMATOR = mcr.EstimatorSettings(sigma=0.25, samples=32, max_batch=64, answer="clean", fisher=False, seed=SEED)
+ESTIMATOR = EstimatorSettings(sigma=0.25, samples=32, answer="clean", fisher=False, text="context", seed=SEED)
 
 
 class RecordImages:
@@ -133,7 +134,7 @@ def mcr_table(model: MultimodalModel, records: list[dict], blank: bool, context:
     """Each record's MCR row by the pipeline's own estimator, with a blank image and/or without the context."""
     images = RecordImages(blank)
     rows = [
-        mcr.estimate_record(model, images, record if context else {**record, "context": None}, ESTIMATOR)
+        mcr.estimate_record(model, images, record if context else {**record, "context": None}, ESTIMATOR, 64)
         for record in records
     ]
     table = pd.DataFrame(rows)

@@ -67,52 +67,14 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from amps.data import prompts
 from amps.data.benchmark import Benchmark
-from amps.core.io import write_table
-from amps.mcr.table import COLUMNS, shard_range
+from amps.mcr.table import COLUMNS
 from amps.models.interface import Batch, MultimodalModel
 from amps.core.progress import progress
-from amps.vocabulary import MCR_ANSWERS, MODALITIES, ORDERS, TEXT_POSITIONS
+from amps.mcr.settings import EstimatorSettings
+from amps.vocabulary import MODALITIES, ORDERS
 
 log = logging.getLogger(__name__)
 
-
-
-@dataclass(frozen=True)
-class EstimatorSettings:
-    """How the MCR is estimated (the config's ``mcr`` section plus the run seed)."""
-
-    sigma: float
-    samples: int
-    max_batch: int
-    answer: str
-    fisher: bool
-    seed: int
-    #: Names an independent set of noise draws: empty for the main run (whose draws it leaves as they
-    #: were), any other name for a re-estimate that must not reuse the main run's draws.
-    stream: str = ""
-    #: The text modality's positions: the text ``context`` (the evidence that conflicts with the image)
-    #: or the whole user ``prompt`` (context, question, options and answer line).
-    text: str = "context"
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.sigma) and self.sigma >= 0):
-            raise ValueError(f"mcr sigma must be a finite number >= 0, got {self.sigma}")
-        if self.samples < 1:
-            raise ValueError(f"mcr samples must be at least 1, got {self.samples}")
-        if self.max_batch < 1:
-            raise ValueError(f"mcr max_batch must be at least 1, got {self.max_batch}")
-        if self.answer not in MCR_ANSWERS:
-            raise ValueError(f"mcr answer must be one of {MCR_ANSWERS}, got {self.answer!r}")
-        if self.text not in TEXT_POSITIONS:
-            raise ValueError(f"mcr text must be one of {TEXT_POSITIONS}, got {self.text!r}")
-
-    @classmethod
-    def from_config(cls, section: dict, seed: int, stream: str = "") -> "EstimatorSettings":
-        """Build from the config's ``mcr`` section (``stream``: see the field)."""
-        return cls(
-            section["sigma"], section["samples"], section["max_batch"], section["answer"], section["fisher"], seed, stream,
-            section["text"],
-        )
 
 
 @dataclass(frozen=True)
@@ -465,14 +427,15 @@ def score_samples(
     target: int,
     generators: dict[str, torch.Generator],
     settings: EstimatorSettings,
+    max_batch: int,
 ) -> dict[str, Samples]:
     """Evaluate ``f`` (and ``|grad f|^2 / f``) on ``settings.samples`` perturbations of each modality.
 
     ``generators`` maps each modality to its noise stream. Samples go in batched passes of at most
-    ``settings.max_batch`` rows. With ``settings.fisher`` the gradient of ``log f`` with respect to
-    the perturbed entries is taken by autograd in the same pass.
+    ``max_batch`` rows. With ``settings.fisher`` the gradient of ``log f`` with respect to the
+    perturbed entries is taken by autograd in the same pass.
     """
-    plan = sample_plan(settings.samples, settings.max_batch)
+    plan = sample_plan(settings.samples, max_batch)
     dtype, device = state.layers[0][0].dtype, state.layers[0][0].device
     scored = {}
     with scoring_mode(model):
@@ -597,7 +560,8 @@ def non_finite_problems(order: str, state: Prefill, scored: dict[str, Samples]) 
     return problems
 
 
-def score_order(model: MultimodalModel, record, order: str, state: Prefill, settings: EstimatorSettings) -> tuple[OrderScores, list[str]]:
+def score_order(model: MultimodalModel, record, order: str, state: Prefill, settings: EstimatorSettings,
+                max_batch: int) -> tuple[OrderScores, list[str]]:
     """Both modalities' estimates for one option order, with each modality's own seeded noise stream."""
     target = target_index(record, order, settings.answer, state.option_logits)
     device = state.layers[0][0].device
@@ -608,7 +572,7 @@ def score_order(model: MultimodalModel, record, order: str, state: Prefill, sett
         for modality in MODALITIES
         if len(state.positions[modality])
     }
-    scored = score_samples(model, state, target, generators, settings)
+    scored = score_samples(model, state, target, generators, settings, max_batch)
     # A modality with no positions (a prompt without a context) contributes nothing: exactly 0.
     absent = {modality: Estimate(0.0, 0.0) for modality in MODALITIES if modality not in scored}
     entropy = {**{modality: functional_entropy(samples.f) for modality, samples in scored.items()}, **absent}
@@ -639,8 +603,9 @@ def combined_columns(scores: dict[str, OrderScores]) -> dict[str, float]:
     return columns
 
 
-def estimate_record(model: MultimodalModel, benchmark: Benchmark, record, settings: EstimatorSettings) -> dict:
-    """The MCR row of one record: both option orders, both modalities, both estimators.
+def estimate_record(model: MultimodalModel, benchmark: Benchmark, record, settings: EstimatorSettings, max_batch: int) -> dict:
+    """The MCR row of one record: both option orders, both modalities, both estimators (at most ``max_batch``
+    samples per pass).
 
     Both orders are prefilled first, then scored inside one :func:`scoring_mode`.
     """
@@ -655,7 +620,7 @@ def estimate_record(model: MultimodalModel, benchmark: Benchmark, record, settin
     with scoring_mode(model):
         for order, state in states.items():
             row.update(clean_answer(record, order, state))
-            scores[order], order_problems = score_order(model, record, order, state, settings)
+            scores[order], order_problems = score_order(model, record, order, state, settings, max_batch)
             problems += order_problems
     row.update(combined_columns(scores))
     row["problem"] = "; ".join(problems)
@@ -668,31 +633,13 @@ def estimate_record(model: MultimodalModel, benchmark: Benchmark, record, settin
 
 
 def estimate_records(
-    model: MultimodalModel, benchmark: Benchmark, indices: range, settings: EstimatorSettings, desc: str
+    model: MultimodalModel, benchmark: Benchmark, indices: range, settings: EstimatorSettings, max_batch: int, desc: str
 ) -> pd.DataFrame:
     """MCR rows for the benchmark records at ``indices`` (positions in ``records.parquet``)."""
     rows = []
     with progress(total=len(indices), desc=desc, unit="record") as bar:
         for index in indices:
-            row = estimate_record(model, benchmark, benchmark.records.iloc[index], settings)
+            row = estimate_record(model, benchmark, benchmark.records.iloc[index], settings, max_batch)
             rows.append({"record_index": index, **row})
             bar.update(1)
     return pd.DataFrame(rows, columns=COLUMNS)
-
-
-def estimate_mcr_shard(settings: dict, benchmark_dir: str, model: str, output: str) -> None:
-    """CLI step: the MCR of one shard of the benchmark's records (every split).
-
-    ``settings``: ``model_name``, ``model`` (its config entry), ``mcr``, ``seed``, ``threads``,
-    ``shard`` and ``shards``.
-    """
-    torch.set_num_threads(settings["threads"])
-    spec = settings["model"]
-    loaded = MultimodalModel.load(model, spec["device"], spec["dtype"], spec["device_map"], spec["trust_remote_code"])
-    benchmark = Benchmark(benchmark_dir)
-    indices = shard_range(len(benchmark.records), settings["shard"], settings["shards"])
-    estimator = EstimatorSettings.from_config(settings["mcr"], settings["seed"])
-    desc = f"mcr {settings['model_name']} shard {settings['shard'] + 1}/{settings['shards']}"
-    table = estimate_records(loaded, benchmark, indices, estimator, desc)
-    write_table(output, table)
-    log.info("%s: %d records, %d with non-finite values", desc, len(table), int((table["problem"] != "").sum()))

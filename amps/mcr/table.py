@@ -12,7 +12,6 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from amps.data.benchmark import Benchmark
 from amps.core.io import read_table, write_table
 from amps.vocabulary import MODALITIES, ORDERS
 
@@ -83,17 +82,6 @@ def gather_shards(shard_tables: Sequence[pd.DataFrame], shard_names: Sequence[st
         return pd.DataFrame(columns=COLUMNS)
     gathered = pd.concat(filled, ignore_index=True).sort_values("record_index", kind="stable")
     return gathered.reset_index(drop=True)[COLUMNS]
-
-
-def gather_mcr(settings: dict, shards: str, benchmark_dir: str, output: str) -> None:
-    """CLI step: merge the shard tables (comma-separated, in shard order) into the model's MCR table."""
-    paths = shards.split(",")
-    if len(paths) != settings["shards"]:
-        raise ValueError(f"expected {settings['shards']} shard tables, got {len(paths)}: {paths}")
-    record_ids = Benchmark(benchmark_dir).records["record_id"].tolist()
-    table = gather_shards([read_table(path) for path in paths], paths, record_ids)
-    write_table(output, table)
-    log.info("gathered %d MCR rows from %d shards into %s", len(table), len(paths), output)
 
 
 def summarize(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:

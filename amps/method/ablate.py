@@ -43,6 +43,7 @@ from amps.method.settings import AmpsSettings, load_model
 from amps.method.fit import fit_module
 from amps.method.vectors import mcr_of, mcr_values, prompt_set, record_vectors
 from amps.vocabulary import ABLATION_FAMILIES, DIRECTIONS, ESTIMATORS, MCR_FAMILIES, VECTORS
+from amps.mcr.settings import EstimatorSettings
 
 log = logging.getLogger(__name__)
 
@@ -131,10 +132,11 @@ def estimate_mcr(model: MultimodalModel, benchmark: Benchmark, settings: dict, v
     other variant's, so their spread is the Monte Carlo spread. The Fisher term (a backward pass per
     sample) is computed only when γ reads it.
     """
-    section = {**settings["mcr"], "samples": variant.samples, "fisher": variant.estimator == "fisher"}
-    estimator = replace(mcr_estimation.EstimatorSettings.from_config(section, settings["seed"]),
-                        stream=f"ablation N={variant.samples} seed {variant.mc_seed_offset}")
-    return mcr_estimation.estimate_records(model, benchmark, range(len(benchmark.records)), estimator,
+    section = settings["mcr"]
+    estimator = EstimatorSettings(section["sigma"], variant.samples, section["answer"], variant.estimator == "fisher",
+                                  section["text"], settings["seed"],
+                                  stream=f"ablation N={variant.samples} seed {variant.mc_seed_offset}")
+    return mcr_estimation.estimate_records(model, benchmark, range(len(benchmark.records)), estimator, section["max_batch"],
                                            desc=f"ablation MCR N={variant.samples} seed +{variant.mc_seed_offset}")
 
 

@@ -15,26 +15,6 @@ def step_params(step, **context):
     return step.from_config(config, **context).to_params()
 
 
-MCR_SHARDS = config["mcr"]["shards"]
-#: The mcr settings that change an MCR number (the rest of the section, e.g. bootstrap, does not).
-MCR_ESTIMATOR_KEYS = ("sigma", "samples", "max_batch", "answer", "fisher", "text")
-
-
-def mcr_shard_settings(model, shard):
-    """Settings of one MCR shard job: the model, the estimator, the seed and which shard of how many."""
-    return settings_json(
-        {
-            "model_name": model,
-            "model": config["models"][model],
-            "mcr": {key: config["mcr"][key] for key in MCR_ESTIMATOR_KEYS},
-            "seed": config["seed"],
-            "threads": config["threads"],
-            "shard": int(shard),
-            "shards": MCR_SHARDS,
-        }
-    )
-
-
 def model_location(wildcards):
     """Where a model loads from: the trained folder for toy models, else the configured path."""
     spec = config["models"][wildcards.model]

@@ -1,6 +1,8 @@
-# The Modality Contribution Ratio: sharded per model over disjoint record ranges, gathered, summarized,
-# and set against the per-sample steering sensitivity of the sweep. Helpers: common.smk (MCR_SHARDS,
-# mcr_shard_settings).
+# The Modality Contribution Ratio: sharded per model over disjoint record ranges and gathered; its tables
+# and figures are drawn by report.smk.
+from amps.mcr.steps import GatherMcr, McrShard
+
+MCR_SHARDS = config["mcr"]["shards"]
 
 
 rule mcr_shard:
@@ -13,7 +15,7 @@ rule mcr_shard:
     wildcard_constraints:
         shard=r"\d+",
     params:
-        settings=lambda wildcards: mcr_shard_settings(wildcards.model, wildcards.shard),
+        settings=lambda wildcards: step_params(McrShard, model=wildcards.model, shard=wildcards.shard),
         model=model_location,
     threads: config["threads"]
     log:
@@ -24,11 +26,13 @@ rule mcr_shard:
         mem_mb=lambda wildcards: model_resources(wildcards.model, "mcr")["mem_mb"],
         runtime=lambda wildcards: model_resources(wildcards.model, "mcr")["runtime"],
         gpu=lambda wildcards: model_resources(wildcards.model, "mcr")["gpu"],
+        # A memory budget, not a setting: estimates agree to float rounding whatever it is, so it reruns nothing.
+        mcr_max_batch=config["mcr"]["max_batch"],
     conda:
         "../envs/amps.yaml"
     shell:
-        "amps estimate-mcr --settings {params.settings:q} --benchmark-dir {input.benchmark}"
-        " --model {params.model} --output {output} > {log} 2>&1"
+        "amps mcr-shard --settings {params.settings:q} --benchmark-dir {input.benchmark}"
+        " --model {params.model} --output {output} --max-batch {resources.mcr_max_batch} > {log} 2>&1"
 
 
 rule gather_mcr:
@@ -39,7 +43,7 @@ rule gather_mcr:
     output:
         f"{OUT}/mcr/{{model}}.parquet",
     params:
-        settings=settings_json({"shards": MCR_SHARDS}),
+        settings=step_params(GatherMcr),
         shards=lambda wildcards, input: ",".join(input.shards),
     log:
         f"{OUT}/logs/gather_mcr/{{model}}.log",
