@@ -24,7 +24,7 @@ include: "workflow/rules/models.smk"
 include: "workflow/rules/baseline.smk"
 include: "workflow/rules/steering.smk"
 include: "workflow/rules/mcr.smk"
-include: "workflow/rules/amps.smk"
+include: "workflow/rules/method.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -103,7 +103,7 @@ COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
         [("--table", "table CSV"), ("--output", "HTML page")],
     ),
     "train-steerers": (
-        "amps.method.fit",
+        "amps.method.steps",
         "train_steerers",
         "train the Learn-to-Steer modules and every candidate AMPS module of one model, each direction and seed",
         [
@@ -115,7 +115,7 @@ COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
         ],
     ),
     "select-amps": (
-        "amps.method.select",
+        "amps.method.steps",
         "select_amps",
         "each method's strength, and AMPS's sign of beta, beta and r_anchor, from its own validation outputs",
         [
@@ -129,8 +129,8 @@ COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
         ],
     ),
     "steered-eval": (
-        "amps.method.steered_eval",
-        "steered_evaluation",
+        "amps.method.steps",
+        "steered_eval",
         "every steering method's measured strength curve in both directions on the test split (and the agreeing control)",
         [
             ("--benchmark-dir", "benchmark folder"),
@@ -143,8 +143,8 @@ COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
         ],
     ),
     "ablate-amps": (
-        "amps.method.ablate",
-        "run_ablations",
+        "amps.method.steps",
+        "ablate_amps",
         "every family of AMPS ablations on the ablation model (real runs on the test split)",
         [
             ("--benchmark-dir", "benchmark folder"),
@@ -153,6 +153,7 @@ COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
             ("--mcr", "the model's MCR table"),
             ("--selection", "validation choice (JSON)"),
             ("--output-dir", "folder of the answers tables (<family>.parquet)"),
+            ("--max-batch", "perturbed cache copies per batched forward of the MCR re-estimates at most (mcr.max_batch)"),
         ],
     ),
     "summarize-amps": (

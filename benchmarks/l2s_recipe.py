@@ -38,8 +38,9 @@ from amps.method.methods import ModuleSteering
 from amps.models.interface import MultimodalModel
 from amps.report.scoring import shift_and_collapse
 from amps.vocabulary import DIRECTIONS
-from amps.method.settings import AmpsSettings
-from amps.method.steerer import ModuleRecipe, SteererConfig, train_steerer
+from amps.method.steps import SelectAmps, TrainSteerers
+from amps.method.recipe import ModuleRecipe
+from amps.method.steerer import SteererConfig, train_steerer
 from amps.method.vectors import load_mcr, prompt_set, record_vectors
 
 REPO = Path(__file__).resolve().parent.parent
@@ -110,15 +111,16 @@ def main() -> None:
     torch.set_num_threads(1)
     config = load_config(REPO / "config" / "config.yaml")
     spec = config["models"][args.model]
-    amps = AmpsSettings.from_config({**config, "module_width": spec.get("module_width")})
+    amps = SelectAmps.from_config(config, args.model)
+    recipe = TrainSteerers.from_config(config, args.model).recipe
     run = Path(args.run)
     benchmark = Benchmark(run / "benchmark")
     stored = Activations.load(run / "activations" / f"{args.model}.safetensors")
-    mcr = load_mcr(str(run / "mcr" / f"{args.model}.parquet"), amps.estimator)
+    mcr = load_mcr(str(run / "mcr" / f"{args.model}.parquet"), amps.grid.estimator)
     layer = spec["steering_layers"][0]
     sign, target = DIRECTIONS[args.direction]
-    train = prompt_set(stored, layer, amps.vector, benchmark.split("steer_train"), mcr)
-    validation = prompt_set(stored, layer, amps.vector, benchmark.split("validation"), mcr)
+    train = prompt_set(stored, layer, amps.grid.vector, benchmark.split("steer_train"), mcr)
+    validation = prompt_set(stored, layer, amps.grid.vector, benchmark.split("validation"), mcr)
     model = MultimodalModel.load(run / "models" / args.model, device="cpu", dtype="float32")
     splits = {}
     for split in ("validation", "test"):
@@ -126,11 +128,11 @@ def main() -> None:
         encoded = encode_questions(model, benchmark, records, evaluation_questions(records, "conflict"), spec["batch_size"])
         splits[split] = (encoded, answer_encoded(model, encoded, config["evaluation"]["max_new_tokens"], desc=f"{split} unsteered"))
     scale = record_vectors(stored, layer, benchmark.split("test")["record_id"].tolist()).prompt_scale
-    identity = scaling.from_units(train.mcr, 0.0, 0.5, amps.max_factor)
+    identity = scaling.from_units(train.mcr, 0.0, 0.5, amps.grid.max_factor)
     train_y, val_y = sign * identity.targets(train.vectors, train.mcr), sign * identity.targets(validation.vectors, validation.mcr)
 
     def measure(module: torch.nn.Module, split: str, strength: float) -> tuple[float, float]:
-        config_ = SteererConfig(model.hidden_size, layer, layer, "l2s", args.direction, amps.vector, 0.0, 0.0, 0, amps.recipe)
+        config_ = SteererConfig(model.hidden_size, layer, layer, "l2s", args.direction, amps.grid.vector, 0.0, 0.0, 0, recipe)
         encoded, unsteered = splits[split]
         answers = answer_encoded(model, encoded, config["evaluation"]["max_new_tokens"],
                                  ModuleSteering(model, module, config_, amps.positions, scale).context(strength))
@@ -139,8 +141,8 @@ def main() -> None:
     rows = []
     for seed in range(args.seeds):
         modules = {
-            "amps default": train_steerer(train.states, train_y, validation.states, val_y, amps.recipe, config["seed"] + seed)[0],
-            "published, plain": published_plain(train.states, train_y, validation.states, val_y, amps.recipe.width,
+            "amps default": train_steerer(train.states, train_y, validation.states, val_y, recipe, config["seed"] + seed)[0],
+            "published, plain": published_plain(train.states, train_y, validation.states, val_y, recipe.width,
                                                 config["seed"] + seed),
             "amps before": train_steerer(train.states, train_y, validation.states, val_y, BEFORE, config["seed"] + seed)[0],
         }

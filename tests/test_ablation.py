@@ -8,15 +8,17 @@ import pytest
 
 from amps.method.ablate import anchor_units, chosen_units, variants
 from amps.vocabulary import ABLATION_FAMILIES
+from amps.method.steps import AblateAmps
+from steps import TINY_MODEL, build
 
-SETTINGS = {
-    "model": {"steering_layers": [1, 0, 2]},
+SETTINGS = build(AblateAmps, {
+    "models": {"m": {**TINY_MODEL, "steering_layers": [1, 0, 2]}},
     "mcr": {"samples": 32},
     "amps": {
         "vector": "per_sample", "estimator": "entropy", "beta_units": [0.5, 0.25], "anchor_quantiles": [0.75, 0.5],
         "ablation": {"direction": "to_vision", "beta_units": [-1.0, 0.0, 1.0], "samples": [8], "mc_seeds": 2},
     },
-}
+})
 
 
 def _seeds(*strengths: float) -> list[dict]:

@@ -297,7 +297,7 @@ def default_config(_loaded_config) -> dict:
         (lambda amps: amps.update(beta=1.0, r_anchor=None), "amps.beta and amps.r_anchor must both be set"),
         (lambda amps: amps.update(beta=None, r_anchor=0.3), "amps.beta and amps.r_anchor must both be set"),
         (lambda amps: amps.update(collapse_budgets=[0.02, 0.5]), r"amps.collapse_budgets \[0.02, 0.5\] reach beyond amps.curve.max_collapse"),
-        (lambda amps: amps["ablation"].update(model="toy-xl"), "amps.method.ablate.model: 'toy-xl' is not one of the models"),
+        (lambda amps: amps["ablation"].update(model="toy-xl"), "amps.ablation.model: 'toy-xl' is not one of the models"),
         (lambda amps: amps.update(estimator="variance"), "config key 'amps.estimator'"),
         (lambda amps: amps.update(max_factor=0.5), "config key 'amps.max_factor'"),
         (lambda amps: amps["curve"].update(tolerance=0), "config key 'amps.curve.tolerance'"),

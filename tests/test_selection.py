@@ -3,7 +3,6 @@ and AMPS's candidates scanned through their own modules (a scripted model: recor
 
 from __future__ import annotations
 
-import copy
 import math
 from types import SimpleNamespace
 
@@ -13,11 +12,10 @@ import pytest
 import torch
 
 from amps.method import scaling, select as selection
-from amps.core.config import load_config
 from amps.method.methods import VectorSteering
-from amps.method.settings import AmpsSettings
-from conftest import REPO
+from amps.method.steps import SelectAmps
 from amps.vocabulary import ORDERS
+from steps import TINY_MODEL, build
 
 RECORDS = [f"r{index:02d}" for index in range(16)]
 #: Eight sensitive records (follow the target from effective strength 0.5, collapse from 2) and eight tolerant ones
@@ -63,17 +61,18 @@ class ScriptedScanner(selection.Scanner):
         return self._answers(strength * potency * factors)
 
 
-def _settings(**amps) -> AmpsSettings:
-    section = copy.deepcopy(load_config(REPO / "config" / "test.yaml")["amps"])
-    section.update(beta_units=[1.0, 2.0], anchor_quantiles=[0.5], strengths=GRID, seeds=2, sign_bootstrap=400, **amps)
-    return AmpsSettings.from_config({"amps": section, "steering": {"positions": "all"}, "seed": 3})
+def _settings(**amps) -> SelectAmps:
+    section = dict(beta_units=[1.0, 2.0], anchor_quantiles=[0.5], strengths=GRID, seeds=2, sign_bootstrap=400, **amps)
+    return build(SelectAmps, {"models": {"scripted": TINY_MODEL}, "amps": section, "steering": {"positions": "all"}, "seed": 3},
+                 model="scripted")
 
 
-def _run(monkeypatch, settings: AmpsSettings, mcr: np.ndarray):
+def _run(monkeypatch, settings: SelectAmps, mcr: np.ndarray):
     """Select in direction to_vision with the scripted model; the training MCR is the validation MCR."""
-    candidates, _ = scaling.candidates(mcr, [1, -1], list(settings.beta_units), list(settings.anchor_quantiles), settings.max_factor)
-    if settings.fixed:
-        candidates = [scaling.from_values(mcr, settings.beta, settings.r_anchor, settings.max_factor)]
+    grid = settings.grid
+    candidates, _ = scaling.candidates(mcr, [1, -1], list(grid.beta_units), list(grid.anchor_quantiles), grid.max_factor)
+    if grid.fixed:
+        candidates = [scaling.from_values(mcr, grid.beta, grid.r_anchor, grid.max_factor)]
     factors = {f"amps-to_vision-{candidate.name}-seed{seed}": candidate.factors(mcr)
                for candidate in candidates for seed in range(settings.seeds)}
     monkeypatch.setattr(selection, "module_steering", lambda _model, _folder, name, _positions, _scale: SimpleNamespace(name=name))

@@ -3,7 +3,6 @@ and the AMPS steps end to end on the tiny model (modules, selection, measured cu
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +11,9 @@ import pytest
 import torch
 
 from amps.data import prompts
-from amps.method.ablate import run_ablations
 from amps.steering.activations import Activations
 from amps.steering.steps import CollectActivations, collect_activations
 from amps.models.asking import answer_encoded, encode_questions, evaluation_questions
-from amps.core.config import load_config
 from amps.method.curves import CurveSettings
 from amps.data.benchmark import Benchmark
 from amps.baseline.steps import EvaluateBaseline, evaluate_baseline
@@ -25,36 +22,28 @@ from amps.core.io import read_json, read_table, write_table
 from amps.method.methods import ModuleSteering, VectorSteering
 from amps.report.amps_tables import summarize_amps
 from amps.report.scoring import reaction_table, target_metrics
-from amps.method.select import select_amps
-from amps.method.steered_eval import steered_evaluation
-from amps.method.steerer import ModuleRecipe, SteererConfig
-from amps.method.fit import train_steerers
+from amps.method.recipe import ModuleRecipe
+from amps.method.steerer import SteererConfig
+from amps.method.steps import AblateAmps, SelectAmps, SteeredEval, TrainSteerers, ablate_amps, select_amps, steered_eval, train_steerers
 from amps.method.vectors import plain_states, record_vectors
-from conftest import REPO
 from amps.vocabulary import ABLATION_FAMILIES, DIRECTIONS, METHODS, ORDERS
-from steps import TINY_MODEL, build
+from steps import TINY_MODEL, build, config_with
 
-MODEL_SPEC = {"steering_layers": [1, 0], "batch_size": 8, "device": "cpu", "dtype": "float32", "device_map": None,
-              "trust_remote_code": False, "gpus": 0}
-#: The tiny model's test config (what the rules would pass its steps).
-TINY = {"models": {"tiny": TINY_MODEL}, "evaluation": {"max_new_tokens": 2}}
-MCR_SETTINGS = {"sigma": 0.25, "samples": 3, "max_batch": 8, "answer": "clean", "fisher": True, "text": "context", "shards": 1,
-                "bootstrap": 100}
+#: The test config's changes for the tiny model: what the rules would build its steps from (strengths that move the
+#: tiny random model).
+TINY = {
+    "models": {"tiny": TINY_MODEL}, "evaluation": {"max_new_tokens": 2}, "seed": 5,
+    "steering": {"alphas": [2.0, 8.0], "positions": "all"},
+    "mcr": {"sigma": 0.25, "samples": 3, "shards": 1, "bootstrap": 100},
+    "amps": {"strengths": [1.0, 4.0, 16.0], "seeds": 2, "curve": {"max_points": 6, "max_collapse": 0.5},
+             "ablation": {"model": "tiny", "beta_units": [-1.0, 1.0], "samples": [2], "mc_seeds": 1}},
+}
 
 
 @pytest.fixture(scope="module")
 def amps_section() -> dict:
-    """The test config's amps section (schema defaults filled), with strengths that move the tiny random model."""
-    section = copy.deepcopy(load_config(REPO / "config" / "test.yaml")["amps"])
-    section.update(strengths=[1.0, 4.0, 16.0], seeds=2)
-    section["curve"].update(max_points=6, max_collapse=0.5)
-    section["ablation"].update(model="tiny", beta_units=[-1.0, 1.0], samples=[2], mc_seeds=1)
-    return section
-
-
-def _settings(amps: dict, **extra) -> dict:
-    return {"model_name": "tiny", "model": MODEL_SPEC, "amps": amps, "steering": {"alphas": [2.0, 8.0], "positions": "all"},
-            "evaluation": {"max_new_tokens": 2}, "threads": 1, "seed": 5, "mcr": MCR_SETTINGS, **extra}
+    """The amps section of the tiny model's test config (schema defaults filled)."""
+    return config_with(**TINY)["amps"]
 
 
 @pytest.fixture(scope="module")
@@ -168,9 +157,9 @@ def test_metrics_and_reactions_use_the_record_level_view():
 
 def test_amps_steps_end_to_end(tiny_model_dir, tiny_benchmark_dir, activations_path, mcr_path, tmp_path, amps_section):
     model, bench = str(tiny_model_dir), str(tiny_benchmark_dir)
-    settings = _settings(amps_section)
     steerers = tmp_path / "steerers"
-    train_steerers({**settings, "steering_layer": 1, "module_width": 8}, bench, str(activations_path), str(mcr_path),
+    narrow = {**TINY, "models": {"tiny": {**TINY_MODEL, "module_width": 8}}}
+    train_steerers(build(TrainSteerers, narrow, model="tiny"), bench, str(activations_path), str(mcr_path),
                    str(steerers), str(tmp_path / "training.csv"))
     training = read_table(tmp_path / "training.csv")
     # Per direction: Learn-to-Steer and one AMPS candidate of each sign (one unit, one anchor), two seeds each.
@@ -179,7 +168,7 @@ def test_amps_steps_end_to_end(tiny_model_dir, tiny_benchmark_dir, activations_p
     assert sorted(np.sign(training.loc[training["kind"] == "amps", "beta"]).unique()) == [-1.0, 1.0]
 
     selection, scan = tmp_path / "selection.json", tmp_path / "scan.csv"
-    select_amps(settings, bench, model, str(activations_path), str(mcr_path), str(steerers), str(selection), str(scan))
+    select_amps(build(SelectAmps, TINY, model="tiny"), bench, model, str(activations_path), str(mcr_path), str(steerers), str(selection), str(scan))
     chosen = read_json(selection)
     scanned = read_table(scan)
     for direction in DIRECTIONS:
@@ -204,7 +193,7 @@ def test_amps_steps_end_to_end(tiny_model_dir, tiny_benchmark_dir, activations_p
             assert sign["sign"] in (-1, 0, 1) and (scaled["beta"] == 0.0 or np.sign(scaled["beta"]) == sign["sign"])
             assert scaled["factor_mean"] == pytest.approx(1.0) and scaled["factor_max"] <= amps_section["max_factor"]
 
-    steered_evaluation(settings, bench, model, str(activations_path), str(mcr_path), str(selection), str(steerers),
+    steered_eval(build(SteeredEval, TINY, model="tiny"), bench, model, str(activations_path), str(mcr_path), str(selection), str(steerers),
                        str(tmp_path / "answers"))
     answer_paths = [str(tmp_path / "answers" / f"{method}-{direction}.parquet") for method in METHODS for direction in DIRECTIONS]
     assert sorted(str(path) for path in (tmp_path / "answers").iterdir()) == sorted(answer_paths)
@@ -223,7 +212,8 @@ def test_amps_steps_end_to_end(tiny_model_dir, tiny_benchmark_dir, activations_p
             assert set(rows.loc[rows["condition"] == "agreeing", "strength"]) == {main}
             assert conflict["strength"].nunique() <= curve.max_points + 1
 
-    run_ablations(settings, bench, model, str(activations_path), str(mcr_path), str(selection), str(tmp_path / "ablations"))
+    ablate_amps(build(AblateAmps, TINY), bench, model, str(activations_path), str(mcr_path), str(selection), str(tmp_path / "ablations"),
+                "8")
     ablation_paths = [str(tmp_path / "ablations" / f"{family}.parquet") for family in ABLATION_FAMILIES]
     assert sorted(str(path) for path in (tmp_path / "ablations").iterdir()) == sorted(ablation_paths)
     beta = read_table(ablation_paths[ABLATION_FAMILIES.index("beta")])
@@ -258,10 +248,3 @@ def test_amps_steps_end_to_end(tiny_model_dir, tiny_benchmark_dir, activations_p
                   bench, str(tmp_path / "examples.pdf"))
     for figure in ("tradeoff.png", "examples.png"):
         assert (tmp_path / figure).stat().st_size > 5000
-
-
-def test_the_workflow_names_methods_and_families_from_the_vocabulary():
-    """The rules take the methods, directions and ablation families from amps.vocabulary, never a list of their own."""
-    rules = (REPO / "workflow" / "rules" / "amps.smk").read_text()
-    assert "from amps.vocabulary import ABLATION_FAMILIES, DIRECTIONS, METHODS" in rules
-    assert not any(f'"{name}", "' in rules for name in (*METHODS, *ABLATION_FAMILIES, *DIRECTIONS))

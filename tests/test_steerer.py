@@ -16,7 +16,6 @@ from safetensors.torch import load_file
 from amps.steering.activations import last_token_states
 from amps.method.steerer import (
     SHUFFLE_SEED_OFFSET,
-    ModuleRecipe,
     Steerer,
     SteererConfig,
     learned_steering,
@@ -28,6 +27,7 @@ from amps.method.steerer import (
 )
 from amps.steering.hook import steer
 from conftest import forward_hooks
+from amps.method.recipe import ModuleRecipe
 
 #: A recipe tuned for the small linear problems below (the published one is meant for thousands of prompts).
 FAST = ModuleRecipe(width=8, standardize_inputs=True, learning_rate=0.03, batch_size=100, epochs=100, warmup_epochs=5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from amps import vocabulary
 from amps.data import world
 from amps.core.config import load_schema
+from conftest import REPO
 
 
 def test_schema_enums_are_the_vocabulary():
@@ -29,3 +30,12 @@ def test_orders_of_the_method_lists():
     assert set(vocabulary.MCR_FAMILIES) < set(vocabulary.ABLATION_FAMILIES)
     # AMPS with β = 0 reuses Learn-to-Steer's answers: the steered evaluation runs it first.
     assert vocabulary.METHODS.index("l2s") < vocabulary.METHODS.index("amps")
+
+
+def test_the_rules_name_methods_and_families_from_the_vocabulary():
+    """The rules take the methods, directions and ablation families from amps.vocabulary, never a list of their own."""
+    rules = (REPO / "workflow" / "rules" / "method.smk").read_text()
+    assert "from amps.vocabulary import ABLATION_FAMILIES, DIRECTIONS, METHODS" in rules
+    every_rule = "".join(path.read_text() for path in (REPO / "workflow" / "rules").glob("*.smk"))
+    names = (*vocabulary.METHODS, *vocabulary.ABLATION_FAMILIES, *vocabulary.DIRECTIONS)
+    assert not any(f'"{name}", "' in every_rule for name in names)

@@ -104,7 +104,7 @@ def _amps_problems(config: dict) -> list[str]:
                         f"({amps['curve']['max_collapse']}), where curves are not measured densely")
     model = amps["ablation"]["model"]
     if model is not None and model not in config["models"]:
-        problems.append(f"amps.method.ablate.model: {model!r} is not one of the models {sorted(config['models'])}")
+        problems.append(f"amps.ablation.model: {model!r} is not one of the models {sorted(config['models'])}")
     if not config["mcr"]["fisher"]:
         problems.append("mcr.fisher must be true: AMPS's estimator ablation compares the entropy and the Fisher term")
     return problems

@@ -26,6 +26,7 @@ import logging
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -38,12 +39,13 @@ from amps.models.asking import EncodedQuestions, answer_encoded, encode_question
 from amps.data.benchmark import Benchmark
 from amps.core.io import read_json, read_table, write_table
 from amps.method.methods import ModuleSteering, VectorSteering
-from amps.models.interface import MultimodalModel
-from amps.method.settings import AmpsSettings, load_model
+from amps.models.interface import MultimodalModel, load_model
 from amps.method.fit import fit_module
 from amps.method.vectors import mcr_of, mcr_values, prompt_set, record_vectors
 from amps.vocabulary import ABLATION_FAMILIES, DIRECTIONS, ESTIMATORS, MCR_FAMILIES, VECTORS
-from amps.mcr.settings import EstimatorSettings
+
+if TYPE_CHECKING:
+    from amps.method.steps import AblateAmps
 
 log = logging.getLogger(__name__)
 
@@ -83,35 +85,34 @@ def anchor_units(units: float, sign: int, beta_units: list[float]) -> float:
     return (sign or 1) * min(beta_units)
 
 
-def variants(family: str, settings: dict, selection: dict) -> list[Variant]:
+def variants(family: str, settings: AblateAmps, selection: dict) -> list[Variant]:
     """The variants of ``family`` for the ablation direction (see the module docstring)."""
-    amps_settings, ablation = settings["amps"], settings["amps"]["ablation"]
-    direction = ablation["direction"]
+    direction = settings.direction
     module_choice, online_choice = selection[direction]["amps"], selection[direction]["amps_online"]
     units, quantile = chosen_units(module_choice)
     online_units, online_quantile = chosen_units(online_choice)
     default = Variant(
-        family, "", settings["model"]["steering_layers"][0], amps_settings["vector"], units, quantile, online_units,
-        online_quantile, settings["mcr"]["samples"], 0, amps_settings["estimator"], True, True,
+        family, "", settings.steering_layers[0], settings.vector, units, quantile, online_units,
+        online_quantile, settings.mcr.samples, 0, settings.estimator, True, True,
     )
     if family == "beta":
         return [replace(default, value=f"{value:g}", beta_units=value, online_beta_units=value, chosen=value == units,
                         online_chosen=value == online_units)
-                for value in sorted(set(ablation["beta_units"]) | {units, online_units})]
+                for value in sorted(set(settings.ablation_beta_units) | {units, online_units})]
     if family == "anchor":
-        module_units = anchor_units(units, module_choice["sign"]["sign"], amps_settings["beta_units"])
-        online_units_here = anchor_units(online_units, online_choice["sign"]["sign"], amps_settings["beta_units"])
+        module_units = anchor_units(units, module_choice["sign"]["sign"], settings.beta_units)
+        online_units_here = anchor_units(online_units, online_choice["sign"]["sign"], settings.beta_units)
         return [replace(default, value=f"{value:g}", anchor_quantile=value, online_anchor_quantile=value, beta_units=module_units,
                         online_beta_units=online_units_here, chosen=value == quantile and units != 0.0,
                         online_chosen=value == online_quantile and online_units != 0.0)
-                for value in sorted(amps_settings["anchor_quantiles"])]
+                for value in sorted(settings.anchor_quantiles)]
     if family == "layer":
         return [replace(default, value=str(layer), layer=layer, chosen=layer == default.layer, online_chosen=layer == default.layer)
-                for layer in sorted(settings["model"]["steering_layers"])]
+                for layer in sorted(settings.steering_layers)]
     if family == "samples":
         # The other sample counts at every Monte Carlo seed (their spread is the Monte Carlo spread, an upper
         # bound for the configured count: the estimator's variance falls as 1/N), and the main MCR table.
-        runs = sorted({(samples, offset) for samples in ablation["samples"] for offset in range(ablation["mc_seeds"])}
+        runs = sorted({(samples, offset) for samples in settings.ablation_samples for offset in range(settings.mc_seeds)}
                       | {(default.samples, 0)})
         return [replace(default, value=f"N={samples}, MC seed +{offset}", samples=samples, mc_seed_offset=offset,
                         chosen=(samples, offset) == (default.samples, 0), online_chosen=(samples, offset) == (default.samples, 0))
@@ -125,18 +126,16 @@ def variants(family: str, settings: dict, selection: dict) -> list[Variant]:
     raise ValueError(f"unknown ablation family {family!r}; expected one of {ABLATION_FAMILIES}")
 
 
-def estimate_mcr(model: MultimodalModel, benchmark: Benchmark, settings: dict, variant: Variant) -> pd.DataFrame:
+def estimate_mcr(model: MultimodalModel, benchmark: Benchmark, settings: AblateAmps, variant: Variant, max_batch: int) -> pd.DataFrame:
     """The MCR table of every record with the variant's sample count, on draws of its own.
 
     Each (N, Monte Carlo seed) has its own noise stream, independent of the main run's and of every
     other variant's, so their spread is the Monte Carlo spread. The Fisher term (a backward pass per
     sample) is computed only when γ reads it.
     """
-    section = settings["mcr"]
-    estimator = EstimatorSettings(section["sigma"], variant.samples, section["answer"], variant.estimator == "fisher",
-                                  section["text"], settings["seed"],
-                                  stream=f"ablation N={variant.samples} seed {variant.mc_seed_offset}")
-    return mcr_estimation.estimate_records(model, benchmark, range(len(benchmark.records)), estimator, section["max_batch"],
+    estimator = replace(settings.mcr, samples=variant.samples, fisher=variant.estimator == "fisher",
+                        stream=f"ablation N={variant.samples} seed {variant.mc_seed_offset}")
+    return mcr_estimation.estimate_records(model, benchmark, range(len(benchmark.records)), estimator, max_batch,
                                            desc=f"ablation MCR N={variant.samples} seed +{variant.mc_seed_offset}")
 
 
@@ -144,8 +143,7 @@ def estimate_mcr(model: MultimodalModel, benchmark: Benchmark, settings: dict, v
 class AblationRun:
     """What every family's variants share: the model, the splits, the stored vectors, the choices."""
 
-    settings: dict
-    amps: AmpsSettings
+    settings: AblateAmps
     model: MultimodalModel
     benchmark: Benchmark
     stored: Activations
@@ -155,57 +153,55 @@ class AblationRun:
     chosen: dict
     default_mcr: pd.DataFrame
     encoded: EncodedQuestions
-
-    @property
-    def direction(self) -> str:
-        """The ablations' steering direction (``amps.method.ablate.direction``)."""
-        return self.settings["amps"]["ablation"]["direction"]
+    #: Samples per pass of the Monte Carlo re-estimates (the memory budget).
+    max_batch: int
 
 
 def family_answers(run: AblationRun, family: str) -> pd.DataFrame:
     """The test answers of every variant of ``family``: AMPS, and AMPS-online for the MCR families."""
-    settings, amps, direction = run.settings, run.amps, run.direction
+    settings = run.settings
+    direction = settings.direction
     sign = DIRECTIONS[direction][0]
-    max_new_tokens = settings["evaluation"]["max_new_tokens"]
+    max_new_tokens = settings.max_new_tokens
     chosen = run.chosen[direction]
     test_ids = run.test["record_id"].tolist()
     frames = []
     for variant in variants(family, settings, run.chosen):
-        if (variant.samples, variant.mc_seed_offset) == (settings["mcr"]["samples"], 0):
+        if (variant.samples, variant.mc_seed_offset) == (settings.mcr.samples, 0):
             table = run.default_mcr
         else:
-            table = estimate_mcr(run.model, run.benchmark, settings, variant)
+            table = estimate_mcr(run.model, run.benchmark, settings, variant, run.max_batch)
         values = mcr_values(table, variant.estimator)
         train = prompt_set(run.stored, variant.layer, variant.vector, run.train, values)
         validation = prompt_set(run.stored, variant.layer, variant.vector, run.validation, values)
-        module_scaling = scaling.from_units(train.mcr, variant.beta_units, variant.anchor_quantile, amps.max_factor)
-        module, config, history = fit_module(train, validation, module_scaling, direction, amps.recipe, variant.layer, "amps",
-                                             variant.vector, settings["seed"])
+        module_scaling = scaling.from_units(train.mcr, variant.beta_units, variant.anchor_quantile, settings.max_factor)
+        module, config, history = fit_module(train, validation, module_scaling, direction, settings.recipe, variant.layer, "amps",
+                                             variant.vector, settings.seed)
         strength = chosen["amps"]["seeds"][0]["strength"]
         described = {"family": family, "value": variant.value, "chosen": variant.chosen, "layer": variant.layer,
                      "samples": variant.samples, "mc_seed_offset": variant.mc_seed_offset, "estimator": variant.estimator,
                      "vector": variant.vector, "validation_loss": history["validation_loss"]}
         scale = record_vectors(run.stored, variant.layer, test_ids).prompt_scale
-        steering = ModuleSteering(run.model, module, config, amps.positions, scale)
+        steering = ModuleSteering(run.model, module, config, settings.positions, scale)
         answers = answer_encoded(run.model, run.encoded, max_new_tokens, steering.context(strength),
                                  desc=f"ablation {family} {variant.value}")
         frames.append(answers.assign(method="amps", beta=config.beta, r_anchor=config.r_anchor, strength=strength, **described))
         if family in MCR_FAMILIES:
             online_strength = chosen["amps_online"]["seeds"][0]["strength"]
             online_scaling = scaling.from_units(train.mcr, variant.online_beta_units, variant.online_anchor_quantile,
-                                                amps.max_factor)
+                                                settings.max_factor)
             vectors = record_vectors(run.stored, variant.layer, test_ids)
             factors = online_scaling.factors(mcr_of(values, test_ids).to_numpy(dtype=np.float64))
-            steering = VectorSteering(run.model, variant.layer, sign * vectors.base("mean"), amps.positions, factors)
+            steering = VectorSteering(run.model, variant.layer, sign * vectors.base("mean"), settings.positions, factors)
             answers = answer_encoded(run.model, run.encoded, max_new_tokens, steering.context(online_strength),
                                      desc=f"ablation {family} {variant.value} online")
             frames.append(answers.assign(method="amps_online", beta=online_scaling.beta, r_anchor=online_scaling.r_anchor,
                                          strength=online_strength,
                                          **{**described, "chosen": variant.online_chosen, "validation_loss": math.nan}))
     table = pd.concat(frames, ignore_index=True)
-    table.insert(0, "model", settings["model_name"])
+    table.insert(0, "model", settings.model_name)
     table.insert(1, "direction", direction)
-    log.info("ablation %s on %s: %d variants", family, settings["model_name"], table["value"].nunique())
+    log.info("ablation %s on %s: %d variants", family, settings.model_name, table["value"].nunique())
     return table
 
 
@@ -214,28 +210,23 @@ def ablation_path(output_dir: str | Path, family: str) -> Path:
     return Path(output_dir) / f"{family}.parquet"
 
 
-def run_ablations(settings: dict, benchmark_dir: str, model: str, activations: str, mcr: str, selection: str, output_dir: str) -> None:
-    """CLI step: every variant of every ablation family on the ablation model, one answers table per family.
+def run_families(settings: AblateAmps, benchmark_dir: str, model: str, activations: str, mcr: str, selection: str,
+                 output_dir: str, max_batch: int) -> None:
+    """Every variant of every ablation family on the ablation model, one answers table per family.
 
-    One job: the families share the loaded model and the encoded test prompts. ``settings``:
-    ``model_name``, ``model``, ``amps`` (with ``ablation``), ``mcr``, ``steering``, ``evaluation``,
-    ``seed``, ``threads``. The tables (:func:`ablation_path`) are written once all are computed.
+    One job: the families share the loaded model and the encoded test prompts. The tables
+    (:func:`ablation_path`) are written once all are computed.
     """
-    amps = AmpsSettings.from_config(settings)
-    direction = settings["amps"]["ablation"]["direction"]
-    if direction not in DIRECTIONS:
-        raise ValueError(f"amps.method.ablate.direction must be one of {sorted(DIRECTIONS)}, got {direction!r}")
-    if not settings["mcr"]["fisher"]:
-        raise ValueError("the estimator ablation needs the Fisher term: set mcr.fisher to true")
-    torch.set_num_threads(settings["threads"])
+    torch.set_num_threads(settings.threads)
     benchmark = Benchmark(benchmark_dir)
     test = benchmark.split("test")
-    loaded = load_model(settings, model)
+    loaded = load_model(settings.model, model)
     run = AblationRun(
-        settings=settings, amps=amps, model=loaded, benchmark=benchmark, stored=Activations.load(activations),
+        settings=settings, model=loaded, benchmark=benchmark, stored=Activations.load(activations),
         train=benchmark.split("steer_train"), validation=benchmark.split("validation"), test=test,
         chosen=read_json(selection), default_mcr=read_table(mcr),
-        encoded=encode_questions(loaded, benchmark, test, evaluation_questions(test, "conflict"), settings["model"]["batch_size"]),
+        encoded=encode_questions(loaded, benchmark, test, evaluation_questions(test, "conflict"), settings.batch_size),
+        max_batch=max_batch,
     )
     tables = {family: family_answers(run, family) for family in ABLATION_FAMILIES}
     for family, table in tables.items():

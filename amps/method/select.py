@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -36,13 +37,15 @@ from amps.models.asking import EncodedQuestions, answer_encoded, encode_question
 from amps.data.benchmark import Benchmark
 from amps.core.io import write_json, write_table
 from amps.method.methods import VectorSteering, module_name, module_steering
-from amps.models.interface import MultimodalModel
+from amps.models.interface import MultimodalModel, load_model
 from amps.report.scoring import reaction_table, shift_and_collapse
 from amps.report.mcr_sensitivity import group_seed
-from amps.method.settings import AmpsSettings, load_model
 from amps.method.fit import scaling_candidates
 from amps.method.vectors import load_mcr, mcr_of, record_vectors
 from amps.vocabulary import DIRECTIONS
+
+if TYPE_CHECKING:
+    from amps.method.steps import SelectAmps
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +112,7 @@ def scan_rows(scan: Scan, method: str, seed: int, candidate: str) -> pd.DataFram
     return scan.points.assign(method=method, seed=seed, candidate=candidate)
 
 
-def select_direction(settings: AmpsSettings, scanner: Scanner, direction: str, vectors, validation_mcr: pd.Series,
+def select_direction(settings: SelectAmps, scanner: Scanner, direction: str, vectors, validation_mcr: pd.Series,
                      train_mcr: np.ndarray, steerers: str, model_name: str) -> tuple[dict, list[pd.DataFrame]]:
     """Every method's validation choice in ``direction`` (see the module docstring), and every scanned point."""
     sign, target = DIRECTIONS[direction]
@@ -126,7 +129,7 @@ def select_direction(settings: AmpsSettings, scanner: Scanner, direction: str, v
     mean_vectors = sign * vectors.base("mean")
     mean_scan = run(VectorSteering(model, vectors.layer, mean_vectors, positions), "mean")
     choice["mean"] = {"seeds": [pick(mean_scan.points, bound, grid, 0)]}
-    p2s_scan = run(VectorSteering(model, vectors.layer, sign * vectors.base(settings.vector), positions), "p2s")
+    p2s_scan = run(VectorSteering(model, vectors.layer, sign * vectors.base(settings.grid.vector), positions), "p2s")
     choice["p2s"] = {"seeds": [pick(p2s_scan.points, bound, grid, 0)]}
     l2s_scans = [run(module_steering(model, steerers, module_name("l2s", direction, seed), positions, scale), "l2s", seed)
                  for seed in range(settings.seeds)]
@@ -137,10 +140,10 @@ def select_direction(settings: AmpsSettings, scanner: Scanner, direction: str, v
         reactions = reaction_table(base_scan.answers, target)
         test = scaling.sign_test(validation_mcr.reindex(reactions["record_id"]).reset_index(drop=True),
                                  reactions["reaction_strength"], settings.sign_confidence, settings.sign_bootstrap, seed)
-        identity = scaling.from_units(train_mcr, 0.0, 0.5, settings.max_factor)
-        signed, skipped = scaling_candidates(settings, train_mcr, [test.sign] if test.sign else [])
+        identity = scaling.from_units(train_mcr, 0.0, 0.5, settings.grid.max_factor)
+        signed, skipped = scaling_candidates(settings.grid, train_mcr, [test.sign] if test.sign else [])
         # A fixed β keeps to its own scaling; a chosen one competes with β = 0 (the unscaled method).
-        candidates = (signed or [identity]) if settings.fixed else [identity, *signed]
+        candidates = (signed or [identity]) if settings.grid.fixed else [identity, *signed]
         scans = []
         for candidate in candidates:
             if candidate.beta == 0.0:
@@ -175,36 +178,32 @@ def select_direction(settings: AmpsSettings, scanner: Scanner, direction: str, v
     return choice, rows
 
 
-def select_amps(settings: dict, benchmark_dir: str, model: str, activations: str, mcr: str, steerers: str,
-                output: str, scan: str) -> None:
-    """CLI step: every method's validation choice in both directions (JSON), and every scanned point (CSV).
-
-    ``settings``: ``model_name``, ``model``, ``amps``, ``steering``, ``evaluation``, ``threads``, ``seed``.
-    """
-    amps = AmpsSettings.from_config(settings)
-    torch.set_num_threads(settings["threads"])
-    layer = settings["model"]["steering_layers"][0]
+def select_all(settings: SelectAmps, benchmark_dir: str, model: str, activations: str, mcr: str, steerers: str,
+               output: str, scan: str) -> None:
+    """Every method's validation choice in both directions (JSON), and every scanned point (CSV)."""
+    torch.set_num_threads(settings.threads)
+    layer = settings.layer
     benchmark = Benchmark(benchmark_dir)
     validation = benchmark.split("validation")
     record_ids = validation["record_id"].tolist()
-    mcr_table = load_mcr(mcr, amps.estimator)
+    mcr_table = load_mcr(mcr, settings.grid.estimator)
     train_mcr = mcr_table.reindex(benchmark.split("steer_train")["record_id"]).to_numpy(dtype=np.float64)
     vectors = record_vectors(Activations.load(activations), layer, record_ids)
-    loaded = load_model(settings, model)
-    encoded = encode_questions(loaded, benchmark, validation, evaluation_questions(validation, "conflict"),
-                               settings["model"]["batch_size"])
-    max_new_tokens = settings["evaluation"]["max_new_tokens"]
+    loaded = load_model(settings.model, model)
+    encoded = encode_questions(loaded, benchmark, validation, evaluation_questions(validation, "conflict"), settings.batch_size)
+    max_new_tokens = settings.max_new_tokens
     unsteered = answer_encoded(loaded, encoded, max_new_tokens, desc="validation unsteered")
-    scanner = Scanner(loaded, encoded, unsteered, sorted(amps.strengths), amps.max_collapse, max_new_tokens)
-    choices: dict = {"model": settings["model_name"], "layer": layer, "estimator": amps.estimator, "max_collapse": amps.max_collapse,
+    scanner = Scanner(loaded, encoded, unsteered, sorted(settings.strengths), settings.max_collapse, max_new_tokens)
+    choices: dict = {"model": settings.model_name, "layer": layer, "estimator": settings.grid.estimator,
+                     "max_collapse": settings.max_collapse,
                      "strengths": scanner.grid, "train_mcr_sd": scaling.mcr_spread(train_mcr),
                      "reference_norm": vectors.reference_norm, "typical_norm": vectors.typical_norm}
     tables = []
     for direction in DIRECTIONS:
-        choices[direction], rows = select_direction(amps, scanner, direction, vectors, mcr_of(mcr_table, record_ids), train_mcr,
-                                                    steerers, settings["model_name"])
+        choices[direction], rows = select_direction(settings, scanner, direction, vectors, mcr_of(mcr_table, record_ids), train_mcr,
+                                                    steerers, settings.model_name)
         tables += [frame.assign(direction=direction) for frame in rows]
     write_json(output, choices)
     scanned = pd.concat(tables, ignore_index=True)
-    scanned.insert(0, "model", settings["model_name"])
+    scanned.insert(0, "model", settings.model_name)
     write_table(scan, scanned[["model", "direction", "method", "seed", "candidate", "strength", "shift", "collapse"]])

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -30,12 +31,14 @@ from amps.method.curves import measure_curve
 from amps.data.benchmark import Benchmark
 from amps.core.io import read_json, write_table
 from amps.method.methods import VectorSteering, module_name, module_steering
-from amps.models.interface import MultimodalModel
+from amps.models.interface import MultimodalModel, load_model
 from amps.method.scaling import Scaling
 from amps.report.scoring import shift_and_collapse, target_metrics
-from amps.method.settings import AmpsSettings, load_model
 from amps.method.vectors import RecordVectors, load_mcr, mcr_of, record_vectors
 from amps.vocabulary import DIRECTIONS, INSTRUCTION_FOR, METHODS
+
+if TYPE_CHECKING:
+    from amps.method.steps import SteeredEval
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +57,7 @@ def scaling_of(record: dict) -> Scaling:
 class TestRun:
     """What every curve of one model shares: the model, the encoded test prompts and their unsteered answers."""
 
-    def __init__(self, model: MultimodalModel, benchmark: Benchmark, records: pd.DataFrame, settings: AmpsSettings,
+    def __init__(self, model: MultimodalModel, benchmark: Benchmark, records: pd.DataFrame, settings: SteeredEval,
                  batch_size: int, max_new_tokens: int):
         self.model, self.settings, self.max_new_tokens = model, settings, max_new_tokens
         self.encoded = {
@@ -122,27 +125,25 @@ def method_answers(run: TestRun, method: str, direction: str, vectors: RecordVec
     return pd.concat(frames, ignore_index=True)
 
 
-def steered_evaluation(
-    settings: dict, benchmark_dir: str, model: str, activations: str, mcr: str, selection: str, steerers: str, answers_dir: str
+def evaluate_methods(
+    settings: SteeredEval, benchmark_dir: str, model: str, activations: str, mcr: str, selection: str, steerers: str, answers_dir: str
 ) -> None:
-    """CLI step: every method in both directions on the test split, one answers table each (:func:`answers_path`).
+    """Every method in both directions on the test split, one answers table each (:func:`answers_path`).
 
     One job per model: the methods share the loaded model and the encoded prompts. The tables are
-    written once all are computed. ``settings``: ``model_name``, ``model``, ``amps``, ``steering``,
-    ``evaluation``, ``threads``, ``seed``.
+    written once all are computed.
     """
-    amps = AmpsSettings.from_config(settings)
-    torch.set_num_threads(settings["threads"])
-    layer = settings["model"]["steering_layers"][0]
+    torch.set_num_threads(settings.threads)
+    layer = settings.layer
     benchmark = Benchmark(benchmark_dir)
     records = benchmark.split("test")
     record_ids = records["record_id"].tolist()
     vectors = record_vectors(Activations.load(activations), layer, record_ids)
-    test_mcr = mcr_of(load_mcr(mcr, amps.estimator), record_ids)
+    test_mcr = mcr_of(load_mcr(mcr, settings.estimator), record_ids)
     chosen = read_json(selection)
-    loaded = load_model(settings, model)
+    loaded = load_model(settings.model, model)
     parameters = sum(parameter.numel() for parameter in loaded.model.parameters())
-    run = TestRun(loaded, benchmark, records, amps, settings["model"]["batch_size"], settings["evaluation"]["max_new_tokens"])
+    run = TestRun(loaded, benchmark, records, settings, settings.batch_size, settings.max_new_tokens)
     tables = {}
     for direction in DIRECTIONS:
         done: dict[str, pd.DataFrame] = {}
@@ -150,9 +151,9 @@ def steered_evaluation(
             answers = method_answers(run, method, direction, vectors, test_mcr, chosen[direction], steerers, done)
             done[method] = answers
             main = answers[answers["main"] & (answers["condition"] == "conflict")]
-            log.info("%s %s %s main setting:\n%s", settings["model_name"], method, direction,
+            log.info("%s %s %s main setting:\n%s", settings.model_name, method, direction,
                      target_metrics(main, ["seed"], DIRECTIONS[direction][1]).to_string(index=False))
-            tables[method, direction] = answers.assign(model=settings["model_name"], method=method, direction=direction,
+            tables[method, direction] = answers.assign(model=settings.model_name, method=method, direction=direction,
                                                        layer=layer, parameters=parameters)
     for (method, direction), answers in tables.items():
         write_table(answers_path(answers_dir, method, direction), answers)

@@ -31,22 +31,6 @@ def model_resources(model, stage="evaluate"):
     return model_job_resources(config, model, stage)
 
 
-def amps_settings(model, **extra):
-    """Settings of an AMPS job that runs ``model`` (its config entry makes the job claim its GPUs)."""
-    return settings_json(
-        {
-            "model_name": model,
-            "model": config["models"][model],
-            "amps": config["amps"],
-            "steering": config["steering"],
-            "evaluation": config["evaluation"],
-            "threads": config["threads"],
-            "seed": config["seed"],
-            **extra,
-        }
-    )
-
-
 def final_outputs():
     """Everything the main job produces."""
     return [

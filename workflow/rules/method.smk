@@ -4,6 +4,7 @@
 import os
 from types import SimpleNamespace
 
+from amps.method.steps import AblateAmps, SelectAmps, SteeredEval, TrainSteerers
 from amps.vocabulary import ABLATION_FAMILIES, DIRECTIONS, METHODS
 
 ABLATION_MODEL = ablation_model(config)
@@ -24,18 +25,7 @@ rule train_steerers:
         modules=directory(f"{OUT}/amps/{{model}}/steerers"),
         summary=f"{OUT}/amps/{{model}}/steerer_training.csv",
     params:
-        # No model entry: the step never loads the model, so it claims no GPU.
-        settings=lambda wildcards: settings_json(
-            {
-                "model_name": wildcards.model,
-                "steering_layer": config["models"][wildcards.model]["steering_layers"][0],
-                "module_width": config["models"][wildcards.model].get("module_width"),
-                "amps": config["amps"],
-                "steering": config["steering"],
-                "threads": config["threads"],
-                "seed": config["seed"],
-            }
-        ),
+        settings=lambda wildcards: step_params(TrainSteerers, model=wildcards.model),
     threads: config["threads"]
     log:
         f"{OUT}/logs/train_steerers/{{model}}.log",
@@ -64,7 +54,7 @@ rule select_amps:
         choice=f"{OUT}/amps/{{model}}/selection.json",
         scan=f"{OUT}/amps/{{model}}/validation_scan.csv",
     params:
-        settings=lambda wildcards: amps_settings(wildcards.model),
+        settings=lambda wildcards: step_params(SelectAmps, model=wildcards.model),
         model=model_location,
     threads: config["threads"]
     log:
@@ -100,7 +90,7 @@ rule steered_eval:
     output:
         expand(f"{OUT}/amps/{{{{model}}}}/answers/{{method}}-{{direction}}.parquet", method=METHODS, direction=list(DIRECTIONS)),
     params:
-        settings=lambda wildcards: amps_settings(wildcards.model),
+        settings=lambda wildcards: step_params(SteeredEval, model=wildcards.model),
         model=model_location,
         # The folder of the answers tables (each output is <folder>/<method>-<direction>.parquet).
         answers=lambda wildcards, output: os.path.dirname(output[0]),
@@ -133,7 +123,7 @@ rule ablate_amps:
     output:
         expand(f"{OUT}/amps/ablations/{{family}}.parquet", family=ABLATION_FAMILIES),
     params:
-        settings=amps_settings(ABLATION_MODEL, mcr=config["mcr"]),
+        settings=step_params(AblateAmps),
         model=lambda wildcards: model_location(ABLATION_WILDCARDS),
         # The folder of the family tables (each output is <folder>/<family>.parquet).
         output_dir=lambda wildcards, output: os.path.dirname(output[0]),
@@ -146,11 +136,14 @@ rule ablate_amps:
         mem_mb=model_resources(ABLATION_MODEL, "ablations")["mem_mb"],
         runtime=model_resources(ABLATION_MODEL, "ablations")["runtime"],
         gpu=model_resources(ABLATION_MODEL, "ablations")["gpu"],
+        # A memory budget, not a setting (see mcr_shard).
+        mcr_max_batch=config["mcr"]["max_batch"],
     conda:
         "../envs/amps.yaml"
     shell:
         "amps ablate-amps --settings {params.settings:q} --benchmark-dir {input.benchmark} --model {params.model}"
-        " --activations {input.tensors} --mcr {input.mcr} --selection {input.selection} --output-dir {params.output_dir} > {log} 2>&1"
+        " --activations {input.tensors} --mcr {input.mcr} --selection {input.selection} --output-dir {params.output_dir}"
+        " --max-batch {resources.mcr_max_batch} > {log} 2>&1"
 
 
 rule summarize_amps:
