@@ -76,6 +76,9 @@ ABLATION_FAMILIES = ("beta", "anchor", "layer", "samples", "estimator", "vector"
 #: Families whose variants change γ, so AMPS-online runs beside the module.
 MCR_FAMILIES = ("beta", "anchor", "samples", "estimator")
 
+#: AMPS's tables beside the point scores (amps_<name>.csv, .md and .tex), in the order they are written.
+AMPS_TABLES = ("main", "scale", "matched", "budget", "selection", "ablation")
+
 #: The modalities whose KV-cache entries the MCR perturbs.
 MODALITIES = ("text", "image")
 #: MCR estimator -> column of the MCR table.

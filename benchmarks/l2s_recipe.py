@@ -36,7 +36,7 @@ from amps.core.config import load_config
 from amps.data.benchmark import Benchmark
 from amps.method.methods import ModuleSteering
 from amps.models.interface import MultimodalModel
-from amps.report.scoring import shift_and_collapse
+from amps.metrics import shift_and_collapse
 from amps.vocabulary import DIRECTIONS
 from amps.method.steps import SelectAmps, TrainSteerers
 from amps.method.recipe import ModuleRecipe

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,7 @@ def run_step(settings: dict, monkeypatch) -> str | None:
         seen["visible"] = os.environ.get(devices.VISIBLE_VARIABLE)
 
     monkeypatch.setattr(cli, "resolve", lambda command: fake_step)
+    monkeypatch.setattr(cli, "settings_class", lambda command: SimpleNamespace(from_params=lambda values: values))
     cli.main(["plot-preference", "--settings", json.dumps(settings), "--scores", "s.csv", "--output", "f.pdf"])
     return seen["visible"]
 

@@ -21,7 +21,7 @@ from amps.data import prompts
 from amps.data.benchmark import Mc2Source, Splits
 from amps.data.steps import PrepareBenchmark, prepare_benchmark
 from amps.baseline.steps import EvaluateBaseline, evaluate_baseline
-from amps.report.scoring import score
+from amps.metrics import score
 from amps.models.interface import MultimodalModel, load_processor
 from amps.models.qwen import ImageOnlyQwenProcessor, is_qwen_folder
 from fake_mc2 import IMAGE_SIZES, synthetic_records, write_coco_folder, write_records

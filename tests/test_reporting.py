@@ -9,20 +9,17 @@ import pandas as pd
 import pytest
 
 from amps.method.curves import CurveSettings
+from amps.report.amps_scores import baseline_as_points, main_table, point_scores
 from amps.report.amps_tables import (
     SELECTION_COLUMNS,
-    baseline_as_points,
     budget_table,
     crossing,
     curve_of,
-    main_table,
     matched_table,
-    point_scores,
     selection_table,
-    to_latex,
-    to_markdown,
     within_budget,
 )
+from amps.report.render import to_latex, to_markdown
 
 # vision_first: A = vision answer; text_first: A = text answer.
 LETTER = {("vision", "vision_first"): "A", ("text", "vision_first"): "B", ("vision", "text_first"): "B",
@@ -433,20 +430,3 @@ def test_matched_table_renders_mean_and_sd(scores):
     assert "| 0.375 ± 0.177 |" in row and "| 0.031 ± 0.044 |" in row and "| 0.250 |" in row
     latex = to_latex(matched_table(scores), "Matched shift")
     assert r"0.375 $\pm$ 0.177" in latex and r"l2s\_collapse\_at\_shift" in latex
-
-
-def test_steps_without_a_model_start_without_torch():
-    """Table, figure and data steps must not import torch or transformers: on the offline default each
-    such import costs a job about 6 s of its start-up."""
-    import subprocess
-    import sys
-
-    from amps.cli import COMMANDS
-
-    model_free = ("prepare-", "validate-", "plan-", "summarize-", "gather-", "mcr-sensitivity", "plot-", "render-")
-    modules = sorted({module for name, (module, *_rest) in COMMANDS.items() if name.startswith(model_free)} | {"amps.method.curves"})
-    assert {"amps.report.amps_tables", "amps.report.figures", "amps.report.scoring", "amps.mcr.table", "amps.method.curves", "amps.report.pages",
-            "amps.report.mcr_sensitivity"} <= set(modules)
-    code = f"import sys\nfor m in {modules!r}: __import__(m)\nprint(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-    assert loaded == "[]", f"{modules} import {loaded}"

@@ -10,6 +10,7 @@ import yaml
 from amps.core import resources
 from amps.core.config import ConfigError, load_config, validate_config
 from conftest import REPO
+from amps.core.plan import plan_resources
 
 
 @pytest.fixture()
@@ -103,7 +104,7 @@ def test_a_run_is_planned_without_its_data_or_weights(capsys):
     """config/paper.yaml names a COCO folder this machine lacks: running refuses, planning does not."""
     with pytest.raises(ConfigError, match="benchmark.mc2.coco_dir: data/coco does not exist"):
         load_config(REPO / "config" / "paper.yaml")
-    resources.plan_resources({}, str(REPO / "config" / "paper.yaml"))
+    plan_resources(str(REPO / "config" / "paper.yaml"))
     lines = capsys.readouterr().out.splitlines()
     sweep_32b = next(line.split() for line in lines if line.startswith("qwen2.5-vl-32b") and " sweep " in line)
     assert sweep_32b[2] == "2"  # GPUs

@@ -8,12 +8,12 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import scipy.stats  # noqa: F401  (imported here: amps.report.mcr_sensitivity imports it lazily, at over half a second)
+import scipy.stats  # noqa: F401  (imported here: amps.statistics imports it lazily, at over half a second)
 import torch
 import yaml
 
 from amps.method import scaling
-from amps.report import mcr_sensitivity as sensitivity
+from amps import statistics
 from amps.core.config import ConfigError, validate_config
 from amps.method.curves import CurveSettings
 from conftest import REPO
@@ -241,7 +241,7 @@ def test_records_without_mcr_are_left_out_of_the_sign_test():
     test = scaling.sign_test(holes, reaction, 0.95, 200, seed=0)
     keep = holes.notna()
     assert test.records == 57
-    assert test.correlation == pytest.approx(sensitivity.spearman(mcr[keep].to_numpy(), reaction[keep].to_numpy()))
+    assert test.correlation == pytest.approx(statistics.spearman(mcr[keep].to_numpy(), reaction[keep].to_numpy()))
     # Too few records: no correlation, no sign.
     few = scaling.sign_test(pd.Series([0.1, np.nan, 0.3]), pd.Series([1.0, 2.0, 3.0]), 0.95, 100, seed=0)
     assert few.records == 2 and math.isnan(few.correlation) and few.sign == 0

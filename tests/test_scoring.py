@@ -8,10 +8,11 @@ import pytest
 
 from amps.vocabulary import BASELINE_CONDITIONS
 from amps.report.mcr_validation import balance, correlations, vision_by_bin
-from amps.report.scoring import score, toy_checks
+from amps.metrics import score
+from amps.report.baseline import BaselineChecks, toy_checks
 
-CHECKS = {"agreeing_accuracy": 0.95, "instruction_following": 0.9, "blank_image": [0.35, 0.65], "vision_ratio": [0.25, 0.75],
-          "task_lean": [0.4, 0.6], "max_other": 0.05}
+CHECKS = BaselineChecks(agreeing_accuracy=0.95, instruction_following=0.9, blank_image=(0.35, 0.65), vision_ratio=(0.25, 0.75),
+                        task_lean=(0.4, 0.6), max_other=0.05)
 TASKS = ["color", "counting"]
 
 

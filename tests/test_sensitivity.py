@@ -10,8 +10,10 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
+from amps import statistics
 from amps.report import mcr_sensitivity as sensitivity
-from amps.report.figures import plot_mcr_sensitivity
+from amps.report.figure_steps import PlotMcrSensitivity, plot_mcr_sensitivity
+from amps.report.steps import McrSensitivity, mcr_sensitivity
 from amps.core.io import read_table, write_table
 
 GRID = [0.0, 0.5, 1.0, 2.0, 4.0]
@@ -37,28 +39,28 @@ def synthetic(records: int = 40, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFr
 
 
 def test_beyond_the_grid_ranks_above_every_finite_score():
-    ranks = sensitivity.beyond_grid_ranks(np.array([2.0, np.nan, 0.5, np.nan]))
+    ranks = statistics.beyond_grid_ranks(np.array([2.0, np.nan, 0.5, np.nan]))
     assert ranks.tolist() == [2.0, 3.5, 1.0, 3.5]
 
 
 def test_spearman_equals_scipy_on_finite_scores_and_counts_beyond_grid_as_least_sensitive():
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=30), rng.normal(size=30)
-    assert sensitivity.spearman(x, y) == pytest.approx(spearmanr(x, y).statistic, abs=1e-12)
+    assert statistics.spearman(x, y) == pytest.approx(spearmanr(x, y).statistic, abs=1e-12)
     # Monotone once NaN is read as "beyond the largest α".
-    assert sensitivity.spearman(np.array([0.1, 0.2, 0.3, 0.9]), np.array([0.5, 1.0, 4.0, np.nan])) == pytest.approx(1.0)
-    assert math.isnan(sensitivity.spearman(np.array([0.1, 0.2, 0.3]), np.array([np.nan] * 3)))  # all beyond: no ranks
-    assert math.isnan(sensitivity.spearman(np.array([0.1, 0.2]), np.array([1.0, 2.0])))  # too few records
+    assert statistics.spearman(np.array([0.1, 0.2, 0.3, 0.9]), np.array([0.5, 1.0, 4.0, np.nan])) == pytest.approx(1.0)
+    assert math.isnan(statistics.spearman(np.array([0.1, 0.2, 0.3]), np.array([np.nan] * 3)))  # all beyond: no ranks
+    assert math.isnan(statistics.spearman(np.array([0.1, 0.2]), np.array([1.0, 2.0])))  # too few records
 
 
 def test_bootstrap_interval_covers_the_estimate_and_is_reproducible():
     mcr, scores = synthetic()
     part = scores[scores["direction"] == "to_vision"].merge(mcr, on="record_id")
     values, flips = part["mcr"].to_numpy(), part["flip_alpha"].to_numpy()
-    rho = sensitivity.spearman(values, flips)
-    low, high, defined = sensitivity.bootstrap_interval(values, flips, 500, seed=3)
+    rho = statistics.spearman(values, flips)
+    low, high, defined = statistics.bootstrap_interval(values, flips, 500, seed=3)
     assert low <= rho <= high and high - low < 0.2 and defined == 500
-    assert sensitivity.bootstrap_interval(values, flips, 500, seed=3) == (low, high, defined)
+    assert statistics.bootstrap_interval(values, flips, 500, seed=3) == (low, high, defined)
 
 
 def test_correlations_per_task_and_direction_have_the_expected_signs():
@@ -96,13 +98,11 @@ def test_cli_writes_the_table_and_both_figures(tmp_path):
     mcr_list = ",".join(str(paths[m][0]) for m in paths)
     sensitivity_list = ",".join(str(paths[m][1]) for m in paths)
     table_path = tmp_path / "mcr_sensitivity.csv"
-    sensitivity.analyze_sensitivity(
-        {"run_name": "t", "models": ["m1", "m2"], "bootstrap": 100, "seed": 0}, mcr_list, sensitivity_list, str(table_path)
-    )
+    mcr_sensitivity(McrSensitivity("t", ("m1", "m2"), bootstrap=100, seed=0), mcr_list, sensitivity_list, str(table_path))
     table = read_table(table_path)
     assert set(table["model"]) == {"m1", "m2"} and (table["run"] == "t").all()
     plot_mcr_sensitivity(
-        {"run_name": "t", "benchmark_label": "synthetic", "models": ["m1", "m2"]},
+        PlotMcrSensitivity("t", "synthetic", ("m1", "m2")),
         mcr_list, sensitivity_list, str(table_path), str(tmp_path / "sensitivity.pdf"), str(tmp_path / "scatter.pdf"),
     )
     for name in ("sensitivity", "scatter"):

@@ -17,11 +17,11 @@ from amps.models.asking import answer_encoded, encode_questions, evaluation_ques
 from amps.method.curves import CurveSettings
 from amps.data.benchmark import Benchmark
 from amps.baseline.steps import EvaluateBaseline, evaluate_baseline
-from amps.report.figures import plot_examples, plot_tradeoff
+from amps.report.figure_steps import PlotExamples, PlotTradeoff, plot_examples, plot_tradeoff
 from amps.core.io import read_json, read_table, write_table
 from amps.method.methods import ModuleSteering, VectorSteering
-from amps.report.amps_tables import summarize_amps
-from amps.report.scoring import reaction_table, target_metrics
+from amps.metrics import reaction_table, target_metrics
+from amps.report.steps import SummarizeAmps, summarize_amps
 from amps.method.recipe import ModuleRecipe
 from amps.method.steerer import SteererConfig
 from amps.method.steps import AblateAmps, SelectAmps, SteeredEval, TrainSteerers, ablate_amps, select_amps, steered_eval, train_steerers
@@ -225,8 +225,8 @@ def test_amps_steps_end_to_end(tiny_model_dir, tiny_benchmark_dir, activations_p
     evaluate_baseline(build(EvaluateBaseline, TINY, model="tiny"), bench, model, str(baseline))
     names = ("main", "scale", "matched", "budget", "selection", "ablation")
     tables = {name: str(tmp_path / "tables" / f"amps_{name}.csv") for name in names}
-    summarize_amps({"run_name": "unit", "benchmark_label": "tiny", "models": ["tiny"], "ablation_model": "tiny",
-                    "collapse_budgets": amps_section["collapse_budgets"], "curve": amps_section["curve"]},
+    summarize_amps(SummarizeAmps("unit", "tiny", ("tiny",), "tiny", tuple(amps_section["collapse_budgets"]),
+                                 CurveSettings.from_config(amps_section["curve"])),
                    ",".join(answer_paths), str(baseline), str(selection), ",".join(ablation_paths),
                    str(tmp_path / "tables" / "amps_scores.csv"), **tables)
     main = read_table(tables["main"])
@@ -241,9 +241,9 @@ def test_amps_steps_end_to_end(tiny_model_dir, tiny_benchmark_dir, activations_p
         assert Path(name).with_suffix(".md").is_file() and Path(name).with_suffix(".tex").is_file()
     assert "\\begin{tabular}" in (tmp_path / "tables" / "amps_main.tex").read_text()
 
-    plot_tradeoff({"run_name": "unit", "benchmark_label": "tiny"}, str(tmp_path / "tables" / "amps_scores.csv"),
+    plot_tradeoff(PlotTradeoff("unit", "tiny"), str(tmp_path / "tables" / "amps_scores.csv"),
                   str(tmp_path / "tradeoff.pdf"))
-    plot_examples({"run_name": "unit", "benchmark_label": "tiny", "model_name": "tiny", "direction": "to_vision", "examples": 2},
+    plot_examples(PlotExamples("unit", "tiny", "tiny", "to_vision", examples=2),
                   str(tmp_path / "answers" / "mean-to_vision.parquet"), str(tmp_path / "answers" / "amps-to_vision.parquet"),
                   bench, str(tmp_path / "examples.pdf"))
     for figure in ("tradeoff.png", "examples.png"):

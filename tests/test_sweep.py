@@ -11,9 +11,11 @@ import yaml
 from amps.steering.activations import Activations
 from amps.steering.steps import CollectActivations, SteeringSweep, collect_activations, steering_sweep
 from amps.core.config import ConfigError, validate_config
-from amps.report.figures import plot_sweep
+from amps.report.figure_steps import PlotSweep, plot_sweep
 from amps.core.io import read_table
-from amps.report.scoring import record_table, sensitivity, summarize_sweep, sweep_scores
+from amps.metrics import record_table, sensitivity
+from amps.report.steps import SummarizeSweep, summarize_sweep
+from amps.report.sweep import sweep_scores
 from amps.steering.sweep import sorted_alphas
 from conftest import REPO
 from steps import TINY_MODEL, build
@@ -150,7 +152,7 @@ def test_sweep_steps_end_to_end(tiny_model_dir, tiny_benchmark_dir, tmp_path):
     assert set(per_sample["flip_alpha"].dropna()) <= {0.0, 1.0, 8.0}
 
     scores = tmp_path / "tables" / "sweep_scores.csv"
-    summarize_sweep({"run_name": "t"}, str(paths["answers"]), str(paths["records"]), str(scores))
+    summarize_sweep(SummarizeSweep("t"), str(paths["answers"]), str(paths["records"]), str(scores))
     table = read_table(scores)
     required = ["run", "model", "direction", "alpha", "task", "view", "n", "s_vision", "s_text", "s_other", "vision_ratio", "rate_a"]
     assert set(required + ["alpha_unit", "steer_norm", "same_letter", "orders_agree"]) <= set(table.columns)
@@ -159,5 +161,5 @@ def test_sweep_steps_end_to_end(tiny_model_dir, tiny_benchmark_dir, tmp_path):
     assert len(whole) == 6 and (whole["n"] == 2 * n_test).all()
 
     figure = tmp_path / "figures" / "sweep.pdf"
-    plot_sweep({"run_name": "t", "benchmark_label": "tiny"}, str(scores), str(figure))
+    plot_sweep(PlotSweep("t", "tiny"), str(scores), str(figure))
     assert figure.stat().st_size > 1000 and figure.with_suffix(".png").stat().st_size > 1000

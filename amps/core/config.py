@@ -125,6 +125,6 @@ def load_config(path: str | Path, check_paths: bool = True) -> dict:
     return validate_config(config, check_paths)
 
 
-def validate_config_file(settings: dict, config: str) -> None:
-    """CLI: validate a config file and print it with defaults filled in."""
+def show_config(config: str) -> None:
+    """Validate a config file and print it with defaults filled in."""
     print(json.dumps(load_config(config), indent=2, sort_keys=True))

@@ -97,6 +97,14 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     return pd.read_csv(target, keep_default_na=False, na_values=[""])
 
 
+def split_paths(value: str, expected: int | None = None) -> list[str]:
+    """The paths of a comma-separated list (a rule passes each input list so); ``expected``: how many there must be."""
+    paths = [path for path in value.split(",") if path]
+    if expected is not None and len(paths) != expected:
+        raise ValueError(f"expected {expected} comma-separated paths, got {len(paths)}: {paths}")
+    return paths
+
+
 def write_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     """Save tensors as safetensors, atomically (contiguous CPU copies, as safetensors requires)."""
     # Imported here: table-only steps (summaries, figures, report pages) then start without torch.
@@ -113,7 +121,3 @@ def read_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
     return load_file(str(path))
 
-
-def write_marker(path: str | os.PathLike, info: dict[str, Any]) -> None:
-    """Write a small JSON file that marks a directory-producing step as complete."""
-    write_json(path, info)

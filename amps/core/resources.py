@@ -171,12 +171,12 @@ def estimated_minutes(config: dict, model: str, stage: str) -> float:
     prompts = stage_prompts(config, stage)
     if spec["source"] == "toy":
         return prompts * TOY_SECONDS_PER_PROMPT / 60
-    size = _planned_size(spec)
+    size = planned_size(spec)
     seconds = prompts * config["compute"]["seconds_per_prompt_per_billion"] * size
     return weights_gb({**spec, "params_billion": size}) / LOAD_GB_PER_MINUTE + seconds / 60
 
 
-def _planned_size(spec: dict) -> float:
+def planned_size(spec: dict) -> float:
     """Billions of parameters to plan with: an unsized pretrained model is planned as a 7B one."""
     return spec.get("params_billion", 7.0)
 
@@ -191,36 +191,8 @@ def model_job_resources(config: dict, model: str, stage: str) -> dict[str, int]:
     runtime = round_runtime(estimated_minutes(config, model, stage))
     if spec["source"] == "toy":
         return {"mem_mb": TOY_MEM_MB, "runtime": runtime, "gpu": spec["gpus"]}
-    weights = weights_gb({**spec, "params_billion": _planned_size(spec)})
+    weights = weights_gb({**spec, "params_billion": planned_size(spec)})
     return {"mem_mb": int(1024 * (HOST_MEMORY_BASE_GB + 1.2 * weights)), "runtime": runtime, "gpu": spec["gpus"]}
-
-
-def plan_lines(config: dict) -> list[str]:
-    """A table of every model's jobs per stage: GPUs, memory, expected and requested time."""
-    lines = [f"{'model':<18} {'stage':<12} {'gpus':>4} {'gpu mem GB':>10} {'host GB':>7} {'expected h':>10} {'requested h':>11}"]
-    for model in sorted(config["models"]):
-        spec = config["models"][model]
-        sized = {**spec, "params_billion": _planned_size(spec)}
-        gpu_memory = "-" if spec["source"] == "toy" or not spec["gpus"] else f"{gpu_memory_needed_gb(sized):.0f}"
-        for stage in STAGES:
-            if stage == "ablations" and model != ablation_model(config):
-                continue
-            job = model_job_resources(config, model, stage)
-            lines.append(
-                f"{model:<18} {stage:<12} {job['gpu']:>4} {gpu_memory:>10} {job['mem_mb'] / 1024:>7.0f}"
-                f" {estimated_minutes(config, model, stage) / 60:>10.2f} {job['runtime'] / 60:>11.2f}"
-            )
-    return lines
-
-
-def plan_resources(settings: dict, config: str) -> None:
-    """CLI: print what every model's jobs of a config file ask for, and how long they should take.
-
-    Data and weights need not be on this machine: a run is often planned before they are fetched.
-    """
-    from amps.core.config import load_config  # here: amps.core.config imports this module
-
-    print("\n".join(plan_lines(load_config(config, check_paths=False))))
 
 
 def toy_training_minutes(config: dict, model: str) -> float:

@@ -6,16 +6,12 @@ Nothing here imports torch or transformers: the gathering and summary jobs start
 
 from __future__ import annotations
 
-import logging
 from typing import Sequence
 
-import numpy as np
 import pandas as pd
 
-from amps.core.io import read_table, write_table
 from amps.vocabulary import MODALITIES, ORDERS
 
-log = logging.getLogger(__name__)
 
 #: Columns of the MCR table (shards and the gathered table), in order.
 COLUMNS = [
@@ -84,47 +80,3 @@ def gather_shards(shard_tables: Sequence[pd.DataFrame], shard_names: Sequence[st
     return gathered.reset_index(drop=True)[COLUMNS]
 
 
-def summarize(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Per model, split and task (``all`` for the whole): counts, mean scores, MCR mean/median/spread.
-
-    Records with non-finite values are counted in ``n_problem`` and left out of the means.
-    """
-    rows = []
-    for model, table in tables.items():
-        for split in ["all", *sorted(table["split"].unique())]:
-            for task in ["all", *sorted(table["task"].unique())]:
-                part = table[((table["split"] == split) | (split == "all")) & ((table["task"] == task) | (task == "all"))]
-                if part.empty:
-                    continue
-                good = part[part["problem"] == ""]
-                rows.append(
-                    {
-                        "model": model,
-                        "split": split,
-                        "task": task,
-                        "n": len(part),
-                        "n_problem": len(part) - len(good),
-                        "mcs_text_mean": good["mcs_text"].mean(),
-                        "mcs_image_mean": good["mcs_image"].mean(),
-                        "mcr_mean": good["mcr"].mean(),
-                        "mcr_median": good["mcr"].median(),
-                        "mcr_sd": good["mcr"].std(),
-                        "mcr_se_median": good["mcr_se"].median(),
-                        "mcr_fisher_mean": good["mcr_fisher"].mean(),
-                        "mcr_fisher_median": good["mcr_fisher"].median(),
-                        "clean_vision_share": float(
-                            np.mean([(good[f"clean_choice_{order}"] == "vision").mean() for order in ORDERS])
-                        ),
-                    }
-                )
-    return pd.DataFrame(rows)
-
-
-def summarize_mcr(settings: dict, tables: str, output: str) -> None:
-    """CLI step: the MCR summary table over all models (``settings["models"]`` names the tables in order)."""
-    paths = tables.split(",")
-    if len(paths) != len(settings["models"]):
-        raise ValueError(f"{len(paths)} MCR tables for {len(settings['models'])} models {settings['models']}")
-    summary = summarize({model: read_table(path) for model, path in zip(settings["models"], paths)})
-    summary.insert(0, "run", settings["run_name"])
-    write_table(output, summary)

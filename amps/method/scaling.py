@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from amps.report import mcr_sensitivity as sensitivity
+from amps import statistics
 from amps.vocabulary import ESTIMATORS
 
 #: Bisection steps of the normaliser (the factor mean is then 1 to about 1e-12).
@@ -211,13 +211,13 @@ def sign_test(mcr: pd.Series, reaction: pd.Series, confidence: float, resamples:
 
     A positive correlation means high-MCR records react late (they tolerate strong steering), so γ
     must grow with MCR: β > 0; and conversely. Records whose MCR failed are left out; records that
-    never react rank above every record that does (:func:`amps.report.mcr_sensitivity.spearman`).
+    never react rank above every record that does (:func:`amps.statistics.spearman`).
     """
     mcr_values = mcr.to_numpy(dtype=np.float64)
     finite = np.isfinite(mcr_values)
     x, y = mcr_values[finite], reaction.to_numpy(dtype=np.float64)[finite]
-    rho = sensitivity.spearman(x, y)
-    low, high, _defined = sensitivity.bootstrap_interval(x, y, resamples, seed, confidence)
+    rho = statistics.spearman(x, y)
+    low, high, _defined = statistics.bootstrap_interval(x, y, resamples, seed, confidence)
     excludes_zero = math.isfinite(low) and math.isfinite(high) and (low > 0 or high < 0)
     sign = (1 if rho > 0 else -1) if excludes_zero and math.isfinite(rho) else 0
     return SignTest(rho, low, high, int(finite.sum()), sign)

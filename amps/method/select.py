@@ -38,8 +38,8 @@ from amps.data.benchmark import Benchmark
 from amps.core.io import write_json, write_table
 from amps.method.methods import VectorSteering, module_name, module_steering
 from amps.models.interface import MultimodalModel, load_model
-from amps.report.scoring import reaction_table, shift_and_collapse
-from amps.report.mcr_sensitivity import group_seed
+from amps.metrics import reaction_table, shift_and_collapse
+from amps.statistics import group_seed
 from amps.method.fit import scaling_candidates
 from amps.method.vectors import load_mcr, mcr_of, record_vectors
 from amps.vocabulary import DIRECTIONS

@@ -33,7 +33,7 @@ from amps.core.io import read_json, write_table
 from amps.method.methods import VectorSteering, module_name, module_steering
 from amps.models.interface import MultimodalModel, load_model
 from amps.method.scaling import Scaling
-from amps.report.scoring import shift_and_collapse, target_metrics
+from amps.metrics import shift_and_collapse, target_metrics
 from amps.method.vectors import RecordVectors, load_mcr, mcr_of, record_vectors
 from amps.vocabulary import DIRECTIONS, INSTRUCTION_FOR, METHODS
 

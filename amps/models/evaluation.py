@@ -1,7 +1,7 @@
 """Preference evaluation: ask records in both option orders and parse the answers.
 
 Each answer row names the record, its condition and option order, the answer, the letter it chose
-and the modality it followed; :mod:`amps.report.scoring` turns these rows into MC²'s scores.
+and the modality it followed; :mod:`amps.metrics` turns these rows into MC²'s scores.
 """
 
 from __future__ import annotations

@@ -1,15 +1,5 @@
-"""AMPS's tables: scores of every measured point, the main table, scales, matched shift, collapse budgets, selection, ablations.
-
-Definitions (per model, direction and task; "target" is the direction's modality):
-
-* ``shift``: the share of records that follow the target in both option orders, minus that share
-  without steering (the record-level view: a letter pushed to one side never counts as a shift);
-* ``ratio_shift``: the pooled vision ratio's change toward the target (sign flipped for ``to_text``);
-* ``s_other`` (collapse) and ``collapse``: S_other pooled over both orders, and its increase over
-  no steering;
-* ``agreeing_accuracy``: the share of agreeing-control answers that name the (true) image answer,
-  measured at each method's main (validation-chosen) setting, and ``agreeing_change`` against no
-  steering.
+"""AMPS's comparison tables: scales, matched shift, collapse budgets, validation choices and ablations, from the
+point scores of :mod:`amps.report.amps_scores`.
 
 Every comparison reads measured points of each method's strength curve (:mod:`amps.method.curves`):
 
@@ -20,127 +10,24 @@ Every comparison reads measured points of each method's strength curve (:mod:`am
 * collapse budgets (``amps_budget``): the largest measured shift of each method with collapse
   within each budget of ``amps.collapse_budgets``, the strength it took, and whether the curve is
   resolved (neighbours within ``amps.curve.tolerance``) where it is read.
-
-Every table is written as CSV (numbers) and, beside it, as Markdown and LaTeX (mean ± sd over
-seeds where there are several).
 """
 
 from __future__ import annotations
 
-import logging
 import math
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from amps.method.curves import Curve, CurvePoint, CurveSettings
-from amps.core.io import read_json, read_table, write_table, write_text
-from amps.report.scoring import record_choices
+from amps.metrics import conflict_metrics
+from amps.report.amps_scores import baseline_as_points, mean_sd
 from amps.vocabulary import ABLATION_FAMILIES, COMPARED, CURVE_METHODS, DIRECTIONS, LEARNED, METHOD_LABELS, SELECTED, TABLE_METHODS
-
-log = logging.getLogger(__name__)
-
-POINT_KEYS = ["model", "method", "direction", "seed", "strength"]
 
 
 # ----------------------------------------------------------------------------- scores
 
 
-def baseline_as_points(baseline: pd.DataFrame) -> pd.DataFrame:
-    """The baseline's uninstructed and agreeing answers as the ``none`` method, listed under both directions."""
-    kept = baseline[baseline["condition"].isin(["none", "agreeing"])]
-    kept = kept.assign(condition=kept["condition"].replace({"none": "conflict"}), method="none", seed=0,
-                       strength=0.0, main=True)
-    return pd.concat([kept.assign(direction=direction) for direction in DIRECTIONS], ignore_index=True)
-
-
-def _conflict_metrics(answers: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Per group: n records, S_vision, S_text, S_other, vision ratio, rate of "A", record-level vision and text shares."""
-    pooled = answers.groupby(keys).agg(
-        n_answers=("choice", "size"),
-        s_vision=("choice", lambda c: (c == "vision").mean()),
-        s_text=("choice", lambda c: (c == "text").mean()),
-        s_other=("choice", lambda c: (c == "other").mean()),
-        rate_a=("letter", lambda l: (l == "A").mean()),
-    )
-    decided = pooled["s_vision"] + pooled["s_text"]
-    pooled["vision_ratio"] = (pooled["s_vision"] / decided).where(decided > 0)
-    records = record_choices(answers, keys)
-    per_record = records.groupby(keys).agg(
-        n_records=("choice", "size"),
-        record_vision=("choice", lambda c: (c == "vision").mean()),
-        record_text=("choice", lambda c: (c == "text").mean()),
-    )
-    return pooled.join(per_record).reset_index()
-
-
-def point_scores(answers: pd.DataFrame) -> pd.DataFrame:
-    """Scores of every (model, method, direction, seed, strength) per task and overall.
-
-    ``answers`` must include the ``none`` method (:func:`baseline_as_points`); shifts and changes
-    are taken against it.
-    """
-    if "none" not in set(answers["method"]):
-        raise ValueError("the answers lack the unsteered reference (method 'none')")
-    whole = answers.assign(task="all")
-    both = pd.concat([whole, answers], ignore_index=True)
-    keys = POINT_KEYS + ["task"]
-    conflict = _conflict_metrics(both[both["condition"] == "conflict"], keys)
-    agreeing = (
-        both[both["condition"] == "agreeing"]
-        .groupby(keys)["choice"].apply(lambda c: (c == "vision").mean()).rename("agreeing_accuracy").reset_index()
-    )
-    scores = conflict.merge(agreeing, on=keys, how="left")
-    main = answers.groupby(POINT_KEYS)["main"].first().reset_index()
-    scores = scores.merge(main, on=POINT_KEYS, how="left")
-    scores["record_target"] = np.where(scores["direction"] == "to_vision", scores["record_vision"], scores["record_text"])
-    reference = scores[scores["method"] == "none"].set_index(["model", "direction", "task"])
-    ref = reference.reindex(pd.MultiIndex.from_frame(scores[["model", "direction", "task"]]))
-    toward = np.where(scores["direction"] == "to_vision", 1.0, -1.0)
-    scores["shift"] = scores["record_target"].to_numpy() - ref["record_target"].to_numpy()
-    scores["ratio_shift"] = toward * (scores["vision_ratio"].to_numpy() - ref["vision_ratio"].to_numpy())
-    scores["collapse"] = scores["s_other"].to_numpy() - ref["s_other"].to_numpy()
-    scores["agreeing_change"] = scores["agreeing_accuracy"].to_numpy() - ref["agreeing_accuracy"].to_numpy()
-    order = {method: rank for rank, method in enumerate(TABLE_METHODS)}
-    scores = scores.sort_values(["model", "direction", "task", "method", "seed", "strength"],
-                                key=lambda column: column.map(order) if column.name == "method" else column)
-    return scores.reset_index(drop=True)
-
-
 # ----------------------------------------------------------------------------- tables
-
-
-def _mean_sd(frame: pd.DataFrame, keys: list[str], columns: list[str]) -> pd.DataFrame:
-    """Mean and sample sd (0 for a single value) of ``columns`` per group, as ``{column}`` and ``{column}_sd``."""
-    grouped = frame.groupby(keys, sort=False)[columns]
-    means = grouped.mean()
-    spreads = grouped.std(ddof=1).fillna(0.0).add_suffix("_sd")
-    counts = grouped.size().rename("seeds")
-    return pd.concat([means, spreads, counts], axis=1).reset_index()
-
-
-def main_points(scores: pd.DataFrame) -> pd.DataFrame:
-    """Each method's main setting over all tasks, averaged over seeds (with sd)."""
-    main = scores[scores["main"].astype(bool) & (scores["task"] == "all")]
-    columns = ["shift", "collapse", "s_other", "ratio_shift", "vision_ratio", "agreeing_accuracy", "agreeing_change", "strength"]
-    return _mean_sd(main, ["model", "method", "direction"], columns)
-
-
-def main_table(scores: pd.DataFrame) -> pd.DataFrame:
-    """Methods × models, both directions: shift, collapse and agreeing accuracy at each method's main setting."""
-    points = main_points(scores)
-    wide = []
-    for direction in DIRECTIONS:
-        part = points[points["direction"] == direction].drop(columns="direction").set_index(["model", "method"])
-        keep = ["shift", "shift_sd", "collapse", "collapse_sd", "s_other", "agreeing_accuracy", "agreeing_accuracy_sd", "strength"]
-        wide.append(part[keep].add_prefix(f"{direction}."))
-    table = pd.concat(wide, axis=1).reset_index()
-    table.insert(2, "label", table["method"].map(METHOD_LABELS))
-    table.insert(3, "seeds", points.groupby(["model", "method"])["seeds"].max().reindex(
-        pd.MultiIndex.from_frame(table[["model", "method"]])).to_numpy())
-    order = {method: rank for rank, method in enumerate(TABLE_METHODS)}
-    return table.sort_values(["model", "method"], key=lambda c: c.map(order) if c.name == "method" else c).reset_index(drop=True)
 
 
 def curve_of(scores: pd.DataFrame) -> pd.DataFrame:
@@ -199,7 +86,7 @@ def matched_table(scores: pd.DataFrame) -> pd.DataFrame:
     if per_seed.empty:
         return per_seed
     columns = [column for column in per_seed.columns if column not in ("model", "direction", "seed")]
-    table = _mean_sd(per_seed, ["model", "direction"], columns)
+    table = mean_sd(per_seed, ["model", "direction"], columns)
     # Means skip seeds whose shift a method never reaches: say over how many seeds each comparison holds.
     reached = per_seed.groupby(["model", "direction"], sort=False)[[f"{method}_minus_amps" for method in COMPARED]].count()
     reached.columns = [f"{method}_seeds_matched" for method in COMPARED]
@@ -232,7 +119,7 @@ def budget_table(scores: pd.DataFrame, budgets: list[float], settings: CurveSett
         rows.append(row)
     per_seed = pd.DataFrame(rows)
     columns = [column for column in per_seed.columns if column.startswith(("shift_within", "strength_within"))]
-    table = _mean_sd(per_seed, ["model", "direction", "method"], columns + ["points"])
+    table = mean_sd(per_seed, ["model", "direction", "method"], columns + ["points"])
     resolved = per_seed.groupby(["model", "direction", "method"], sort=False)["resolved"].sum().rename("curves_resolved")
     table = table.merge(resolved.reset_index(), on=["model", "direction", "method"])
     table.insert(3, "label", table["method"].map(METHOD_LABELS))
@@ -317,8 +204,8 @@ def ablation_table(ablations: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFr
     if baseline.empty:
         raise ValueError(f"no baseline answers of the ablation model {model!r} to take shift and collapse against")
     keys = ["family", "value", "method"]
-    metrics = _conflict_metrics(ablations.assign(condition="conflict"), keys)
-    unsteered = _conflict_metrics(baseline_as_points(baseline).query("condition == 'conflict' and direction == @direction")
+    metrics = conflict_metrics(ablations.assign(condition="conflict"), keys)
+    unsteered = conflict_metrics(baseline_as_points(baseline).query("condition == 'conflict' and direction == @direction")
                                   .assign(family="", value="", method="none"), keys).iloc[0]
     target = "record_vision" if direction == "to_vision" else "record_text"
     metrics["shift"] = metrics[target] - unsteered[target]
@@ -341,115 +228,6 @@ def ablation_table(ablations: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFr
 # ----------------------------------------------------------------------------- rendering
 
 
-def _cell(value) -> str:
-    if isinstance(value, (bool, np.bool_)):
-        return "yes" if value else "no"
-    if isinstance(value, (float, np.floating)):
-        return "" if not math.isfinite(value) else f"{value:.3f}"
-    return str(value)
-
-
-def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """Cells as text; a ``{x}`` column with a ``{x}_sd`` beside it reads "mean ± sd" where the sd is not zero."""
-    shown = pd.DataFrame(index=frame.index)
-    for column in frame.columns:
-        if column.endswith("_sd") and column[:-3] in frame.columns:
-            continue
-        cells = frame[column].map(_cell)
-        spread = f"{column}_sd"
-        if spread in frame.columns:
-            sd = frame[spread]
-            cells = [f"{cell} ± {s:.3f}" if cell and isinstance(s, float) and math.isfinite(s) and s > 0 else cell
-                     for cell, s in zip(cells, sd)]
-        shown[column] = cells
-    return shown
-
-
-def to_markdown(frame: pd.DataFrame) -> str:
-    """A GitHub Markdown table of the display cells."""
-    shown = display_frame(frame)
-    lines = ["| " + " | ".join(shown.columns) + " |", "| " + " | ".join("---" for _ in shown.columns) + " |"]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in shown.itertuples(index=False)]
-    return "\n".join(lines) + "\n"
-
-
-_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$"}
-
-
-def _latex_escape(text: str) -> str:
-    return "".join(_LATEX_SPECIAL.get(character, character) for character in text)
-
-
-def to_latex(frame: pd.DataFrame, caption: str) -> str:
-    """A booktabs LaTeX table of the display cells."""
-    shown = display_frame(frame)
-    header = " & ".join(_latex_escape(column) for column in shown.columns) + r" \\"
-    body = [" & ".join(_latex_escape(cell) for cell in row) + r" \\" for row in shown.itertuples(index=False)]
-    return "\n".join([
-        r"\begin{table}[t]", r"\centering", r"\small", f"\\caption{{{_latex_escape(caption)}}}",
-        r"\begin{tabular}{" + "l" * len(shown.columns) + "}", r"\toprule", header, r"\midrule", *body,
-        r"\bottomrule", r"\end{tabular}", r"\end{table}",
-    ]) + "\n"
-
-
-def write_report_table(csv_path: str, frame: pd.DataFrame, caption: str) -> None:
-    """Write ``frame`` as CSV at ``csv_path`` and as Markdown (.md) and LaTeX (.tex) beside it."""
-    path = Path(csv_path)
-    write_table(path, frame)
-    write_text(path.with_suffix(".md"), f"{caption}\n\n{to_markdown(frame)}")
-    write_text(path.with_suffix(".tex"), to_latex(frame, caption))
-
-
 # ----------------------------------------------------------------------------- CLI
 
 
-def _paths(value: str) -> list[str]:
-    return [path for path in value.split(",") if path]
-
-
-def summarize_amps(
-    settings: dict, answers: str, baselines: str, selections: str, ablations: str,
-    scores: str, main: str, scale: str, matched: str, budget: str, selection: str, ablation: str,
-) -> None:
-    """CLI step: every AMPS table from the steered answers, baselines, validation choices and ablations.
-
-    ``answers``, ``baselines``, ``selections`` and ``ablations`` are comma-separated paths; the
-    selection files follow ``settings["models"]``. Each table path is a CSV; Markdown and LaTeX
-    are written beside it. ``settings``: ``run_name``, ``benchmark_label``, ``models``,
-    ``ablation_model``, ``collapse_budgets`` and ``curve`` (the config's ``amps.curve``).
-    """
-    run = settings["run_name"]
-    baseline = pd.concat([read_table(path) for path in _paths(baselines)], ignore_index=True)
-    steered = pd.concat([read_table(path) for path in _paths(answers)], ignore_index=True)
-    parameters = steered.groupby("model")["parameters"].first()
-    everything = pd.concat([baseline_as_points(baseline), steered.drop(columns=["layer", "parameters"])], ignore_index=True)
-    table = point_scores(everything)
-    write_table(scores, table.assign(run=run))
-    main_frame = main_table(table)
-    matched_frame = matched_table(table)
-    curve = CurveSettings.from_config(settings["curve"])
-    budget_frame = budget_table(table, settings["collapse_budgets"], curve)
-    chosen = {model: read_json(path) for model, path in zip(settings["models"], _paths(selections))}
-    ablation_answers = pd.concat([read_table(path) for path in _paths(ablations)], ignore_index=True) if _paths(ablations) else pd.DataFrame()
-    ablation_frame = ablation_table(ablation_answers, baseline)
-    label = f"({run}, {settings['benchmark_label']})"
-    write_report_table(main, main_frame.assign(run=run),
-                       f"Shift and collapse at each method's validation-chosen strength, both directions {label}")
-    write_report_table(scale, scale_table(main_frame, parameters, matched_frame).assign(run=run),
-                       f"Steering across model scales {label}")
-    write_report_table(matched, matched_frame.assign(run=run),
-                       "Collapse of each method where its measured curve reaches AMPS's shift, between the bracketing "
-                       f"measured points (other minus AMPS; mean ± sd over seeds) {label}")
-    write_report_table(budget, budget_frame.assign(run=run),
-                       f"Largest measured shift of each method with collapse within each budget; curves of at most "
-                       f"{curve.max_points} points, resolved where neighbours differ by at most {curve.tolerance:g} "
-                       f"(curves_resolved counts the seeds) {label}")
-    write_report_table(selection, selection_table(chosen).assign(run=run),
-                       f"Validation choices: each method's strength from its own validation outputs; AMPS's link, beta, "
-                       f"r_anchor and factors {label}")
-    write_report_table(ablation, ablation_frame.assign(run=run),
-                       f"Ablations on {settings['ablation_model']} {label}")
-    log.info("main table:\n%s", to_markdown(main_frame))
-    log.info("matched shift:\n%s", to_markdown(matched_frame))
-    log.info("collapse budgets:\n%s", to_markdown(budget_frame))

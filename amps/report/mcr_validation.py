@@ -14,18 +14,16 @@ Nothing here imports torch or transformers.
 
 from __future__ import annotations
 
-import logging
 
 import numpy as np
 import pandas as pd
 
-from amps.report import mcr_sensitivity as sensitivity
-from amps.data.benchmark import Benchmark
-from amps.core.io import read_table, write_table
+from amps.statistics import bootstrap_interval, group_seed, spearman
 from amps.vocabulary import ESTIMATORS
 
-log = logging.getLogger(__name__)
 
+#: Quantile bins of a model's test MCR in the vision-share table.
+VISION_BINS = 5
 #: The ground-truth columns a world benchmark carries.
 STRENGTHS = ("image_strength", "text_strength")
 
@@ -48,8 +46,8 @@ def correlations(mcr: dict[str, pd.DataFrame], records: pd.DataFrame, resamples:
             values = indexed[column].where(indexed["problem"].fillna("") == "").astype(float)
             finite = values[np.isfinite(values.to_numpy())]
             x, y = finite.to_numpy(), truth.reindex(finite.index).to_numpy(dtype=float)
-            low, high, _defined = sensitivity.bootstrap_interval(x, y, resamples, sensitivity.group_seed(seed, model, estimator))
-            rows.append({"model": model, "estimator": estimator, "column": column, "spearman": sensitivity.spearman(x, y),
+            low, high, _defined = bootstrap_interval(x, y, resamples, group_seed(seed, model, estimator))
+            rows.append({"model": model, "estimator": estimator, "column": column, "spearman": spearman(x, y),
                          "low": low, "high": high, "records": len(finite), "left_out": int(len(values) - len(finite))})
     return pd.DataFrame(rows)
 
@@ -74,15 +72,3 @@ def vision_by_bin(mcr: dict[str, pd.DataFrame], baselines: pd.DataFrame, bins: i
     return pd.DataFrame(rows)
 
 
-def validate_mcr(settings: dict, mcr: str, benchmark_dir: str, baselines: str, correlations_table: str, bins_table: str) -> None:
-    """CLI step: the MCR against the world's ground-truth balance (``mcr`` and ``baselines``: comma-separated
-    tables in the order of ``settings["models"]``). ``settings``: ``run_name``, ``models``, ``bootstrap``,
-    ``seed``, ``bins``."""
-    tables = dict(zip(settings["models"], (read_table(path) for path in mcr.split(","))))
-    records = Benchmark(benchmark_dir).records
-    answers = pd.concat([read_table(path) for path in baselines.split(",")], ignore_index=True)
-    linked = correlations(tables, records, settings["bootstrap"], settings["seed"])
-    binned = vision_by_bin(tables, answers, settings["bins"])
-    write_table(correlations_table, linked.assign(run=settings["run_name"]))
-    write_table(bins_table, binned.assign(run=settings["run_name"]))
-    log.info("MCR against the ground-truth balance:\n%s", linked.to_string(index=False))

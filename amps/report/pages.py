@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 
-from amps.core.io import atomic_path, read_table
 
 PAGE_STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #1f2328; }
@@ -32,10 +31,3 @@ def table_page(table_name: str, run_name: str, benchmark_label: str, body: str, 
     )
 
 
-def render_table(settings: dict, table: str, output: str) -> None:
-    """CLI step: write a results table (CSV) as an HTML page titled with its name and run."""
-    frame = read_table(table)
-    body = frame.to_html(index=False, na_rep="", float_format=lambda value: f"{value:.4g}", border=0)
-    page = table_page(settings["table"], settings["run_name"], settings["benchmark_label"], body, len(frame))
-    with atomic_path(output) as tmp:
-        tmp.write_text(page, encoding="utf-8")

@@ -115,7 +115,7 @@ def steering_sweep(settings: SteeringSweep, benchmark_dir: str, model: str, acti
     from amps.core.io import write_table
     from amps.data.benchmark import Benchmark
     from amps.models.interface import load_model
-    from amps.report.scoring import record_table, sensitivity, sweep_overview
+    from amps.metrics import record_table, sensitivity, sweep_overview
     from amps.steering.activations import Activations
     from amps.steering.sweep import sorted_alphas, sweep_answers
 

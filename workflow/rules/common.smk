@@ -1,13 +1,12 @@
-# Shared helpers: output locations, each step's settings for its params, per-model resources.
-from amps.core.settings import settings_json
+# Shared helpers: output locations, each step's settings for its params, per-model inputs and resources.
 from amps.core.resources import ablation_model, model_job_resources, toy_training_minutes, toy_training_resources
+from amps.core.settings import model_names
+from amps.vocabulary import AMPS_TABLES
 
 OUT = f"results/{config['run_name']}"
-MODELS = sorted(config["models"])
-TOY_MODELS = [name for name in MODELS if config["models"][name]["source"] == "toy"]
-BENCHMARK_LABEL = (
-    "offline conflict world, toy models" if config["benchmark"]["source"] == "world" else "MC²"
-)
+MODELS = list(model_names(config))
+# The model of the ablations and the examples figure: amps.ablation.model, else the config's first model.
+ABLATION_MODEL = ablation_model(config)
 
 
 def step_params(step, **context):
@@ -15,15 +14,15 @@ def step_params(step, **context):
     return step.from_config(config, **context).to_params()
 
 
-def model_location(wildcards):
+def model_location(model):
     """Where a model loads from: the trained folder for toy models, else the configured path."""
-    spec = config["models"][wildcards.model]
-    return f"{OUT}/models/{wildcards.model}" if spec["source"] == "toy" else spec["path"]
+    spec = config["models"][model]
+    return f"{OUT}/models/{model}" if spec["source"] == "toy" else spec["path"]
 
 
-def model_inputs(wildcards):
+def model_inputs(model):
     """Inputs of a job that runs a model: the trained folder for toy models, nothing for pretrained ones."""
-    return [f"{OUT}/models/{wildcards.model}"] if config["models"][wildcards.model]["source"] == "toy" else []
+    return [f"{OUT}/models/{model}"] if config["models"][model]["source"] == "toy" else []
 
 
 def model_resources(model, stage="evaluate"):
@@ -40,7 +39,7 @@ def final_outputs():
         f"{OUT}/tables/sweep_scores.csv",
         f"{OUT}/figures/sweep.pdf",
         f"{OUT}/tables/amps_scores.csv",
-        *[f"{OUT}/tables/amps_{name}.{kind}" for name in ("main", "scale", "matched", "budget", "selection", "ablation") for kind in ("csv", "md", "tex")],
+        *[f"{OUT}/tables/amps_{name}.{kind}" for name in AMPS_TABLES for kind in ("csv", "md", "tex")],
         f"{OUT}/figures/amps_tradeoff.pdf",
         f"{OUT}/figures/amps_examples.pdf",
         f"{OUT}/tables/mcr_summary.csv",

@@ -1,15 +1,11 @@
-# AMPS: validation choices (strengths, sign of beta, beta, r_anchor), the Learn-to-Steer and AMPS
-# modules, the steered evaluation of every method and direction on the test split, ablations, tables
-# and figures.
+# AMPS and the methods it is compared with: the Learn-to-Steer and AMPS modules, each method's validation
+# choice (strength; AMPS's sign of beta, beta and r_anchor), the steered evaluation of every method and
+# direction on the test split, and the ablations. Their tables and figures are drawn by report.smk.
 import os
-from types import SimpleNamespace
 
 from amps.method.steps import AblateAmps, SelectAmps, SteeredEval, TrainSteerers
 from amps.vocabulary import ABLATION_FAMILIES, DIRECTIONS, METHODS
 
-ABLATION_MODEL = ablation_model(config)
-ABLATION_WILDCARDS = SimpleNamespace(model=ABLATION_MODEL)
-ABLATION_DIRECTION = config["amps"]["ablation"]["direction"]
 # The MCR table of a model (gathered from its shards, every split).
 MCR_TABLE = f"{OUT}/mcr/{{model}}.parquet"
 
@@ -45,7 +41,7 @@ rule select_amps:
     """Each method's strength from its own validation outputs; AMPS's sign of beta, beta and r_anchor on its trained candidates."""
     input:
         benchmark=f"{OUT}/benchmark",
-        model=model_inputs,
+        model=lambda wildcards: model_inputs(wildcards.model),
         tensors=f"{OUT}/activations/{{model}}.safetensors",
         index=f"{OUT}/activations/{{model}}.json",
         mcr=MCR_TABLE,
@@ -55,7 +51,7 @@ rule select_amps:
         scan=f"{OUT}/amps/{{model}}/validation_scan.csv",
     params:
         settings=lambda wildcards: step_params(SelectAmps, model=wildcards.model),
-        model=model_location,
+        model=lambda wildcards: model_location(wildcards.model),
     threads: config["threads"]
     log:
         f"{OUT}/logs/select_amps/{{model}}.log",
@@ -81,7 +77,7 @@ rule steered_eval:
     """
     input:
         benchmark=f"{OUT}/benchmark",
-        model=model_inputs,
+        model=lambda wildcards: model_inputs(wildcards.model),
         tensors=f"{OUT}/activations/{{model}}.safetensors",
         index=f"{OUT}/activations/{{model}}.json",
         mcr=MCR_TABLE,
@@ -91,7 +87,7 @@ rule steered_eval:
         expand(f"{OUT}/amps/{{{{model}}}}/answers/{{method}}-{{direction}}.parquet", method=METHODS, direction=list(DIRECTIONS)),
     params:
         settings=lambda wildcards: step_params(SteeredEval, model=wildcards.model),
-        model=model_location,
+        model=lambda wildcards: model_location(wildcards.model),
         # The folder of the answers tables (each output is <folder>/<method>-<direction>.parquet).
         answers=lambda wildcards, output: os.path.dirname(output[0]),
     threads: config["threads"]
@@ -115,7 +111,7 @@ rule ablate_amps:
     """Every ablation family on the ablation model: each variant retrains AMPS (and reruns AMPS-online) on the test split."""
     input:
         benchmark=f"{OUT}/benchmark",
-        model=model_inputs(ABLATION_WILDCARDS),
+        model=model_inputs(ABLATION_MODEL),
         tensors=f"{OUT}/activations/{ABLATION_MODEL}.safetensors",
         index=f"{OUT}/activations/{ABLATION_MODEL}.json",
         mcr=MCR_TABLE.format(model=ABLATION_MODEL),
@@ -124,7 +120,7 @@ rule ablate_amps:
         expand(f"{OUT}/amps/ablations/{{family}}.parquet", family=ABLATION_FAMILIES),
     params:
         settings=step_params(AblateAmps),
-        model=lambda wildcards: model_location(ABLATION_WILDCARDS),
+        model=model_location(ABLATION_MODEL),
         # The folder of the family tables (each output is <folder>/<family>.parquet).
         output_dir=lambda wildcards, output: os.path.dirname(output[0]),
     threads: config["threads"]
@@ -144,122 +140,3 @@ rule ablate_amps:
         "amps ablate-amps --settings {params.settings:q} --benchmark-dir {input.benchmark} --model {params.model}"
         " --activations {input.tensors} --mcr {input.mcr} --selection {input.selection} --output-dir {params.output_dir}"
         " --max-batch {resources.mcr_max_batch} > {log} 2>&1"
-
-
-rule summarize_amps:
-    """AMPS's tables (scores, main, scales, matched shift, collapse budgets, validation choices, ablations): CSV, Markdown, LaTeX."""
-    input:
-        answers=expand(
-            f"{OUT}/amps/{{model}}/answers/{{method}}-{{direction}}.parquet",
-            model=MODELS,
-            method=METHODS,
-            direction=list(DIRECTIONS),
-        ),
-        baselines=expand(f"{OUT}/baseline/{{model}}.parquet", model=MODELS),
-        selections=expand(f"{OUT}/amps/{{model}}/selection.json", model=MODELS),
-        ablations=expand(f"{OUT}/amps/ablations/{{family}}.parquet", family=ABLATION_FAMILIES),
-    output:
-        scores=f"{OUT}/tables/amps_scores.csv",
-        main=multiext(f"{OUT}/tables/amps_main", ".csv", ".md", ".tex"),
-        scale=multiext(f"{OUT}/tables/amps_scale", ".csv", ".md", ".tex"),
-        matched=multiext(f"{OUT}/tables/amps_matched", ".csv", ".md", ".tex"),
-        budget=multiext(f"{OUT}/tables/amps_budget", ".csv", ".md", ".tex"),
-        selection=multiext(f"{OUT}/tables/amps_selection", ".csv", ".md", ".tex"),
-        ablation=multiext(f"{OUT}/tables/amps_ablation", ".csv", ".md", ".tex"),
-    params:
-        settings=settings_json(
-            {
-                "run_name": config["run_name"],
-                "benchmark_label": BENCHMARK_LABEL,
-                "models": MODELS,
-                "ablation_model": ABLATION_MODEL,
-                "collapse_budgets": config["amps"]["collapse_budgets"],
-                "curve": config["amps"]["curve"],
-            }
-        ),
-        answers=lambda wildcards, input: ",".join(input.answers),
-        baselines=lambda wildcards, input: ",".join(input.baselines),
-        selections=lambda wildcards, input: ",".join(input.selections),
-        ablations=lambda wildcards, input: ",".join(input.ablations),
-        # Each table's CSV path (its Markdown and LaTeX are written beside it).
-        main=lambda wildcards, output: output.main[0],
-        scale=lambda wildcards, output: output.scale[0],
-        matched=lambda wildcards, output: output.matched[0],
-        budget=lambda wildcards, output: output.budget[0],
-        selection=lambda wildcards, output: output.selection[0],
-        ablation=lambda wildcards, output: output.ablation[0],
-    log:
-        f"{OUT}/logs/summarize_amps.log",
-    benchmark:
-        f"{OUT}/benchmarks/summarize_amps.tsv"
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../envs/amps.yaml"
-    shell:
-        "amps summarize-amps --settings {params.settings:q} --answers {params.answers} --baselines {params.baselines}"
-        " --selections {params.selections} --ablations {params.ablations} --scores {output.scores}"
-        " --main {params.main} --scale {params.scale} --matched {params.matched} --budget {params.budget}"
-        " --selection {params.selection} --ablation {params.ablation} > {log} 2>&1"
-
-
-rule plot_tradeoff:
-    """Shift against collapse: the mean-steering curve and each learned method, per model and direction."""
-    input:
-        f"{OUT}/tables/amps_scores.csv",
-    output:
-        pdf=f"{OUT}/figures/amps_tradeoff.pdf",
-        png=report(
-            f"{OUT}/figures/amps_tradeoff.png",
-            caption="../report/figures/amps_tradeoff.rst",
-            category="Figures",
-            labels={"figure": "amps_tradeoff"},
-        ),
-    params:
-        settings=settings_json({"run_name": config["run_name"], "benchmark_label": BENCHMARK_LABEL}),
-    log:
-        f"{OUT}/logs/plot_tradeoff.log",
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    conda:
-        "../envs/amps.yaml"
-    shell:
-        "amps plot-tradeoff --settings {params.settings:q} --scores {input} --output {output.pdf} > {log} 2>&1"
-
-
-rule plot_examples:
-    """A few test records of the ablation model: answers under strong mean steering and under AMPS."""
-    input:
-        benchmark=f"{OUT}/benchmark",
-        mean=f"{OUT}/amps/{ABLATION_MODEL}/answers/mean-{ABLATION_DIRECTION}.parquet",
-        amps=f"{OUT}/amps/{ABLATION_MODEL}/answers/amps-{ABLATION_DIRECTION}.parquet",
-    output:
-        pdf=f"{OUT}/figures/amps_examples.pdf",
-        png=report(
-            f"{OUT}/figures/amps_examples.png",
-            caption="../report/figures/amps_examples.rst",
-            category="Figures",
-            labels={"figure": "amps_examples"},
-        ),
-    params:
-        settings=settings_json(
-            {
-                "run_name": config["run_name"],
-                "benchmark_label": BENCHMARK_LABEL,
-                "model_name": ABLATION_MODEL,
-                "direction": ABLATION_DIRECTION,
-                "examples": config["amps"]["examples"],
-            }
-        ),
-    log:
-        f"{OUT}/logs/plot_examples.log",
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    conda:
-        "../envs/amps.yaml"
-    shell:
-        "amps plot-examples --settings {params.settings:q} --mean-answers {input.mean} --amps-answers {input.amps}"
-        " --benchmark-dir {input.benchmark} --output {output.pdf} > {log} 2>&1"

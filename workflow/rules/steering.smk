@@ -1,4 +1,5 @@
-# Contrastive activations, and the uniform mean-steering sweep (strength grid, both directions).
+# Contrastive activations, and the uniform mean-steering sweep (strength grid, both directions); its table and
+# figure are drawn by report.smk.
 from amps.steering.steps import CollectActivations, SteeringSweep
 
 
@@ -6,13 +7,13 @@ rule collect_activations:
     """Last-token hidden states of every record under the plain, image and text prompts (both orders)."""
     input:
         benchmark=f"{OUT}/benchmark",
-        model=model_inputs,
+        model=lambda wildcards: model_inputs(wildcards.model),
     output:
         tensors=f"{OUT}/activations/{{model}}.safetensors",
         index=f"{OUT}/activations/{{model}}.json",
     params:
         settings=lambda wildcards: step_params(CollectActivations, model=wildcards.model),
-        model=model_location,
+        model=lambda wildcards: model_location(wildcards.model),
     threads: config["threads"]
     log:
         f"{OUT}/logs/collect_activations/{{model}}.log",
@@ -33,7 +34,7 @@ rule steering_sweep:
     """Mean steering at every strength of the grid, both directions, test split; per-sample sensitivity."""
     input:
         benchmark=f"{OUT}/benchmark",
-        model=model_inputs,
+        model=lambda wildcards: model_inputs(wildcards.model),
         tensors=f"{OUT}/activations/{{model}}.safetensors",
         index=f"{OUT}/activations/{{model}}.json",
     output:
@@ -42,7 +43,7 @@ rule steering_sweep:
         sensitivity=f"{OUT}/sweep/{{model}}/sensitivity.parquet",
     params:
         settings=lambda wildcards: step_params(SteeringSweep, model=wildcards.model),
-        model=model_location,
+        model=lambda wildcards: model_location(wildcards.model),
     threads: config["threads"]
     log:
         f"{OUT}/logs/steering_sweep/{{model}}.log",
@@ -58,51 +59,3 @@ rule steering_sweep:
         "amps steering-sweep --settings {params.settings:q} --benchmark-dir {input.benchmark}"
         " --model {params.model} --activations {input.tensors} --answers {output.answers}"
         " --records {output.records} --sensitivity-table {output.sensitivity} > {log} 2>&1"
-
-
-rule summarize_sweep:
-    """Sweep scores per model, direction, strength, task and view, with letter-bias columns."""
-    input:
-        answers=expand(f"{OUT}/sweep/{{model}}/answers.parquet", model=MODELS),
-        records=expand(f"{OUT}/sweep/{{model}}/records.parquet", model=MODELS),
-    output:
-        f"{OUT}/tables/sweep_scores.csv",
-    params:
-        settings=settings_json({"run_name": config["run_name"]}),
-        answers=lambda wildcards, input: ",".join(input.answers),
-        records=lambda wildcards, input: ",".join(input.records),
-    log:
-        f"{OUT}/logs/summarize_sweep.log",
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    conda:
-        "../envs/amps.yaml"
-    shell:
-        "amps summarize-sweep --settings {params.settings:q} --answers {params.answers}"
-        " --records {params.records} --scores {output} > {log} 2>&1"
-
-
-rule plot_sweep:
-    """Vision ratio and S_other against the steering strength, one panel per model."""
-    input:
-        f"{OUT}/tables/sweep_scores.csv",
-    output:
-        pdf=f"{OUT}/figures/sweep.pdf",
-        png=report(
-            f"{OUT}/figures/sweep.png",
-            caption="../report/figures/sweep.rst",
-            category="Figures",
-            labels={"figure": "sweep"},
-        ),
-    params:
-        settings=settings_json({"run_name": config["run_name"], "benchmark_label": BENCHMARK_LABEL}),
-    log:
-        f"{OUT}/logs/plot_sweep.log",
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    conda:
-        "../envs/amps.yaml"
-    shell:
-        "amps plot-sweep --settings {params.settings:q} --scores {input} --output {output.pdf} > {log} 2>&1"

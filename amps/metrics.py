@@ -1,45 +1,28 @@
-"""Scores of answer tables: S_vision, S_text, S_other and the vision ratio, per option order, pooled
-and per record, with the rate of answering "A"; the toy models' checks; the sweep's per-record
-tables, per-sample sensitivity and scores.
+"""The one place of the answer metrics: S_vision, S_text, S_other and the vision ratio, per option order,
+pooled and per record, with the rate of answering "A"; record-level choices; shift and collapse against no
+steering; the smallest strengths at which a record reacts; the sweep's per-record table and sensitivity.
 
 Scores follow MC²: S_vision, S_text and S_other sum to 1 and vision ratio = S_vision / (S_vision +
 S_text). They are reported for each option order, for both orders pooled (MC²'s protocol), and for
 the record-level view, where a record follows a modality only if both orders pick that modality's
 answer; ``rate_a`` (the share of answers that chose letter A) sits beside them so that a model
-pushed to one letter is not mistaken for a modality shift.
+pushed to one letter is not mistaken for a modality shift. Two formulas look alike but are not
+bit-equal and both stay: :func:`score`'s S_other is the complement of the decided shares, while
+:func:`conflict_metrics` (AMPS's tables) counts the answers that name no option.
 
 Nothing here imports torch or transformers: the table jobs that use it start in about a second.
 """
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import pandas as pd
 
-from amps.core.io import read_table, write_table
-from amps.vocabulary import ALPHA_UNIT, DIRECTIONS, ORDERS
+from amps.vocabulary import DIRECTIONS, ORDERS
 
-log = logging.getLogger(__name__)
 
 SWEEP_KEYS = ["model", "direction", "alpha"]
 SCORE_COLUMNS = ["n", "s_vision", "s_text", "s_other", "vision_ratio", "rate_a"]
-CHECK_COLUMNS = [
-    "model",
-    "agreeing_accuracy",
-    "agreeing_accuracy_image",
-    "agreeing_accuracy_text",
-    "follows_image_instruction",
-    "follows_text_instruction",
-    "blank_image_accuracy",
-    "uninstructed_vision_ratio",
-    "uninstructed_s_other",
-    "lowest_task_vision_ratio",
-    "highest_task_vision_ratio",
-    "leans_both_ways",
-    "passes",
-]
 
 
 def _shares(choices: pd.Series, letters: pd.Series) -> dict[str, float]:
@@ -123,65 +106,6 @@ def score(answers: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return table[keys + ["task", "view"] + SCORE_COLUMNS]
 
 
-def toy_checks(scores: pd.DataFrame, checks: dict) -> pd.DataFrame:
-    """The behaviour the toy models must show, per model, with pass/fail against the config (``evaluation.checks``).
-
-    A model passes when it answers agreeing records right with no instruction and under each (so it
-    does not "pick the option the text does not mention"), follows each instruction on conflicts,
-    answers the blank-image control under the image instruction at chance (it reads the image), gives
-    few answers naming no option, and has a pooled uninstructed vision ratio within the range.
-    ``leans_both_ways`` (one task's ratio at most the first bound of ``task_lean``, one's at least the
-    second) is reported beside it: the run needs it on some scales, not every model.
-    """
-    pooled = scores[scores["view"] == "pooled"].set_index(["model", "condition", "task"])
-    rows = []
-    for model in sorted(scores["model"].unique()):
-        whole = pooled.xs("all", level="task").loc[model]
-        tasks = pooled.loc[model].xs("none", level="condition").drop(index="all", errors="ignore")["vision_ratio"]
-        row = {
-            "model": model,
-            "agreeing_accuracy": whole.loc["agreeing", "s_vision"],
-            "agreeing_accuracy_image": whole.loc["agreeing_image", "s_vision"],
-            "agreeing_accuracy_text": whole.loc["agreeing_text", "s_vision"],
-            "follows_image_instruction": whole.loc["image", "s_vision"],
-            "follows_text_instruction": whole.loc["text", "s_text"],
-            "blank_image_accuracy": whole.loc["blank_image", "s_vision"],
-            "uninstructed_vision_ratio": whole.loc["none", "vision_ratio"],
-            "uninstructed_s_other": whole.loc["none", "s_other"],
-            "lowest_task_vision_ratio": tasks.min(),
-            "highest_task_vision_ratio": tasks.max(),
-        }
-        row["leans_both_ways"] = bool(row["lowest_task_vision_ratio"] <= checks["task_lean"][0]
-                                      and row["highest_task_vision_ratio"] >= checks["task_lean"][1])
-        agreeing = min(row["agreeing_accuracy"], row["agreeing_accuracy_image"], row["agreeing_accuracy_text"])
-        following = min(row["follows_image_instruction"], row["follows_text_instruction"])
-        row["passes"] = bool(
-            agreeing >= checks["agreeing_accuracy"]
-            and following >= checks["instruction_following"]
-            and checks["blank_image"][0] <= row["blank_image_accuracy"] <= checks["blank_image"][1]
-            and checks["vision_ratio"][0] <= row["uninstructed_vision_ratio"] <= checks["vision_ratio"][1]
-            and row["uninstructed_s_other"] <= checks["max_other"]
-        )
-        rows.append(row)
-    return pd.DataFrame(rows, columns=CHECK_COLUMNS)
-
-
-def summarize_baseline(settings: dict, answers: str, scores: str, checks: str) -> None:
-    """CLI step: score all models' baseline answers and write the toy-model checks."""
-    frames = [read_table(path) for path in answers.split(",")]
-    table = score(pd.concat(frames, ignore_index=True), ["model", "condition"])
-    table.insert(0, "run", settings["run_name"])
-    write_table(scores, table)
-    # The behaviour checks are the toy models' design targets; pretrained models are only measured.
-    check_table = toy_checks(table[table["model"].isin(settings["toy_models"])], settings["evaluation"]["checks"])
-    check_table.insert(0, "run", settings["run_name"])
-    write_table(checks, check_table)
-    log.info("toy model checks:\n%s", check_table.to_string(index=False))
-
-
-# ----------------------------------------------------------------------------- the sweep's tables
-
-
 def record_table(answers: pd.DataFrame) -> pd.DataFrame:
     """One row per (model, direction, α, record): each order's choice and letter, agreement, record choice.
 
@@ -245,27 +169,21 @@ def sweep_overview(answers: pd.DataFrame) -> pd.DataFrame:
     return overview.reset_index()
 
 
-def sweep_scores(answers: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
-    """Scores per model, direction, α, task and view, with order agreement and same-letter shares."""
-    table = score(answers, SWEEP_KEYS)
-    agreement = []
-    for task_level in ("all", "task"):
-        keys = SWEEP_KEYS + (["task"] if task_level == "task" else [])
-        shares = records.groupby(keys)[["orders_agree", "same_letter"]].mean().reset_index()
-        if task_level == "all":
-            shares["task"] = "all"
-        agreement.append(shares)
-    table = table.merge(pd.concat(agreement, ignore_index=True), on=SWEEP_KEYS + ["task"], how="left")
-    settings_columns = answers.groupby(["model", "direction", "alpha"])[["layer", "positions", "steer_norm", "reference_norm"]].first()
-    return table.merge(settings_columns.reset_index(), on=SWEEP_KEYS, how="left")
-
-
-def summarize_sweep(settings: dict, answers: str, records: str, scores: str) -> None:
-    """CLI step: the sweep scores of all models (``answers`` and ``records``: comma-separated tables)."""
-    answer_table = pd.concat([read_table(path) for path in answers.split(",")], ignore_index=True)
-    record_rows = pd.concat([read_table(path) for path in records.split(",")], ignore_index=True)
-    table = sweep_scores(answer_table, record_rows)
-    table.insert(0, "run", settings["run_name"])
-    table["alpha_unit"] = ALPHA_UNIT
-    write_table(scores, table)
-    log.info("sweep scores:\n%s", sweep_overview(answer_table).to_string(index=False))
+def conflict_metrics(answers: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Per group: n records, S_vision, S_text, S_other, vision ratio, rate of "A", record-level vision and text shares."""
+    pooled = answers.groupby(keys).agg(
+        n_answers=("choice", "size"),
+        s_vision=("choice", lambda c: (c == "vision").mean()),
+        s_text=("choice", lambda c: (c == "text").mean()),
+        s_other=("choice", lambda c: (c == "other").mean()),
+        rate_a=("letter", lambda l: (l == "A").mean()),
+    )
+    decided = pooled["s_vision"] + pooled["s_text"]
+    pooled["vision_ratio"] = (pooled["s_vision"] / decided).where(decided > 0)
+    records = record_choices(answers, keys)
+    per_record = records.groupby(keys).agg(
+        n_records=("choice", "size"),
+        record_vision=("choice", lambda c: (c == "vision").mean()),
+        record_text=("choice", lambda c: (c == "text").mean()),
+    )
+    return pooled.join(per_record).reset_index()

@@ -1,0 +1,91 @@
+"""The toy models' behaviour checks: what each toy must show on the baseline's test split (``evaluation.checks``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Mapping
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class BaselineChecks:
+    """The thresholds of the toy models' checks (``evaluation.checks``)."""
+
+    agreeing_accuracy: float
+    instruction_following: float
+    blank_image: tuple[float, float]
+    vision_ratio: tuple[float, float]
+    task_lean: tuple[float, float]
+    max_other: float
+
+    READS: ClassVar[tuple[str, ...]] = tuple(
+        f"evaluation.checks.{key}"
+        for key in ("agreeing_accuracy", "instruction_following", "blank_image", "vision_ratio", "task_lean", "max_other")
+    )
+
+    @classmethod
+    def from_config(cls, config: Mapping) -> BaselineChecks:
+        checks = config["evaluation"]["checks"]
+        return cls(checks["agreeing_accuracy"], checks["instruction_following"], tuple(checks["blank_image"]),
+                   tuple(checks["vision_ratio"]), tuple(checks["task_lean"]), checks["max_other"])
+
+
+CHECK_COLUMNS = [
+    "model",
+    "agreeing_accuracy",
+    "agreeing_accuracy_image",
+    "agreeing_accuracy_text",
+    "follows_image_instruction",
+    "follows_text_instruction",
+    "blank_image_accuracy",
+    "uninstructed_vision_ratio",
+    "uninstructed_s_other",
+    "lowest_task_vision_ratio",
+    "highest_task_vision_ratio",
+    "leans_both_ways",
+    "passes",
+]
+
+
+def toy_checks(scores: pd.DataFrame, checks: BaselineChecks) -> pd.DataFrame:
+    """The behaviour the toy models must show, per model, with pass/fail against the config (``evaluation.checks``).
+
+    A model passes when it answers agreeing records right with no instruction and under each (so it
+    does not "pick the option the text does not mention"), follows each instruction on conflicts,
+    answers the blank-image control under the image instruction at chance (it reads the image), gives
+    few answers naming no option, and has a pooled uninstructed vision ratio within the range.
+    ``leans_both_ways`` (one task's ratio at most the first bound of ``task_lean``, one's at least the
+    second) is reported beside it: the run needs it on some scales, not every model.
+    """
+    pooled = scores[scores["view"] == "pooled"].set_index(["model", "condition", "task"])
+    rows = []
+    for model in sorted(scores["model"].unique()):
+        whole = pooled.xs("all", level="task").loc[model]
+        tasks = pooled.loc[model].xs("none", level="condition").drop(index="all", errors="ignore")["vision_ratio"]
+        row = {
+            "model": model,
+            "agreeing_accuracy": whole.loc["agreeing", "s_vision"],
+            "agreeing_accuracy_image": whole.loc["agreeing_image", "s_vision"],
+            "agreeing_accuracy_text": whole.loc["agreeing_text", "s_vision"],
+            "follows_image_instruction": whole.loc["image", "s_vision"],
+            "follows_text_instruction": whole.loc["text", "s_text"],
+            "blank_image_accuracy": whole.loc["blank_image", "s_vision"],
+            "uninstructed_vision_ratio": whole.loc["none", "vision_ratio"],
+            "uninstructed_s_other": whole.loc["none", "s_other"],
+            "lowest_task_vision_ratio": tasks.min(),
+            "highest_task_vision_ratio": tasks.max(),
+        }
+        row["leans_both_ways"] = bool(row["lowest_task_vision_ratio"] <= checks.task_lean[0]
+                                      and row["highest_task_vision_ratio"] >= checks.task_lean[1])
+        agreeing = min(row["agreeing_accuracy"], row["agreeing_accuracy_image"], row["agreeing_accuracy_text"])
+        following = min(row["follows_image_instruction"], row["follows_text_instruction"])
+        row["passes"] = bool(
+            agreeing >= checks.agreeing_accuracy
+            and following >= checks.instruction_following
+            and checks.blank_image[0] <= row["blank_image_accuracy"] <= checks.blank_image[1]
+            and checks.vision_ratio[0] <= row["uninstructed_vision_ratio"] <= checks.vision_ratio[1]
+            and row["uninstructed_s_other"] <= checks.max_other
+        )
+        rows.append(row)
+    return pd.DataFrame(rows, columns=CHECK_COLUMNS)
