@@ -44,7 +44,6 @@ import numpy as np
 import torch
 from transformers import LlavaForConditionalGeneration
 
-from amps.mcr import estimator as mcr
 from amps.data import prompts, world
 from amps.models import toy
 from amps.models.interface import Batch, MultimodalModel
@@ -52,6 +51,8 @@ from default_scales import default_architecture
 from amps.models.toy_plan import ToyArchitecture
 from amps.mcr.settings import EstimatorSettings
 from amps.vocabulary import MODALITIES
+from amps.mcr import perturb, prefill
+from amps.mcr.estimates import Estimate, contribution_ratio, functional_entropy, sample_mean
 
 TASKS = list(world.TASKS)
 SCALES = {
@@ -72,7 +73,7 @@ PREFILL_UNITS_TARGET = 3.0
 class Result:
     """One way's samples and timing."""
 
-    samples: dict[str, mcr.Samples]
+    samples: dict[str, perturb.Samples]
     seconds: float
 
 
@@ -104,7 +105,7 @@ def prompt_inputs(model: MultimodalModel, arch: ToyArchitecture, long_context: b
 def generators(seed: int) -> dict[str, torch.Generator]:
     """The two modalities' noise streams, seeded alike for both ways."""
     return {
-        modality: torch.Generator().manual_seed(mcr.stream_seed(seed, "benchmark", "vision_first", modality))
+        modality: torch.Generator().manual_seed(perturb.stream_seed(seed, "benchmark", "vision_first", modality))
         for modality in MODALITIES
     }
 
@@ -112,16 +113,16 @@ def generators(seed: int) -> dict[str, torch.Generator]:
 def timed_prefill(model: MultimodalModel, batch: Batch) -> float:
     """Seconds for one prefill (the full forward the estimator runs once)."""
     started = time.perf_counter()
-    mcr.prefill(model, batch)
+    prefill.prefill(model, batch)
     return time.perf_counter() - started
 
 
 def cached_estimator(model: MultimodalModel, batch: Batch, settings: EstimatorSettings, max_batch: int) -> Result:
     """The estimator: one prefill, then batched one-token passes over perturbed copies of the cache."""
     started = time.perf_counter()
-    state = mcr.prefill(model, batch)
+    state = prefill.prefill(model, batch)
     target = int(state.option_logits.argmax())
-    samples = mcr.score_samples(model, state, target, generators(settings.seed), settings, max_batch)
+    samples = perturb.score_samples(model, state, target, generators(settings.seed), settings, max_batch)
     return Result(samples, time.perf_counter() - started)
 
 
@@ -129,16 +130,16 @@ def naive_estimator(model: MultimodalModel, batch: Batch, settings: EstimatorSet
     """The naive way: for every sample, a full forward of the prompt, then that one sample's perturbed pass."""
     one_at_a_time = replace(settings, samples=1)
     streams = generators(settings.seed)
-    values: dict[str, list[mcr.Samples]] = {modality: [] for modality in MODALITIES}
+    values: dict[str, list[perturb.Samples]] = {modality: [] for modality in MODALITIES}
     started = time.perf_counter()
     for modality in MODALITIES:
         for _ in range(settings.samples):
-            state = mcr.prefill(model, batch)
+            state = prefill.prefill(model, batch)
             target = int(state.option_logits.argmax())
-            values[modality].append(mcr.score_samples(model, state, target, {modality: streams[modality]}, one_at_a_time, 1)[modality])
+            values[modality].append(perturb.score_samples(model, state, target, {modality: streams[modality]}, one_at_a_time, 1)[modality])
     seconds = time.perf_counter() - started
     samples = {
-        modality: mcr.Samples(
+        modality: perturb.Samples(
             np.concatenate([part.f for part in parts]),
             np.concatenate([part.fisher for part in parts]) if settings.fisher else None,
         )
@@ -147,17 +148,17 @@ def naive_estimator(model: MultimodalModel, batch: Batch, settings: EstimatorSet
     return Result(samples, seconds)
 
 
-def estimates(samples: dict[str, mcr.Samples]) -> dict[str, mcr.Estimate]:
+def estimates(samples: dict[str, perturb.Samples]) -> dict[str, Estimate]:
     """MCS and Fisher terms of both modalities, and both ratios."""
-    entropy = {modality: mcr.functional_entropy(samples[modality].f) for modality in MODALITIES}
-    fisher = {modality: mcr.sample_mean(samples[modality].fisher) for modality in MODALITIES}
+    entropy = {modality: functional_entropy(samples[modality].f) for modality in MODALITIES}
+    fisher = {modality: sample_mean(samples[modality].fisher) for modality in MODALITIES}
     return {
         "MCS_text": entropy["text"],
         "MCS_image": entropy["image"],
-        "MCR": mcr.contribution_ratio(entropy["text"], entropy["image"]),
+        "MCR": contribution_ratio(entropy["text"], entropy["image"]),
         "Fisher_text": fisher["text"],
         "Fisher_image": fisher["image"],
-        "MCR_fisher": mcr.contribution_ratio(fisher["text"], fisher["image"]),
+        "MCR_fisher": contribution_ratio(fisher["text"], fisher["image"]),
     }
 
 
@@ -166,7 +167,7 @@ def measure(name: str, kv_heads: int, settings: EstimatorSettings, max_batch: in
     arch = SCALES[name]
     model = build(arch, kv_heads)
     batch = prompt_inputs(model, arch, long_context=name != "toy-large")
-    mcr.prefill(model, batch)  # warm-up: first calls allocate
+    prefill.prefill(model, batch)  # warm-up: first calls allocate
     prefill_seconds = statistics.median(timed_prefill(model, batch) for _ in range(repeats))
     ours_runs = [cached_estimator(model, batch, settings, max_batch) for _ in range(repeats)]
     ours = ours_runs[0]

@@ -15,7 +15,7 @@ import torch
 from scipy.stats import spearmanr
 from transformers import LlavaForConditionalGeneration
 
-from amps.mcr import estimator as mcr, table as mcr_tables
+from amps.mcr import table as mcr_tables
 from amps.data import prompts, world
 from amps.models import toy
 from amps.data.benchmark import Benchmark
@@ -27,6 +27,8 @@ from amps.mcr.settings import EstimatorSettings
 from amps.mcr.steps import GatherMcr, McrShard, gather_mcr, mcr_shard
 from amps.vocabulary import MODALITIES
 from steps import TINY_MODEL, build
+from amps.mcr import estimates, perturb, prefill, records
+from amps.report.mcr_summary import summarize
 
 #: Samples per batched pass where a test does not vary it.
 MAX_BATCH = 64
@@ -40,33 +42,33 @@ def streams(seed: int, modalities=MODALITIES) -> dict[str, torch.Generator]:
     return {modality: torch.Generator().manual_seed(seed * 10 + index) for index, modality in enumerate(modalities)}
 
 
-def prefilled(model: MultimodalModel, order: str = "vision_first") -> mcr.Prefill:
+def prefilled(model: MultimodalModel, order: str = "vision_first") -> prefill.Prefill:
     record = world.make_records(["color"], 1, seed=1)[0]
     image = world.render_record_image("color", record["answer_vision"], record["image_id"], 32)
-    return mcr.prefill(model, model.encode([image], [prompts.conflict_query(record, order).prompt], contexts=[record["context"]]))
+    return prefill.prefill(model, model.encode([image], [prompts.conflict_query(record, order).prompt], contexts=[record["context"]]))
 
 
 @pytest.fixture(scope="module")
-def state(tiny_model) -> mcr.Prefill:
+def state(tiny_model) -> prefill.Prefill:
     return prefilled(tiny_model)
 
 
 def test_zero_noise_gives_zero_entropy_and_zero_fisher_term(tiny_model, state):
-    scored = mcr.score_samples(tiny_model, state, 0, streams(0), settings(sigma=0.0), MAX_BATCH)
+    scored = perturb.score_samples(tiny_model, state, 0, streams(0), settings(sigma=0.0), MAX_BATCH)
     clean = float(state.option_logits.softmax(dim=-1)[0])
     for modality in MODALITIES:
         # The re-fed last token over the (unperturbed) cache reproduces the prefill's answer.
         assert np.allclose(scored[modality].f, clean, atol=1e-6)
-        assert abs(mcr.functional_entropy(scored[modality].f).value) < 1e-12
+        assert abs(estimates.functional_entropy(scored[modality].f).value) < 1e-12
         assert np.all(scored[modality].fisher == 0.0)
 
 
 def test_noise_on_one_modality_leaves_the_other_bit_identical(state):
     before = [(keys.clone(), values.clone()) for keys, values in state.layers]
     for modality, other in (("text", "image"), ("image", "text")):
-        copies = mcr.ModalityCopies(state, modality, rows=3)
-        noise = mcr.draw_noise(torch.Generator().manual_seed(5), torch.empty((3, *mcr.noise_shape(state, modality))))
-        own = copies.perturb(mcr.noise_scales(state, modality, 1.0), noise)
+        copies = perturb.ModalityCopies(state, modality, rows=3)
+        noise = perturb.draw_noise(torch.Generator().manual_seed(5), torch.empty((3, *perturb.noise_shape(state, modality))))
+        own = copies.perturb(perturb.noise_scales(state, modality, 1.0), noise)
         other_positions = state.positions[other]
         # The other modality's entries are shared, unperturbed: bit for bit the prefill's.
         assert set(other_positions.tolist()) <= set(copies.shared_positions.tolist())
@@ -92,11 +94,11 @@ def test_split_attention_equals_attention_over_the_whole_perturbed_cache(tiny_ar
     model = MultimodalModel(LlavaForConditionalGeneration(config).eval(), toy.build_processor(tokenizer, arch), torch.device("cpu"))
     state = prefilled(model)
     for modality in MODALITIES:
-        copies = mcr.ModalityCopies(state, modality, rows=3)
-        noise = mcr.draw_noise(torch.Generator().manual_seed(2), torch.empty((3, *mcr.noise_shape(state, modality))))
-        own = copies.perturb(mcr.noise_scales(state, modality, 2.0), noise)
-        with mcr.scoring_mode(model), torch.no_grad():
-            split = mcr.option_log_probability(model, state, copies.shared, own, 0)
+        copies = perturb.ModalityCopies(state, modality, rows=3)
+        noise = perturb.draw_noise(torch.Generator().manual_seed(2), torch.empty((3, *perturb.noise_shape(state, modality))))
+        own = copies.perturb(perturb.noise_scales(state, modality, 2.0), noise)
+        with perturb.scoring_mode(model), torch.no_grad():
+            split = perturb.option_log_probability(model, state, copies.shared, own, 0)
         order = torch.cat([state.positions[modality], copies.shared_positions]).argsort()
         whole = [
             (torch.cat([keys, shared_keys.expand(3, -1, -1, -1)], dim=2)[:, :, order],
@@ -106,7 +108,7 @@ def test_split_attention_equals_attention_over_the_whole_perturbed_cache(tiny_ar
         with torch.no_grad():
             output = model.model(
                 input_ids=state.last_token.expand(3, 1), position_ids=state.last_position_ids.expand(3, 1),
-                cache=mcr.cache_of(whole), use_cache=True,
+                cache=perturb.cache_of(whole), use_cache=True,
             )
         plain = output.logits[:, -1, list(state.option_ids)].log_softmax(dim=-1)[:, 0]
         assert torch.allclose(split, plain, atol=1e-5)
@@ -120,11 +122,11 @@ def test_every_family_reproduces_its_clean_answer_from_the_cache(family, tmp_pat
     model = MultimodalModel.load(build_tiny_model(family, tmp_path / family), device="cpu", dtype="float32")
     state = prefilled(model)
     assert state.last_position_ids.shape == ((3, 1, 1) if family.startswith("qwen") else (1, 1))
-    scored = mcr.score_samples(model, state, 0, streams(1), settings(sigma=0.0, samples=2), MAX_BATCH)
+    scored = perturb.score_samples(model, state, 0, streams(1), settings(sigma=0.0, samples=2), MAX_BATCH)
     clean = float(state.option_logits.softmax(dim=-1)[0])
     for modality in MODALITIES:
         assert np.allclose(scored[modality].f, clean, atol=1e-6)
-    noisy = mcr.score_samples(model, state, 0, streams(1), settings(sigma=2.0, samples=4), MAX_BATCH)
+    noisy = perturb.score_samples(model, state, 0, streams(1), settings(sigma=2.0, samples=4), MAX_BATCH)
     assert all(noisy[modality].f.std() > 0 for modality in MODALITIES)
 
 
@@ -134,11 +136,11 @@ def test_option_logits_are_the_float32_product_of_the_final_hidden_state_and_two
     record = world.make_records(["color"], 1, seed=1)[0]
     image = world.render_record_image("color", record["answer_vision"], record["image_id"], 32)
     batch = model.encode([image], [prompts.conflict_query(record, "vision_first").prompt])
-    inputs = dict(batch.inputs, position_ids=mcr.prompt_position_ids(model, batch))
+    inputs = dict(batch.inputs, position_ids=prefill.prompt_position_ids(model, batch))
     ids = model.option_token_ids()
     with torch.no_grad():
         full = model.model(**inputs, use_cache=True)
-        logits, cache = mcr.option_logits_float32(model, ids, **inputs, use_cache=True)
+        logits, cache = prefill.option_logits_float32(model, ids, **inputs, use_cache=True)
     # Float32 model: the same numbers as the whole output layer's (so the hidden state is the normed one).
     assert logits.dtype == torch.float32 and logits.shape == (1, 2)
     assert torch.allclose(logits, full.logits[:, -1, list(ids)], atol=1e-5)
@@ -152,7 +154,7 @@ def test_option_logits_are_the_float32_product_of_the_final_hidden_state_and_two
         biased.bias[list(ids)] = torch.tensor([3.0, -2.0])
     model.model.set_output_embeddings(biased)
     with torch.no_grad():
-        shifted, _ = mcr.option_logits_float32(model, ids, **inputs)
+        shifted, _ = prefill.option_logits_float32(model, ids, **inputs)
     assert torch.allclose(shifted - logits, torch.tensor([[3.0, -2.0]]), atol=1e-5)
 
 
@@ -189,12 +191,12 @@ def test_a_bf16_model_ranks_records_like_its_float32_copy(tiny_arch, tiny_benchm
     bf16 = MultimodalModel(copy.deepcopy(model.model).to(torch.bfloat16), model.processor, torch.device("cpu"))
     estimator = EstimatorSettings(0.5, 256, "clean", False, "context", seed=7)
     rows = {
-        name: pd.DataFrame([mcr.estimate_record(each, benchmark, record, estimator, 256) for _, record in benchmark.records.iterrows()])
+        name: pd.DataFrame([records.estimate_record(each, benchmark, record, estimator, 256) for _, record in benchmark.records.iterrows()])
         for name, each in (("float32", model), ("bf16", bf16))
     }
     # The setup is what it should be: letters at 16-32, a few units apart at most (f not saturated).
     record = benchmark.records.iloc[0]
-    state = mcr.prefill(model, model.encode([benchmark.image(record)], [prompts.conflict_query(record, "text_first").prompt],
+    state = prefill.prefill(model, model.encode([benchmark.image(record)], [prompts.conflict_query(record, "text_first").prompt],
                                             contexts=[record["context"]]))
     assert state.option_logits.min() > 16 and state.option_logits.max() < 32
     assert len(rows["float32"]) == 20 and rows["float32"][["clean_p_vision_first", "clean_p_text_first"]].lt(0.99).all().all()
@@ -204,17 +206,17 @@ def test_a_bf16_model_ranks_records_like_its_float32_copy(tiny_arch, tiny_benchm
 
 
 def test_samples_do_not_depend_on_how_passes_are_cut(tiny_model, state):
-    whole = mcr.score_samples(tiny_model, state, 1, streams(3), settings(samples=10), 64)
-    cut = mcr.score_samples(tiny_model, state, 1, streams(3), settings(samples=10), 3)
+    whole = perturb.score_samples(tiny_model, state, 1, streams(3), settings(samples=10), 64)
+    cut = perturb.score_samples(tiny_model, state, 1, streams(3), settings(samples=10), 3)
     for modality in MODALITIES:
         assert np.allclose(whole[modality].f, cut[modality].f, rtol=0, atol=1e-7)
         assert np.allclose(whole[modality].fisher, cut[modality].fisher, rtol=1e-4, atol=0)
 
 
 def test_standard_error_falls_as_one_over_root_n_and_matches_the_spread(tiny_model, state):
-    def entropies(samples: int, seeds: range) -> list[mcr.Estimate]:
-        runs = [mcr.score_samples(tiny_model, state, 0, streams(seed, ["text"]), settings(samples=samples), MAX_BATCH) for seed in seeds]
-        return [mcr.functional_entropy(run["text"].f) for run in runs]
+    def entropies(samples: int, seeds: range) -> list[estimates.Estimate]:
+        runs = [perturb.score_samples(tiny_model, state, 0, streams(seed, ["text"]), settings(samples=samples), MAX_BATCH) for seed in seeds]
+        return [estimates.functional_entropy(run["text"].f) for run in runs]
 
     small, large = entropies(16, range(12)), entropies(256, range(12, 16))
     se_small = np.mean([estimate.se for estimate in small])
@@ -229,10 +231,10 @@ def test_standard_error_falls_as_one_over_root_n_and_matches_the_spread(tiny_mod
 
 def test_fisher_term_bounds_the_entropy_and_is_tight_for_small_noise(tiny_model, state):
     # Gaussian log-Sobolev: Ent(f) <= E[|grad f|^2 / f] / 2, with equality as f becomes linear in the noise.
-    scored = mcr.score_samples(tiny_model, state, 0, streams(7), settings(sigma=0.05, samples=128), MAX_BATCH)
+    scored = perturb.score_samples(tiny_model, state, 0, streams(7), settings(sigma=0.05, samples=128), MAX_BATCH)
     for modality in MODALITIES:
-        entropy = mcr.functional_entropy(scored[modality].f)
-        half_fisher = mcr.sample_mean(scored[modality].fisher).value / 2
+        entropy = estimates.functional_entropy(scored[modality].f)
+        half_fisher = estimates.sample_mean(scored[modality].fisher).value / 2
         assert entropy.value <= half_fisher + 3 * entropy.se
         # Near-equality: a Fisher term off by the noise scale (sigma * spread) would miss by orders of magnitude.
         assert abs(entropy.value - half_fisher) < 3 * entropy.se + 0.05 * half_fisher
@@ -241,41 +243,41 @@ def test_fisher_term_bounds_the_entropy_and_is_tight_for_small_noise(tiny_model,
 def test_functional_entropy_matches_its_definition_and_rejects_non_finite():
     f = np.array([0.2, 0.9, 0.5, 0.7, 0.05])
     expected = np.mean(f * np.log(f)) - f.mean() * np.log(f.mean())
-    assert mcr.functional_entropy(f).value == pytest.approx(expected, rel=1e-12)
-    assert math.isnan(mcr.functional_entropy(np.array([0.5, np.nan, 0.4])).value)
-    assert mcr.functional_entropy(np.array([0.0, 0.0])).value == 0.0
+    assert estimates.functional_entropy(f).value == pytest.approx(expected, rel=1e-12)
+    assert math.isnan(estimates.functional_entropy(np.array([0.5, np.nan, 0.4])).value)
+    assert estimates.functional_entropy(np.array([0.0, 0.0])).value == 0.0
     with pytest.raises(ValueError, match="at least 2 samples"):
-        mcr.functional_entropy(np.array([0.3]))
+        estimates.functional_entropy(np.array([0.3]))
 
 
 def test_ratio_and_order_average_propagate_errors():
-    ratio = mcr.contribution_ratio(mcr.Estimate(3.0, 0.3), mcr.Estimate(1.0, 0.1))
+    ratio = estimates.contribution_ratio(estimates.Estimate(3.0, 0.3), estimates.Estimate(1.0, 0.1))
     assert ratio.value == 0.75
     assert ratio.se == pytest.approx(math.sqrt((1.0 * 0.3) ** 2 + (3.0 * 0.1) ** 2) / 16)
-    assert math.isnan(mcr.contribution_ratio(mcr.Estimate(0.0, 0.0), mcr.Estimate(0.0, 0.0)).value)
-    mean = mcr.order_average([mcr.Estimate(1.0, 0.3), mcr.Estimate(3.0, 0.4)])
+    assert math.isnan(estimates.contribution_ratio(estimates.Estimate(0.0, 0.0), estimates.Estimate(0.0, 0.0)).value)
+    mean = estimates.order_average([estimates.Estimate(1.0, 0.3), estimates.Estimate(3.0, 0.4)])
     assert (mean.value, mean.se) == (2.0, pytest.approx(0.25))
 
 
 def test_passes_are_cut_by_the_memory_budget():
-    assert mcr.sample_plan(10, 4) == [4, 4, 2]
+    assert perturb.sample_plan(10, 4) == [4, 4, 2]
 
 
 def test_the_default_stream_keeps_the_seeds_and_a_named_stream_draws_independently(tiny_model, tiny_benchmark_dir):
     # The seed derivation before streams existed: the main run's numbers stay as they were.
-    assert mcr.stream_seed(11, "color-0003", "vision_first", "image") == 4669388396174077262
-    assert mcr.stream_seed(0, "r", "text_first", "text", stream="") == 5855743027280675077
+    assert perturb.stream_seed(11, "color-0003", "vision_first", "image") == 4669388396174077262
+    assert perturb.stream_seed(0, "r", "text_first", "text", stream="") == 5855743027280675077
     assert settings().stream == ""
-    seeds = {stream: mcr.stream_seed(11, "color-0003", "vision_first", "image", stream) for stream in ("", "a", "b")}
+    seeds = {stream: perturb.stream_seed(11, "color-0003", "vision_first", "image", stream) for stream in ("", "a", "b")}
     assert len(set(seeds.values())) == 3
     benchmark = Benchmark(tiny_benchmark_dir)
     record = benchmark.records.iloc[2]
     base = settings(samples=4, fisher=False)
     rows = {
-        stream: mcr.estimate_record(tiny_model, benchmark, record, replace(base, stream=stream), MAX_BATCH)
+        stream: records.estimate_record(tiny_model, benchmark, record, replace(base, stream=stream), MAX_BATCH)
         for stream in ("", "a", "b")
     }
-    pd.testing.assert_series_equal(pd.Series(rows[""]), pd.Series(mcr.estimate_record(tiny_model, benchmark, record, base, MAX_BATCH)))
+    pd.testing.assert_series_equal(pd.Series(rows[""]), pd.Series(records.estimate_record(tiny_model, benchmark, record, base, MAX_BATCH)))
     for name in ("mcs_text_vision_first", "mcs_image_vision_first", "mcs_text_text_first", "mcs_image_text_first"):
         assert len({rows[stream][name] for stream in rows}) == 3, name
     # The clean answers do not depend on the noise.
@@ -285,15 +287,15 @@ def test_the_default_stream_keeps_the_seeds_and_a_named_stream_draws_independent
 def test_a_non_finite_sample_is_reported_with_its_record(tiny_model, tiny_benchmark_dir, monkeypatch, caplog):
     benchmark = Benchmark(tiny_benchmark_dir)
     record = benchmark.records.iloc[0]
-    real = mcr.score_samples
+    real = perturb.score_samples
 
     def poisoned(*args, **kwargs):
         scored = real(*args, **kwargs)
         scored["image"].f[2] = np.nan
         return scored
 
-    monkeypatch.setattr(mcr, "score_samples", poisoned)
-    row = mcr.estimate_record(tiny_model, benchmark, record, settings(samples=4), MAX_BATCH)
+    monkeypatch.setattr(records, "score_samples", poisoned)
+    row = records.estimate_record(tiny_model, benchmark, record, settings(samples=4), MAX_BATCH)
     assert "image: 1 of 4 samples of f non-finite" in row["problem"]
     assert math.isnan(row["mcs_image"]) and math.isnan(row["mcr"]) and math.isfinite(row["mcs_text"])
     assert record["record_id"] in caplog.text
@@ -302,8 +304,8 @@ def test_a_non_finite_sample_is_reported_with_its_record(tiny_model, tiny_benchm
 def test_without_the_fisher_term_its_columns_are_nan_and_the_rest_is_unchanged(tiny_model, tiny_benchmark_dir):
     benchmark = Benchmark(tiny_benchmark_dir)
     record = benchmark.records.iloc[1]
-    both = mcr.estimate_record(tiny_model, benchmark, record, settings(samples=4), MAX_BATCH)
-    entropy_only = mcr.estimate_record(tiny_model, benchmark, record, settings(samples=4, fisher=False), MAX_BATCH)
+    both = records.estimate_record(tiny_model, benchmark, record, settings(samples=4), MAX_BATCH)
+    entropy_only = records.estimate_record(tiny_model, benchmark, record, settings(samples=4, fisher=False), MAX_BATCH)
     assert math.isnan(entropy_only["fisher_text"]) and math.isnan(entropy_only["mcr_fisher"])
     assert entropy_only["problem"] == "" and both["problem"] == ""
     assert entropy_only["mcr"] == pytest.approx(both["mcr"], abs=1e-6)
@@ -382,7 +384,7 @@ def test_summary_counts_problems_and_leaves_them_out():
             "problem": ["", "text_first image: 1 of 4 samples of f non-finite", ""],
         }
     )
-    summary = mcr_tables.summarize({"m": table}).set_index(["split", "task"])
+    summary = summarize({"m": table}).set_index(["split", "task"])
     whole = summary.loc[("all", "all")]
     assert (whole["n"], whole["n_problem"], whole["mcr_mean"]) == (3, 1, pytest.approx(0.375))
     assert summary.loc[("test", "color"), "n_problem"] == 1

@@ -28,13 +28,15 @@ import pytest
 import torch
 from PIL import Image
 
-from amps.mcr import estimator as mcr
 from amps.data import prompts, world
 from amps.models import toy
 from amps.models.interface import MultimodalModel
 from amps.vocabulary import ORDERS
 from amps.models.toy_plan import Stage, ToyArchitecture, TrainingPlan
 from amps.mcr.settings import EstimatorSettings
+from amps.mcr import prefill
+from amps.mcr.records import estimate_record
+from amps.data.corpus import Preference
 
 TASKS = ["color"]
 SEED = 0
@@ -54,7 +56,7 @@ PLAN = TrainingPlan(
     ),
     batch_size=32,
     learning_rate=1e-3,
-    preference=world.Preference(steepness=0.0, task_bias={"color": 2.0}, spread=0.5, image_strength=(1.0, 1.0)),
+    preference=Preference(steepness=0.0, task_bias={"color": 2.0}, spread=0.5, image_strength=(1.0, 1.0)),
     threads=1,
     seed=SEED,
 )
@@ -66,7 +68,7 @@ ESTIMATOR = EstimatorSettings(sigma=0.25, samples=32, answer="clean", fisher=Fal
 
 
 class RecordImages:
-    """The image source :func:`amps.mcr.estimator.estimate_record` reads (a Benchmark's ``image``): the record's own
+    """The image source :func:`amps.mcr.records.estimate_record` reads (a Benchmark's ``image``): the record's own
     rendered image, or the world's blank one."""
 
     def __init__(self, blank: bool):
@@ -91,7 +93,7 @@ def chosen_options(model: MultimodalModel, images: list[Image.Image], texts: lis
     """The option (0 = A, 1 = B) each prompt's clean A/B logits prefer, in one batched forward."""
     batch = model.encode(images, texts)
     with torch.no_grad():
-        logits, _ = mcr.option_logits_float32(model, model.option_token_ids(), **batch.inputs)
+        logits, _ = prefill.option_logits_float32(model, model.option_token_ids(), **batch.inputs)
     return logits.argmax(dim=-1).tolist()
 
 
@@ -134,7 +136,7 @@ def mcr_table(model: MultimodalModel, records: list[dict], blank: bool, context:
     """Each record's MCR row by the pipeline's own estimator, with a blank image and/or without the context."""
     images = RecordImages(blank)
     rows = [
-        mcr.estimate_record(model, images, record if context else {**record, "context": None}, ESTIMATOR, 64)
+        estimate_record(model, images, record if context else {**record, "context": None}, ESTIMATOR, 64)
         for record in records
     ]
     table = pd.DataFrame(rows)

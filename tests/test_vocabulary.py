@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from amps import vocabulary
-from amps.data import world
+from amps.data import corpus, world
 from amps.core.config import load_schema
 from conftest import REPO
 
@@ -18,7 +18,7 @@ def test_schema_enums_are_the_vocabulary():
     assert tuple(schema["mcr"]["properties"]["answer"]["enum"]) == vocabulary.MCR_ANSWERS
     assert tuple(schema["mcr"]["properties"]["text"]["enum"]) == vocabulary.TEXT_POSITIONS
     assert tuple(schema["benchmark"]["properties"]["world"]["properties"]["tasks"]["items"]["enum"]) == tuple(world.TASKS)
-    assert tuple(load_schema()["$defs"]["example_mix"]["properties"]) == world.EXAMPLE_KINDS
+    assert tuple(load_schema()["$defs"]["example_mix"]["properties"]) == corpus.EXAMPLE_KINDS
 
 
 def test_orders_of_the_method_lists():

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from amps.data import world
+from amps.data import corpus, world
 from amps.data.benchmark import Benchmark, Splits, assign_splits
 
 
@@ -72,13 +72,13 @@ def test_prepared_benchmark_folder(tiny_benchmark_dir):
     assert not list(tiny_benchmark_dir.parent.glob(".*partial"))
 
 
-PREFERENCE = world.Preference(steepness=6.0, task_bias={"color": -2.0, "counting": 2.0}, spread=0.5, image_strength=(0.3, 1.0))
+PREFERENCE = corpus.Preference(steepness=6.0, task_bias={"color": -2.0, "counting": 2.0}, spread=0.5, image_strength=(0.3, 1.0))
 
 
 def test_training_corpus_has_every_kind_and_no_shortcut():
-    mix = {kind: 1.0 for kind in world.EXAMPLE_KINDS}
-    examples = list(itertools.islice(world.training_examples(list(world.TASKS), mix, PREFERENCE, 32, 0), 800))
-    assert {example.kind for example in examples} == set(world.EXAMPLE_KINDS)
+    mix = {kind: 1.0 for kind in corpus.EXAMPLE_KINDS}
+    examples = list(itertools.islice(corpus.training_examples(list(world.TASKS), mix, PREFERENCE, 32, 0), 800))
+    assert {example.kind for example in examples} == set(corpus.EXAMPLE_KINDS)
     image_instructed_hard = [e for e in examples if e.kind == "hard" and "follow the image" in e.prompt]
     assert image_instructed_hard
     for example in image_instructed_hard:

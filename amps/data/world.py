@@ -8,26 +8,19 @@ Each task draws an image that truly shows ``answer_vision`` and a text context t
 * ``text_strength`` (0.25, 0.5, 0.75 or 1): how firmly the context asserts its answer, from a
   hedged guess to a certain statement said twice (:data:`ASSERTIONS`).
 
-The same generator produces the toy models' training corpus (from a different seed stream, with
-image-only, text-only, agreeing and conflicting examples), so the benchmark and the corpus share a
-world but not a single example. Without an instruction, the corpus follows the text with a
-probability that grows with the balance ``text_strength − image_strength`` and a per-task prior
-(:func:`text_probability`): weak evidence deserves less trust, and tasks differ in which modality
-they lean to.
+The toy models' training corpus (:mod:`amps.data.corpus`) is drawn from the same world.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import random
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from amps.data.prompts import ANSWER_INSTRUCTION, INSTRUCTIONS, build_prompt
 
 BACKGROUND = (40, 40, 40)
 COLORS: dict[str, tuple[int, int, int]] = {
@@ -287,140 +280,3 @@ def make_records(tasks: list[str], records_per_task: int, seed: int,
                 }
             )
     return records
-
-
-# ----------------------------------------------------------------------------- training corpus
-
-
-@dataclass(frozen=True)
-class Example:
-    """One training example: an image, a prompt, and the target answer (a letter or a word)."""
-
-    image: Image.Image
-    prompt: str
-    answer: str
-    kind: str
-
-
-@dataclass(frozen=True)
-class Preference:
-    """How the corpus labels an uninstructed conflict (the config's ``toy_training.preference``).
-
-    ``P(text) = sigmoid(steepness × (text_strength − image_strength) + task_bias[task] + spread × z_pair)``,
-    with ``z_pair`` a fixed standard normal draw per (task, vision value, text value): the balance
-    of the evidence decides, each task leans its own way, and value pairs vary around it.
-    """
-
-    steepness: float
-    task_bias: dict[str, float]
-    spread: float
-    image_strength: tuple[float, float]
-
-    def text_probability(self, task_name: str, vision: str, text: str, image_strength: float, text_strength: float,
-                         seed: int) -> float:
-        """Probability that an uninstructed conflict with this evidence is labelled with the text answer."""
-        digest = hashlib.sha256(f"{seed}|{task_name}|{vision}|{text}".encode()).digest()
-        uniform = (int.from_bytes(digest[:8], "big") + 0.5) / 2**64
-        gaussian = math.sqrt(2) * _erfinv(2 * uniform - 1)
-        logit = (self.steepness * (text_strength - image_strength) + self.task_bias.get(task_name, 0.0)
-                 + self.spread * gaussian)
-        return 1 / (1 + math.exp(-logit))
-
-
-def _erfinv(y: float) -> float:
-    """Inverse error function by Newton's method (math has erf but no erfinv)."""
-    x = 0.0
-    for _ in range(60):
-        x -= (math.erf(x) - y) / (2 / math.sqrt(math.pi) * math.exp(-x * x))
-    return x
-
-
-EXAMPLE_KINDS = ("word", "point", "agreeing", "image_only", "text_only", "instructed", "instructed_agreeing", "uninstructed",
-                 "hard")
-
-
-def training_examples(
-    tasks: list[str],
-    mix: dict[str, float],
-    preference: Preference,
-    image_size: int,
-    seed: int,
-) -> Iterator[Example]:
-    """An endless, seeded stream of training examples drawn by ``mix`` (weights over EXAMPLE_KINDS).
-
-    Every example draws an image strength (uniform over ``preference.image_strength``) and a text
-    strength (:data:`TEXT_STRENGTHS`). Kinds: ``word`` answers with the value word (from the image,
-    or from the text over a blank image); ``point`` asks which option names a value, with nothing
-    else to read (the letter-pointing step alone, over a blank image); ``agreeing`` has image and context agree; ``image_only``
-    has no context; ``text_only`` has a blank image; ``instructed`` is a conflict with a preference
-    instruction, labelled with the instructed modality; ``instructed_agreeing`` has an instruction
-    while image and context agree (so "pick the option the context does not mention" is wrong under
-    the image instruction); ``uninstructed`` is a conflict labelled by the preference rule;
-    ``hard`` is an instructed conflict whose options are the instructed answer and a third value,
-    so "pick the option the context does not mention" cannot answer it.
-    """
-    unknown = sorted(set(mix) - set(EXAMPLE_KINDS))
-    if unknown:
-        raise ValueError(f"unknown training example kinds {unknown}; known: {list(EXAMPLE_KINDS)}")
-    rng = random.Random(seed)
-    kinds = [kind for kind in EXAMPLE_KINDS if mix.get(kind, 0) > 0]
-    weights = [mix[kind] for kind in kinds]
-    low, high = preference.image_strength
-    while True:
-        kind = rng.choices(kinds, weights)[0]
-        spec = task(rng.choice(tasks))
-        vision, text, third = rng.sample(spec.values, 3)
-        image_strength, text_strength = rng.uniform(low, high), rng.choice(TEXT_STRENGTHS)
-        image = degrade(spec.render(vision, rng, image_size), image_strength, rng)
-        claim = rng.choice(spec.claims)
-        if kind == "word":
-            if rng.random() < 0.6:
-                yield Example(image, spec.question, vision, kind)
-            else:
-                prompt = f"Text context: {spec.context(claim, text, text_strength)}\n{spec.question}"
-                yield Example(blank_image(image_size), prompt, text, kind)
-            continue
-        if kind == "point":
-            letter = rng.choice("AB")
-            option_a, option_b = (vision, text) if letter == "A" else (text, vision)
-            prompt = f"Which option is {vision}?\nA. {option_a}\nB. {option_b}\n{ANSWER_INSTRUCTION}"
-            yield Example(blank_image(image_size), prompt, letter, kind)
-            continue
-        instruction = "none"
-        context: str | None = spec.context(claim, text, text_strength)
-        if kind == "agreeing":
-            context = spec.context(claim, vision, text_strength)
-            correct, wrong = vision, text
-        elif kind == "instructed_agreeing":
-            instruction = rng.choice(("text", "image"))
-            context = spec.context(claim, vision, text_strength)
-            correct, wrong = vision, text
-        elif kind == "image_only":
-            context, correct, wrong = None, vision, text
-        elif kind == "text_only":
-            image, correct, wrong = blank_image(image_size), text, vision
-        elif kind == "instructed":
-            instruction = rng.choice(("text", "image"))
-            correct, wrong = (vision, text) if instruction == "image" else (text, vision)
-        elif kind == "hard":
-            instruction = rng.choice(("text", "image"))
-            correct = vision if instruction == "image" else text
-            wrong = third
-        else:  # uninstructed
-            p_text = preference.text_probability(spec.name, vision, text, image_strength, text_strength, seed)
-            correct, wrong = (text, vision) if rng.random() < p_text else (vision, text)
-        letter = rng.choice("AB")
-        option_a, option_b = (correct, wrong) if letter == "A" else (wrong, correct)
-        yield Example(image, build_prompt(spec.question, option_a, option_b, context, instruction), letter, kind)
-
-
-def vocabulary_texts(tasks: list[str]) -> list[str]:
-    """Every string the world can put in a prompt or an answer, for building a closed word vocabulary."""
-    texts = [build_prompt("q", "A", "B", "c", instruction) for instruction in INSTRUCTIONS] + ["Which option is ?"]
-    for name in tasks:
-        spec = task(name)
-        texts.append(spec.question)
-        texts += [spec.context(claim, value, strength) for claim in spec.claims for value in spec.values
-                  for strength in TEXT_STRENGTHS]
-        texts += list(spec.values)
-    return texts

@@ -38,7 +38,7 @@ def mcr_shard(settings: McrShard, benchmark_dir: str, model: str, output: str, m
 
     from amps.core.io import write_table
     from amps.data.benchmark import Benchmark
-    from amps.mcr.estimator import estimate_records
+    from amps.mcr.records import estimate_records
     from amps.mcr.table import shard_range
     from amps.models.interface import load_model
 

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from amps.mcr import estimator as mcr_estimation
+from amps.mcr.records import estimate_records
 from amps.method import scaling
 from amps.steering.activations import Activations
 from amps.models.asking import EncodedQuestions, answer_encoded, encode_questions, evaluation_questions
@@ -135,7 +135,7 @@ def estimate_mcr(model: MultimodalModel, benchmark: Benchmark, settings: AblateA
     """
     estimator = replace(settings.mcr, samples=variant.samples, fisher=variant.estimator == "fisher",
                         stream=f"ablation N={variant.samples} seed {variant.mc_seed_offset}")
-    return mcr_estimation.estimate_records(model, benchmark, range(len(benchmark.records)), estimator, max_batch,
+    return estimate_records(model, benchmark, range(len(benchmark.records)), estimator, max_batch,
                                            desc=f"ablation MCR N={variant.samples} seed +{variant.mc_seed_offset}")
 
 

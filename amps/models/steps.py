@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Mapping
 
 from amps.core.settings import Step
-from amps.data.world import Preference
+from amps.data.corpus import Preference
 from amps.models.toy_plan import Stage, ToyArchitecture, TrainingPlan
 
 ARCHITECTURE_KEYS = ("text_layers", "text_hidden", "text_heads", "vision_layers", "vision_hidden", "image_size", "patch_size")

@@ -31,7 +31,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from amps.data import world
+from amps.data import corpus
 from amps.models.toy_plan import ToyArchitecture, TrainingPlan
 from amps.core.io import atomic_directory, write_json
 from amps.models.interface import MultimodalModel
@@ -56,7 +56,7 @@ def build_tokenizer(tasks: list[str]) -> PreTrainedTokenizerFast:
     """A closed word-level tokenizer whose vocabulary covers every string the world can produce."""
     splitter = pre_tokenizers.Whitespace()
     words = set()
-    for text in world.vocabulary_texts(tasks) + ["USER", "ASSISTANT", ":"]:
+    for text in corpus.vocabulary_texts(tasks) + ["USER", "ASSISTANT", ":"]:
         words.update(piece for piece, _ in splitter.pre_tokenize_str(text))
     vocab = {token: index for index, token in enumerate(SPECIAL_TOKENS)}
     for word in sorted(words):
@@ -178,7 +178,7 @@ def fit_toy_model(
     stage_accuracy: dict[str, float] = {}
     with progress(total=total, desc=f"train {Path(output_dir).name}", unit="step") as bar:
         for index, (stage, steps) in enumerate(zip(plan.stages, plan.stage_steps())):
-            stream = world.training_examples(tasks, stage.mix, plan.preference, arch.image_size, plan.seed + index)
+            stream = corpus.training_examples(tasks, stage.mix, plan.preference, arch.image_size, plan.seed + index)
             hits: list[float] = []
             for examples in itertools.islice(_batches(stream, plan.batch_size), steps):
                 batch = wrapper.encode(

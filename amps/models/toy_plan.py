@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amps.data.world import Preference
+from amps.data.corpus import Preference
 
 
 @dataclass(frozen=True)

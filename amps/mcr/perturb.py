@@ -1,0 +1,295 @@
+"""The MCR's perturbations: seeded Gaussian noise on one modality's cached keys and values, scored in batched
+one-token passes through a split attention that reads the shared clean entries once per pass."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from transformers import AttentionInterface, DynamicCache
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+from amps.mcr.prefill import Prefill, option_logits_float32
+from amps.mcr.settings import EstimatorSettings
+from amps.models.interface import MultimodalModel
+
+
+
+
+@dataclass
+class Samples:
+    """The ``N`` Monte Carlo values of ``f`` and, when computed, of ``|grad f|^2 / f``."""
+
+    f: np.ndarray
+    fisher: np.ndarray | None
+
+
+def position_index(positions: torch.Tensor) -> slice | torch.Tensor:
+    """A slice when the positions form one contiguous run (a view, written in place), else the index tensor."""
+    first, last = int(positions[0]), int(positions[-1])
+    if last - first + 1 == len(positions):
+        return slice(first, last + 1)
+    return positions
+
+
+def channel_spread(entries: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Per-channel spread of cache entries over ``positions``: [1, kv_heads, 1, head_dim], float32."""
+    return entries[:, :, position_index(positions), :].float().std(dim=2, keepdim=True, correction=0)
+
+
+def noise_scales(state: Prefill, modality: str, sigma: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``sigma`` times the per-channel spread of the keys and of the values, per layer, in the cache dtype."""
+    positions = state.positions[modality]
+    return [
+        (
+            (sigma * channel_spread(keys, positions.to(keys.device))).to(keys.dtype),
+            (sigma * channel_spread(values, positions.to(values.device))).to(values.dtype),
+        )
+        for keys, values in state.layers
+    ]
+
+
+def noise_shape(state: Prefill, modality: str) -> tuple[int, ...]:
+    """Shape of one sample's standard normal noise: [layers, 2 (keys, values), kv_heads, positions, head_dim]."""
+    shapes = {tuple(keys.shape) for keys, _ in state.layers} | {tuple(values.shape) for _, values in state.layers}
+    if len(shapes) != 1:
+        raise ValueError(f"cache layers differ in shape ({sorted(shapes)}); the MCR needs one shape for all layers")
+    _, heads, _, head_dim = next(iter(shapes))
+    return (len(state.layers), 2, heads, len(state.positions[modality]), head_dim)
+
+
+def stream_seed(seed: int, record_id: str, order: str, modality: str, stream: str = "") -> int:
+    """A stable 63-bit seed for one (record, option order, modality) noise stream.
+
+    ``stream`` names a set of draws: the empty name gives the main run's seeds, any other name
+    seeds independent of them (and of every other name's).
+    """
+    key = f"{seed}|{record_id}|{order}|{modality}" + (f"|stream={stream}" if stream else "")
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") & (2**63 - 1)
+
+
+def draw_noise(generator: torch.Generator, out: torch.Tensor) -> torch.Tensor:
+    """Fill ``out`` ([samples, *noise shape]) with standard normal noise, one sample after another.
+
+    Drawing sample by sample from the stream means that cutting it into passes of any size never
+    changes a sample.
+    """
+    for sample in out:
+        sample.normal_(generator=generator)
+    return out
+
+
+def split_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
+    """Attention of one query per row over shared cache entries plus the row's own entries.
+
+    ``key``/``value`` [rows, kv_heads, own + 1, head_dim] are the row's own entries (the perturbed
+    positions, then the fed token); ``kwargs["mcr_shared"][layer]`` holds the clean entries every
+    row shares, [1, kv_heads, shared, head_dim]. Keys are cached after their rotary embedding, so
+    attention over the union is attention over the whole cache: the shared keys are read once per
+    pass (one matrix product for all rows) instead of once per row. Registered with transformers'
+    attention interface, so it serves every model that dispatches attention through it.
+    """
+    if query.shape[2] != 1:
+        raise ValueError(f"split attention scores one fed token per row, got {query.shape[2]} query positions")
+    if attention_mask is not None:
+        masked = ~attention_mask if attention_mask.dtype == torch.bool else attention_mask != 0
+        if masked.any():
+            raise ValueError("split attention needs an unmasked cache (one prompt, no padding)")
+    if kwargs.get("sliding_window") is not None:
+        raise ValueError("split attention attends to the whole cache; this model's layer uses a sliding window")
+    shared_keys, shared_values = kwargs["mcr_shared"][module.layer_idx]
+    rows, heads, _, head_dim = query.shape
+    kv_heads = key.shape[1]
+    groups = heads // kv_heads
+    # Query head h reads key-value head h // groups (the layout of transformers' repeat_kv).
+    grouped = query.reshape(rows, kv_heads, groups, head_dim)
+    by_head = grouped.transpose(0, 1).reshape(kv_heads, rows * groups, head_dim)
+    shared_scores = torch.bmm(by_head, shared_keys[0].transpose(1, 2)).reshape(kv_heads, rows, groups, -1).transpose(0, 1)
+    own_scores = torch.matmul(grouped, key.transpose(2, 3))
+    weights = torch.cat([shared_scores, own_scores], dim=-1).mul(scaling).softmax(dim=-1, dtype=torch.float32).to(query.dtype)
+    shared_weights, own_weights = weights.split([shared_scores.shape[-1], own_scores.shape[-1]], dim=-1)
+    shared_part = torch.bmm(shared_weights.transpose(0, 1).reshape(kv_heads, rows * groups, -1), shared_values[0])
+    output = shared_part.reshape(kv_heads, rows, groups, head_dim).transpose(0, 1) + torch.matmul(own_weights, value)
+    return output.reshape(rows, heads, 1, head_dim).transpose(1, 2), None
+
+
+SPLIT_ATTENTION = "amps_mcr_split"
+AttentionInterface.register(SPLIT_ATTENTION, split_attention)
+AttentionMaskInterface.register(SPLIT_ATTENTION, sdpa_mask)
+
+
+class ModalityCopies:
+    """Per-row perturbed copies of one modality's cache entries, and the clean entries all rows share.
+
+    A row's cache is the union of its own entries at the modality's positions (``clean + scale *
+    noise``, written into ``buffers`` reused from pass to pass) and the ``shared`` entries everywhere
+    else: the clean entries themselves, held once for all rows.
+    """
+
+    def __init__(self, state: Prefill, modality: str, rows: int):
+        positions = state.positions[modality].cpu()
+        length = state.layers[0][0].shape[2]
+        is_shared = torch.ones(length, dtype=torch.bool)
+        is_shared[positions] = False
+        self.shared_positions = is_shared.nonzero().flatten()
+        self.shared = [
+            (keys[:, :, self.shared_positions.to(keys.device)], values[:, :, self.shared_positions.to(values.device)])
+            for keys, values in state.layers
+        ]
+        self.clean = [
+            (keys[:, :, position_index(positions.to(keys.device))], values[:, :, position_index(positions.to(values.device))])
+            for keys, values in state.layers
+        ]
+        self.buffers = [
+            (keys.new_empty((rows, *keys.shape[1:])), values.new_empty((rows, *values.shape[1:])))
+            for keys, values in self.clean
+        ]
+
+    def perturb(self, scales: list[tuple[torch.Tensor, torch.Tensor]], noise: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The perturbed entries for ``len(noise)`` rows: ``clean + scale * noise`` per layer, as (keys, values)."""
+        rows = noise.shape[0]
+        layers = []
+        for index, ((keys, values), (clean_keys, clean_values)) in enumerate(zip(self.buffers, self.clean)):
+            key_scale, value_scale = scales[index]
+            torch.addcmul(clean_keys, key_scale, noise[:, index, 0].to(keys.device), out=keys[:rows])
+            torch.addcmul(clean_values, value_scale, noise[:, index, 1].to(values.device), out=values[:rows])
+            layers.append((keys[:rows], values[:rows]))
+        return layers
+
+
+def cache_of(layers: list[tuple[torch.Tensor, torch.Tensor]]) -> DynamicCache:
+    """A DynamicCache holding ``layers`` as they are.
+
+    ``DynamicCache(ddp_cache_data=...)`` would copy every tensor once more (it concatenates onto an
+    empty one), so the tensors are placed in the initialised layers directly. The forward then
+    appends the fed token by concatenation, leaving these tensors unchanged.
+    """
+    cache = DynamicCache(ddp_cache_data=[(keys[:, :, :0], values[:, :, :0]) for keys, values in layers])
+    for layer, (keys, values) in zip(cache.layers, layers):
+        layer.keys, layer.values = keys, values
+    return cache
+
+
+@contextlib.contextmanager
+def scoring_mode(model: MultimodalModel) -> Iterator[None]:
+    """Inside the block: weights without gradients (only the cache needs them), and split attention.
+
+    Both are restored on exit, also on error. Nested blocks do nothing (the outer one restores), so
+    a caller can hold the mode over many scoring calls. A prefill must run outside it.
+    """
+    decoder = model.model.get_decoder()
+    implementation = decoder.config._attn_implementation
+    if implementation == SPLIT_ATTENTION:  # already inside an enclosing scoring_mode
+        yield
+        return
+    flags = [(parameter, parameter.requires_grad) for parameter in model.model.parameters()]
+    for parameter, _ in flags:
+        parameter.requires_grad_(False)
+    decoder.set_attn_implementation(SPLIT_ATTENTION)
+    try:
+        yield
+    finally:
+        decoder.set_attn_implementation(implementation)
+        for parameter, flag in flags:
+            parameter.requires_grad_(flag)
+
+
+def option_log_probability(
+    model: MultimodalModel,
+    state: Prefill,
+    shared: list[tuple[torch.Tensor, torch.Tensor]],
+    own: list[tuple[torch.Tensor, torch.Tensor]],
+    target: int,
+) -> torch.Tensor:
+    """log f for each row: the log softmax over (A, B) of option ``target`` after feeding the last token.
+
+    ``own`` are each row's own cache entries, ``shared`` the entries all rows share (see
+    :func:`split_attention`). Must run inside :func:`scoring_mode`.
+    """
+    count = own[0][0].shape[0]
+    position_ids = state.last_position_ids.expand(*state.last_position_ids.shape[:-2], count, 1)
+    option_logits, _cache = option_logits_float32(
+        model,
+        state.option_ids,
+        input_ids=state.last_token.expand(count, 1),
+        position_ids=position_ids,
+        cache=cache_of(own),
+        use_cache=True,
+        mcr_shared=shared,
+    )
+    return option_logits.log_softmax(dim=-1)[:, target]
+
+
+def sample_plan(samples: int, max_batch: int) -> list[int]:
+    """Rows of each batched pass: ``samples`` cut into passes of at most ``max_batch``."""
+    return [min(max_batch, samples - start) for start in range(0, samples, max_batch)]
+
+
+def fisher_terms(gradients: Sequence[torch.Tensor], scales: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """``|grad_eps log f|^2`` per row from the gradients of ``log f`` with respect to the perturbed entries.
+
+    The perturbation is affine (``entry = clean + scale * eps``), so ``grad_eps = scale * grad_entry``.
+    ``gradients`` alternate keys and values, layer by layer.
+    """
+    total = torch.zeros(gradients[0].shape[0], dtype=torch.float32, device=gradients[0].device)
+    for index, gradient in enumerate(gradients):
+        scaled = gradient * scales[index // 2][index % 2].to(gradient.device)
+        # A norm over one contiguous axis: far faster than reducing over the positions axis in place.
+        total += torch.linalg.vector_norm(scaled.flatten(1), dim=1, dtype=torch.float32).to(total.device) ** 2
+    return total
+
+
+def score_samples(
+    model: MultimodalModel,
+    state: Prefill,
+    target: int,
+    generators: dict[str, torch.Generator],
+    settings: EstimatorSettings,
+    max_batch: int,
+) -> dict[str, Samples]:
+    """Evaluate ``f`` (and ``|grad f|^2 / f``) on ``settings.samples`` perturbations of each modality.
+
+    ``generators`` maps each modality to its noise stream. Samples go in batched passes of at most
+    ``max_batch`` rows. With ``settings.fisher`` the gradient of ``log f`` with respect to the
+    perturbed entries is taken by autograd in the same pass.
+    """
+    plan = sample_plan(settings.samples, max_batch)
+    dtype, device = state.layers[0][0].dtype, state.layers[0][0].device
+    scored = {}
+    with scoring_mode(model):
+        for modality, generator in generators.items():
+            copies = ModalityCopies(state, modality, plan[0])
+            scales = noise_scales(state, modality, settings.sigma)
+            noise = torch.empty((plan[0], *noise_shape(state, modality)), dtype=dtype, device=device)
+            f_parts, fisher_parts = [], []
+            for rows in plan:
+                own = copies.perturb(scales, draw_noise(generator, noise[:rows]))
+                if settings.fisher:
+                    leaves = [(keys.detach().requires_grad_(), values.detach().requires_grad_()) for keys, values in own]
+                    with torch.enable_grad():
+                        log_f = option_log_probability(model, state, copies.shared, leaves, target)
+                        # Rows are independent, so the gradient of the sum holds each row's own gradient.
+                        gradients = torch.autograd.grad(log_f.sum(), [part for pair in leaves for part in pair])
+                    f = log_f.detach().exp()
+                    # |grad f|^2 / f = f |grad log f|^2, which stays finite where f underflows.
+                    fisher_parts.append((f * fisher_terms(gradients, scales).to(f.device)).double().cpu().numpy())
+                else:
+                    with torch.no_grad():
+                        f = option_log_probability(model, state, copies.shared, own, target).exp()
+                f_parts.append(f.double().cpu().numpy())
+            scored[modality] = Samples(np.concatenate(f_parts), np.concatenate(fisher_parts) if settings.fisher else None)
+    return scored
