@@ -1,5 +1,6 @@
-# The README's two commands: `make run` (main job, offline default) and `make test`.
-# Both create the virtual environment if missing and install the project into it.
+# The README's commands: `make run` (main job, offline default), `make test` (the full suite), `make test-fast`
+# (the development loop: no Snakemake run, no model training), `make lint` and `make format`.
+# Each creates the virtual environment if missing and installs the project into it.
 PYTHON ?= python3
 VENV ?= .venv
 CORES ?= 2
@@ -7,7 +8,7 @@ CONFIG ?= config/config.yaml
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup clean
+.PHONY: run test test-fast lint format setup clean
 
 setup: $(STAMP)
 
@@ -29,6 +30,21 @@ run: $(STAMP)
 
 test: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -n $(CORES) --dist loadfile -q
+
+test-fast: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -m "not slow and not dag" -n $(CORES) --dist loadfile -q
+
+# Python (ruff: lint and format), the rule files (snakefmt) and the workflow (snakemake --lint, on the test config).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --lint --configfile config/test.yaml
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+	$(BIN)/snakefmt Snakefile workflow/rules
 
 clean:
 	rm -rf results .snakemake

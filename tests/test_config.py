@@ -82,6 +82,7 @@ def test_pretrained_model_needs_a_path(default_config):
         validate_config(copy.deepcopy(default_config))
 
 
+@pytest.mark.dag
 def test_snakemake_stops_before_any_job(tmp_path, default_config):
     default_config["evaluation"]["max_new_tokenz"] = 3
     bad = tmp_path / "bad.yaml"

@@ -108,6 +108,7 @@ open(sys.argv[1], "w").write(json.dumps(record))
 """
 
 
+@pytest.mark.dag
 def test_two_gpu_workstation_runs_concurrent_gpu_jobs_on_different_devices(two_fake_gpus, tmp_path):
     snakefile = tmp_path / "Snakefile"
     snakefile.write_text(GPU_JOBS_SNAKEFILE.format(python=sys.executable))

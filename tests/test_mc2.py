@@ -303,6 +303,7 @@ def test_paper_config_models_steer_mid_to_late_layers():
     assert models["qwen2.5-vl-32b"]["device_map"] == "auto"
 
 
+@pytest.mark.dag
 def test_paper_config_plans_the_full_dag(tmp_path):
     """``snakemake -n`` on config/paper.yaml, with coco_dir pointed at a placeholder COCO folder."""
     (tmp_path / "coco" / "val2014").mkdir(parents=True)

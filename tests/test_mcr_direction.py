@@ -40,6 +40,9 @@ from amps.data.corpus import Preference
 
 TASKS = ["color"]
 SEED = 0
+# Trains a toy for about a minute: left out of make test-fast.
+pytestmark = pytest.mark.slow
+
 ARCH = ToyArchitecture(
     text_layers=2, text_hidden=64, text_heads=4, vision_layers=1, vision_hidden=32, image_size=32, patch_size=8
 )

@@ -21,7 +21,7 @@ from amps.vocabulary import BASELINE_CONDITIONS
 from conftest import REPO
 from test_cluster import slurm_run  # noqa: F401 (a fixture: the clean run to compare with)
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.dag]
 
 
 def snakemake_command(workdir: Path, cores: int = 2, *extra: str) -> list[str]:

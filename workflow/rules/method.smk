@@ -120,7 +120,7 @@ rule ablate_amps:
         expand(f"{OUT}/amps/ablations/{{family}}.parquet", family=ABLATION_FAMILIES),
     params:
         settings=step_params(AblateAmps),
-        model=model_location(ABLATION_MODEL),
+        model=lambda wildcards: model_location(ABLATION_MODEL),
         # The folder of the family tables (each output is <folder>/<family>.parquet).
         output_dir=lambda wildcards, output: os.path.dirname(output[0]),
     threads: config["threads"]
