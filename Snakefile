@@ -8,6 +8,7 @@ from amps.core.config import validate_config
 # Schema and semantic checks run before any job is planned; errors name the bad key.
 validate_config(config)
 
+
 # `snakemake --report FILE` (make run builds it): every figure and table with its caption, the rule graph.
 report: "workflow/report/workflow.rst"
 

@@ -43,44 +43,95 @@ COMMANDS: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
     "collect-activations": (
         "amps.steering.steps",
         "hidden states of every record under the plain, image and text prompts; difference vectors",
-        [("--benchmark-dir", "benchmark folder"), ("--model", "model folder or hub id"), ("--output", "activations file (.safetensors)"), ("--index", "JSON index of the activations file")],
+        [
+            ("--benchmark-dir", "benchmark folder"),
+            ("--model", "model folder or hub id"),
+            ("--output", "activations file (.safetensors)"),
+            ("--index", "JSON index of the activations file"),
+        ],
     ),
     "steering-sweep": (
         "amps.steering.steps",
         "mean steering at each strength of the grid, both directions, on the test split",
-        [("--benchmark-dir", "benchmark folder"), ("--model", "model folder or hub id"), ("--activations", "activations file (.safetensors, index beside it)"), ("--answers", "answers table"), ("--records", "per-record table (each order's choice, agreement)"), ("--sensitivity-table", "per-sample flip and collapse strengths")],
+        [
+            ("--benchmark-dir", "benchmark folder"),
+            ("--model", "model folder or hub id"),
+            ("--activations", "activations file (.safetensors, index beside it)"),
+            ("--answers", "answers table"),
+            ("--records", "per-record table (each order's choice, agreement)"),
+            ("--sensitivity-table", "per-sample flip and collapse strengths"),
+        ],
     ),
     # workflow/rules/mcr.smk
     "mcr-shard": (
         "amps.mcr.steps",
         "the Modality Contribution Ratio of one shard of the benchmark's records (every split)",
-        [("--benchmark-dir", "benchmark folder"), ("--model", "model folder or hub id"), ("--output", "shard table (.parquet)"), ("--max-batch", "perturbed cache copies per batched forward at most (mcr.max_batch, the memory budget)")],
+        [
+            ("--benchmark-dir", "benchmark folder"),
+            ("--model", "model folder or hub id"),
+            ("--output", "shard table (.parquet)"),
+            ("--max-batch", "perturbed cache copies per batched forward at most (mcr.max_batch, the memory budget)"),
+        ],
     ),
     "gather-mcr": (
         "amps.mcr.steps",
         "merge a model's MCR shards into one table; fail on a missing, duplicated or overlapping record",
-        [("--shards", "comma-separated shard tables, in shard order"), ("--benchmark-dir", "benchmark folder"), ("--output", "MCR table")],
+        [
+            ("--shards", "comma-separated shard tables, in shard order"),
+            ("--benchmark-dir", "benchmark folder"),
+            ("--output", "MCR table"),
+        ],
     ),
     # workflow/rules/method.smk
     "train-steerers": (
         "amps.method.steps",
         "train the Learn-to-Steer modules and every candidate AMPS module of one model, each direction and seed",
-        [("--benchmark-dir", "benchmark folder"), ("--activations", "activations file (.safetensors, index beside it)"), ("--mcr", "the model's MCR table"), ("--output-dir", "folder of the modules (safetensors + JSON)"), ("--summary", "training losses (CSV)")],
+        [
+            ("--benchmark-dir", "benchmark folder"),
+            ("--activations", "activations file (.safetensors, index beside it)"),
+            ("--mcr", "the model's MCR table"),
+            ("--output-dir", "folder of the modules (safetensors + JSON)"),
+            ("--summary", "training losses (CSV)"),
+        ],
     ),
     "select-amps": (
         "amps.method.steps",
         "each method's strength, and AMPS's sign of beta, beta and r_anchor, from its own validation outputs",
-        [("--benchmark-dir", "benchmark folder"), ("--model", "model folder or hub id"), ("--activations", "activations file (.safetensors, index beside it)"), ("--mcr", "the model's MCR table"), ("--steerers", "folder of the trained modules"), ("--output", "validation choice (JSON)"), ("--scan", "every scanned validation point (CSV)")],
+        [
+            ("--benchmark-dir", "benchmark folder"),
+            ("--model", "model folder or hub id"),
+            ("--activations", "activations file (.safetensors, index beside it)"),
+            ("--mcr", "the model's MCR table"),
+            ("--steerers", "folder of the trained modules"),
+            ("--output", "validation choice (JSON)"),
+            ("--scan", "every scanned validation point (CSV)"),
+        ],
     ),
     "steered-eval": (
         "amps.method.steps",
         "every steering method's measured strength curve in both directions on the test split (and the agreeing control)",
-        [("--benchmark-dir", "benchmark folder"), ("--model", "model folder or hub id"), ("--activations", "activations file (.safetensors, index beside it)"), ("--mcr", "the model's MCR table"), ("--selection", "validation choice (JSON)"), ("--steerers", "folder of the trained modules"), ("--answers-dir", "folder of the answers tables (<method>-<direction>.parquet)")],
+        [
+            ("--benchmark-dir", "benchmark folder"),
+            ("--model", "model folder or hub id"),
+            ("--activations", "activations file (.safetensors, index beside it)"),
+            ("--mcr", "the model's MCR table"),
+            ("--selection", "validation choice (JSON)"),
+            ("--steerers", "folder of the trained modules"),
+            ("--answers-dir", "folder of the answers tables (<method>-<direction>.parquet)"),
+        ],
     ),
     "ablate-amps": (
         "amps.method.steps",
         "every family of AMPS ablations on the ablation model (real runs on the test split)",
-        [("--benchmark-dir", "benchmark folder"), ("--model", "model folder or hub id"), ("--activations", "activations file (.safetensors, index beside it)"), ("--mcr", "the model's MCR table"), ("--selection", "validation choice (JSON)"), ("--output-dir", "folder of the answers tables (<family>.parquet)"), ("--max-batch", "perturbed cache copies per batched forward of the MCR re-estimates at most (mcr.max_batch)")],
+        [
+            ("--benchmark-dir", "benchmark folder"),
+            ("--model", "model folder or hub id"),
+            ("--activations", "activations file (.safetensors, index beside it)"),
+            ("--mcr", "the model's MCR table"),
+            ("--selection", "validation choice (JSON)"),
+            ("--output-dir", "folder of the answers tables (<family>.parquet)"),
+            ("--max-batch", "perturbed cache copies per batched forward of the MCR re-estimates at most (mcr.max_batch)"),
+        ],
     ),
     # workflow/rules/report.smk
     "summarize-baseline": (
@@ -96,7 +147,11 @@ COMMANDS: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
     "summarize-sweep": (
         "amps.report.steps",
         "score the sweep answers of all models per direction, strength, task and view",
-        [("--answers", "comma-separated answers tables"), ("--records", "comma-separated per-record tables"), ("--scores", "scores CSV")],
+        [
+            ("--answers", "comma-separated answers tables"),
+            ("--records", "comma-separated per-record tables"),
+            ("--scores", "scores CSV"),
+        ],
     ),
     "plot-sweep": (
         "amps.report.figure_steps",
@@ -111,27 +166,61 @@ COMMANDS: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
     "mcr-sensitivity": (
         "amps.report.steps",
         "Spearman correlation of MCR with per-sample steering sensitivity, with bootstrap intervals",
-        [("--mcr", "comma-separated MCR tables"), ("--sensitivity", "comma-separated sensitivity tables"), ("--output", "correlations CSV")],
+        [
+            ("--mcr", "comma-separated MCR tables"),
+            ("--sensitivity", "comma-separated sensitivity tables"),
+            ("--output", "correlations CSV"),
+        ],
     ),
     "plot-mcr-sensitivity": (
         "amps.report.figure_steps",
         "sensitivity scores across models and tasks, and MCR against sensitivity",
-        [("--mcr", "comma-separated MCR tables"), ("--sensitivity", "comma-separated sensitivity tables"), ("--correlations", "correlations CSV"), ("--scores-figure", "sensitivity figure path (.pdf; a .png is written beside it)"), ("--scatter-figure", "MCR-against-sensitivity figure path (.pdf; a .png is written beside it)")],
+        [
+            ("--mcr", "comma-separated MCR tables"),
+            ("--sensitivity", "comma-separated sensitivity tables"),
+            ("--correlations", "correlations CSV"),
+            ("--scores-figure", "sensitivity figure path (.pdf; a .png is written beside it)"),
+            ("--scatter-figure", "MCR-against-sensitivity figure path (.pdf; a .png is written beside it)"),
+        ],
     ),
     "validate-mcr": (
         "amps.report.steps",
         "the MCR against the offline world's ground-truth evidence balance: correlations and vision share by MCR bin",
-        [("--mcr", "comma-separated MCR tables"), ("--benchmark-dir", "benchmark folder"), ("--baselines", "comma-separated baseline answers tables"), ("--correlations-table", "correlations CSV"), ("--bins-table", "vision share by MCR bin CSV")],
+        [
+            ("--mcr", "comma-separated MCR tables"),
+            ("--benchmark-dir", "benchmark folder"),
+            ("--baselines", "comma-separated baseline answers tables"),
+            ("--correlations-table", "correlations CSV"),
+            ("--bins-table", "vision share by MCR bin CSV"),
+        ],
     ),
     "plot-mcr-validation": (
         "amps.report.figure_steps",
         "the MCR against the ground-truth balance, and the vision share by MCR bin, per model",
-        [("--mcr", "comma-separated MCR tables"), ("--benchmark-dir", "benchmark folder"), ("--correlations", "correlations CSV"), ("--bins", "vision share by MCR bin CSV"), ("--output", "figure path (.pdf; a .png is written beside it)")],
+        [
+            ("--mcr", "comma-separated MCR tables"),
+            ("--benchmark-dir", "benchmark folder"),
+            ("--correlations", "correlations CSV"),
+            ("--bins", "vision share by MCR bin CSV"),
+            ("--output", "figure path (.pdf; a .png is written beside it)"),
+        ],
     ),
     "summarize-amps": (
         "amps.report.steps",
         "AMPS tables (scores, main, scales, matched shift, collapse budgets, selection, ablations) as CSV, Markdown and LaTeX",
-        [("--answers", "comma-separated steered answers tables"), ("--baselines", "comma-separated baseline answers tables"), ("--selections", "comma-separated validation choices, in the order of the settings' models"), ("--ablations", "comma-separated ablation answers tables"), ("--scores", "scores CSV"), ("--main", "main table CSV"), ("--scale", "table across model scales CSV"), ("--matched", "matched-shift table CSV"), ("--budget", "collapse-budget table CSV"), ("--selection", "validation choices table CSV"), ("--ablation", "ablation table CSV")],
+        [
+            ("--answers", "comma-separated steered answers tables"),
+            ("--baselines", "comma-separated baseline answers tables"),
+            ("--selections", "comma-separated validation choices, in the order of the settings' models"),
+            ("--ablations", "comma-separated ablation answers tables"),
+            ("--scores", "scores CSV"),
+            ("--main", "main table CSV"),
+            ("--scale", "table across model scales CSV"),
+            ("--matched", "matched-shift table CSV"),
+            ("--budget", "collapse-budget table CSV"),
+            ("--selection", "validation choices table CSV"),
+            ("--ablation", "ablation table CSV"),
+        ],
     ),
     "plot-tradeoff": (
         "amps.report.figure_steps",
@@ -141,7 +230,12 @@ COMMANDS: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
     "plot-examples": (
         "amps.report.figure_steps",
         "a few test records with their answers under strong mean steering and under AMPS",
-        [("--mean-answers", "mean-steering answers table"), ("--amps-answers", "AMPS answers table"), ("--benchmark-dir", "benchmark folder"), ("--output", "figure path (.pdf; a .png is written beside it)")],
+        [
+            ("--mean-answers", "mean-steering answers table"),
+            ("--amps-answers", "AMPS answers table"),
+            ("--benchmark-dir", "benchmark folder"),
+            ("--output", "figure path (.pdf; a .png is written beside it)"),
+        ],
     ),
     "render-table": (
         "amps.report.steps",

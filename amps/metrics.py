@@ -20,7 +20,6 @@ import pandas as pd
 
 from amps.vocabulary import DIRECTIONS, ORDERS
 
-
 SWEEP_KEYS = ["model", "direction", "alpha"]
 SCORE_COLUMNS = ["n", "s_vision", "s_text", "s_other", "vision_ratio", "rate_a"]
 
@@ -176,7 +175,7 @@ def conflict_metrics(answers: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         s_vision=("choice", lambda c: (c == "vision").mean()),
         s_text=("choice", lambda c: (c == "text").mean()),
         s_other=("choice", lambda c: (c == "other").mean()),
-        rate_a=("letter", lambda l: (l == "A").mean()),
+        rate_a=("letter", lambda letters: (letters == "A").mean()),
     )
     decided = pooled["s_vision"] + pooled["s_text"]
     pooled["vision_ratio"] = (pooled["s_vision"] / decided).where(decided > 0)

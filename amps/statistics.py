@@ -7,7 +7,6 @@ import hashlib
 
 import numpy as np
 
-
 INTERVAL = 0.95
 #: Fewer records than this give no correlation (NaN).
 MIN_RECORDS = 3

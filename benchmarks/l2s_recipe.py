@@ -29,24 +29,39 @@ import pandas as pd
 import torch
 from transformers import get_cosine_schedule_with_warmup
 
-from amps.method import scaling
-from amps.steering.activations import Activations
-from amps.models.asking import answer_encoded, encode_questions, evaluation_questions
 from amps.core.config import load_config
 from amps.data.benchmark import Benchmark
+from amps.method import scaling
 from amps.method.methods import ModuleSteering
-from amps.models.interface import MultimodalModel
-from amps.metrics import shift_and_collapse
-from amps.vocabulary import DIRECTIONS
-from amps.method.steps import SelectAmps, TrainSteerers
 from amps.method.recipe import ModuleRecipe
 from amps.method.steerer import SteererConfig, train_steerer
+from amps.method.steps import SelectAmps, TrainSteerers
 from amps.method.vectors import load_mcr, prompt_set, record_vectors
+from amps.metrics import shift_and_collapse
+from amps.models.asking import answer_encoded, encode_questions, evaluation_questions
+from amps.models.interface import MultimodalModel
+from amps.steering.activations import Activations
+from amps.vocabulary import DIRECTIONS
 
 REPO = Path(__file__).resolve().parent.parent
-BEFORE = ModuleRecipe(width=32, standardize_inputs=True, init="default", mse_weight=1.0, l1_weight=0.0, cosine_weight=0.1,
-                      cosine_ramp_epochs=0, validation_cosine_weight=0.1, optimizer="adam", learning_rate=0.01,
-                      weight_decay=1e-4, batch_size=1_000_000, epochs=600, schedule="constant", warmup_epochs=0, patience=60)
+BEFORE = ModuleRecipe(
+    width=32,
+    standardize_inputs=True,
+    init="default",
+    mse_weight=1.0,
+    l1_weight=0.0,
+    cosine_weight=0.1,
+    cosine_ramp_epochs=0,
+    validation_cosine_weight=0.1,
+    optimizer="adam",
+    learning_rate=0.01,
+    weight_decay=1e-4,
+    batch_size=1_000_000,
+    epochs=600,
+    schedule="constant",
+    warmup_epochs=0,
+    patience=60,
+)
 
 
 class PlainSteeringNet(torch.nn.Module):
@@ -70,8 +85,12 @@ def published_plain(train_x, train_y, val_x, val_y, width: int, seed: int) -> to
     count = min(width, directions.shape[0])
     with torch.no_grad():
         net.decoder.weight[:, :count] = directions[:count].T
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(train_x, train_y), batch_size=64, shuffle=True,
-                                         generator=torch.Generator().manual_seed(seed))
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(train_x, train_y),
+        batch_size=64,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
     optimizer = torch.optim.Adam(net.parameters(), lr=5e-5)
     schedule = get_cosine_schedule_with_warmup(optimizer, 50 * len(loader), 100 * len(loader))
 
@@ -126,50 +145,75 @@ def main() -> None:
     for split in ("validation", "test"):
         records = benchmark.split(split)
         encoded = encode_questions(model, benchmark, records, evaluation_questions(records, "conflict"), spec["batch_size"])
-        splits[split] = (encoded, answer_encoded(model, encoded, config["evaluation"]["max_new_tokens"], desc=f"{split} unsteered"))
+        splits[split] = (
+            encoded,
+            answer_encoded(model, encoded, config["evaluation"]["max_new_tokens"], desc=f"{split} unsteered"),
+        )
     scale = record_vectors(stored, layer, benchmark.split("test")["record_id"].tolist()).prompt_scale
     identity = scaling.from_units(train.mcr, 0.0, 0.5, amps.grid.max_factor)
-    train_y, val_y = sign * identity.targets(train.vectors, train.mcr), sign * identity.targets(validation.vectors, validation.mcr)
+    train_y, val_y = (
+        sign * identity.targets(train.vectors, train.mcr),
+        sign * identity.targets(validation.vectors, validation.mcr),
+    )
 
     def measure(module: torch.nn.Module, split: str, strength: float) -> tuple[float, float]:
         config_ = SteererConfig(model.hidden_size, layer, layer, "l2s", args.direction, amps.grid.vector, 0.0, 0.0, 0, recipe)
         encoded, unsteered = splits[split]
-        answers = answer_encoded(model, encoded, config["evaluation"]["max_new_tokens"],
-                                 ModuleSteering(model, module, config_, amps.positions, scale).context(strength))
+        answers = answer_encoded(
+            model,
+            encoded,
+            config["evaluation"]["max_new_tokens"],
+            ModuleSteering(model, module, config_, amps.positions, scale).context(strength),
+        )
         return shift_and_collapse(answers, unsteered, target)
 
     rows = []
     for seed in range(args.seeds):
         modules = {
             "amps default": train_steerer(train.states, train_y, validation.states, val_y, recipe, config["seed"] + seed)[0],
-            "published, plain": published_plain(train.states, train_y, validation.states, val_y, recipe.width,
-                                                config["seed"] + seed),
+            "published, plain": published_plain(
+                train.states, train_y, validation.states, val_y, recipe.width, config["seed"] + seed
+            ),
             "amps before": train_steerer(train.states, train_y, validation.states, val_y, BEFORE, config["seed"] + seed)[0],
         }
         for name, module in modules.items():
-            scan = pd.DataFrame([{"strength": s, **dict(zip(("shift", "collapse"), measure(module, "validation", s)))}
-                                 for s in amps.strengths])
+            scan = pd.DataFrame(
+                [{"strength": s, **dict(zip(("shift", "collapse"), measure(module, "validation", s)))} for s in amps.strengths]
+            )
             best, _within = scaling.choose(scan, amps.max_collapse)
             strength = float(scan["strength"].iloc[best])
-            test = pd.DataFrame([{"strength": s, **dict(zip(("shift", "collapse"), measure(module, "test", s)))}
-                                 for s in amps.strengths])
+            test = pd.DataFrame(
+                [{"strength": s, **dict(zip(("shift", "collapse"), measure(module, "test", s)))} for s in amps.strengths]
+            )
             at = test[test["strength"] == strength].iloc[0]
             within = test[test["collapse"] <= amps.max_collapse + 1e-12]["shift"].max()
-            rows.append({"recipe": name, "seed": seed, "validation_cosine": cosine(module, validation.states, val_y),
-                         "strength": strength, "validation_shift": scan["shift"].iloc[best],
-                         "validation_collapse": scan["collapse"].iloc[best], "test_shift": at["shift"],
-                         "test_collapse": at["collapse"], "test_best_shift_within_bound": max(0.0, within)})
+            rows.append(
+                {
+                    "recipe": name,
+                    "seed": seed,
+                    "validation_cosine": cosine(module, validation.states, val_y),
+                    "strength": strength,
+                    "validation_shift": scan["shift"].iloc[best],
+                    "validation_collapse": scan["collapse"].iloc[best],
+                    "test_shift": at["shift"],
+                    "test_collapse": at["collapse"],
+                    "test_best_shift_within_bound": max(0.0, within),
+                }
+            )
     table = pd.DataFrame(rows)
     pd.set_option("display.width", 200)
     print(f"{args.model}, {args.direction}; strength chosen on each module's own validation scan (bound {amps.max_collapse})")
     print(table.to_string(index=False, float_format=lambda value: f"{value:.3f}"))
-    summary = table.groupby("recipe", sort=False)[["validation_cosine", "test_shift", "test_collapse",
-                                                   "test_best_shift_within_bound"]].agg(["mean", "std"])
+    summary = table.groupby("recipe", sort=False)[
+        ["validation_cosine", "test_shift", "test_collapse", "test_best_shift_within_bound"]
+    ].agg(["mean", "std"])
     print(summary.to_string(float_format=lambda value: f"{value:.3f}"))
     ours = table[table["recipe"] == "amps default"]["test_shift"].mean()
     published = table[table["recipe"] == "published, plain"]["test_shift"].mean()
-    print(f"amps default vs published recipe (test shift at the validation choice): {ours:.3f} vs {published:.3f}"
-          f" -> {'matches or beats' if ours >= published - 0.02 else 'BELOW'}")
+    print(
+        f"amps default vs published recipe (test shift at the validation choice): {ours:.3f} vs {published:.3f}"
+        f" -> {'matches or beats' if ours >= published - 0.02 else 'BELOW'}"
+    )
 
 
 if __name__ == "__main__":

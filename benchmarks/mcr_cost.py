@@ -45,14 +45,15 @@ import torch
 from transformers import LlavaForConditionalGeneration
 
 from amps.data import prompts, world
-from amps.models import toy
-from amps.models.interface import Batch, MultimodalModel
-from default_scales import default_architecture
-from amps.models.toy_plan import ToyArchitecture
-from amps.mcr.settings import EstimatorSettings
-from amps.vocabulary import MODALITIES
 from amps.mcr import perturb, prefill
 from amps.mcr.estimates import Estimate, contribution_ratio, functional_entropy, sample_mean
+from amps.mcr.settings import EstimatorSettings
+from amps.models import toy
+from amps.models.interface import Batch, MultimodalModel
+from amps.models.toy_plan import ToyArchitecture
+from amps.vocabulary import MODALITIES
+
+from default_scales import default_architecture
 
 TASKS = list(world.TASKS)
 SCALES = {
@@ -85,7 +86,9 @@ def build(arch: ToyArchitecture, kv_heads: int) -> MultimodalModel:
     config = toy.build_model(tokenizer, arch, seed=0).config
     config.text_config.num_key_value_heads = kv_heads
     torch.manual_seed(0)
-    return MultimodalModel(LlavaForConditionalGeneration(config).eval(), toy.build_processor(tokenizer, arch), torch.device("cpu"))
+    return MultimodalModel(
+        LlavaForConditionalGeneration(config).eval(), toy.build_processor(tokenizer, arch), torch.device("cpu")
+    )
 
 
 def prompt_inputs(model: MultimodalModel, arch: ToyArchitecture, long_context: bool) -> Batch:
@@ -93,7 +96,9 @@ def prompt_inputs(model: MultimodalModel, arch: ToyArchitecture, long_context: b
     record = world.make_records(["color"], 1, seed=1)[0]
     if long_context:
         spec = world.task("color")
-        sentences = [spec.context(claim, record["answer_text"], strength) for claim in spec.claims for strength in world.TEXT_STRENGTHS]
+        sentences = [
+            spec.context(claim, record["answer_text"], strength) for claim in spec.claims for strength in world.TEXT_STRENGTHS
+        ]
         words: list[str] = []
         while len(words) < MC2_CONTEXT_WORDS:
             words += " ".join(sentences).split()
@@ -136,7 +141,9 @@ def naive_estimator(model: MultimodalModel, batch: Batch, settings: EstimatorSet
         for _ in range(settings.samples):
             state = prefill.prefill(model, batch)
             target = int(state.option_logits.argmax())
-            values[modality].append(perturb.score_samples(model, state, target, {modality: streams[modality]}, one_at_a_time, 1)[modality])
+            values[modality].append(
+                perturb.score_samples(model, state, target, {modality: streams[modality]}, one_at_a_time, 1)[modality]
+            )
     seconds = time.perf_counter() - started
     samples = {
         modality: perturb.Samples(
@@ -174,15 +181,20 @@ def measure(name: str, kv_heads: int, settings: EstimatorSettings, max_batch: in
     ours_seconds = statistics.median(run.seconds for run in ours_runs)
     naive = naive_estimator(model, batch, settings)
     largest_gap = max(float(np.max(np.abs(ours.samples[m].f - naive.samples[m].f))) for m in MODALITIES)
-    print(f"\n{name}: hidden {arch.text_hidden}, {arch.text_layers} layers, {arch.text_heads} heads, {kv_heads} key-value heads; "
-          f"{batch.input_ids.shape[1]} tokens ({int(batch.image_mask.sum())} image, {int(batch.text_mask.sum())} prompt text); "
-          f"N = {settings.samples} per modality, sigma = {settings.sigma}, max batch {max_batch}")
+    print(
+        f"\n{name}: hidden {arch.text_hidden}, {arch.text_layers} layers, {arch.text_heads} heads, {kv_heads} key-value heads; "
+        f"{batch.input_ids.shape[1]} tokens ({int(batch.image_mask.sum())} image, {int(batch.text_mask.sum())} prompt text); "
+        f"N = {settings.samples} per modality, sigma = {settings.sigma}, max batch {max_batch}"
+    )
     print(f"  {'estimate':<13}{'ours':>24}{'naive':>24}{'|diff| / SE':>13}")
     ours_estimates, naive_estimates = estimates(ours.samples), estimates(naive.samples)
     for key, ours_value in ours_estimates.items():
         naive_value = naive_estimates[key]
         gap = abs(ours_value.value - naive_value.value) / ours_value.se if ours_value.se > 0 else float("nan")
-        print(f"  {key:<13}{ours_value.value:>13.4g} ± {ours_value.se:<8.2g}{naive_value.value:>13.4g} ± {naive_value.se:<8.2g}{gap:>11.2g}")
+        print(
+            f"  {key:<13}{ours_value.value:>13.4g} ± {ours_value.se:<8.2g}"
+            f"{naive_value.value:>13.4g} ± {naive_value.se:<8.2g}{gap:>11.2g}"
+        )
     print(f"  largest |f_ours - f_naive| over all samples: {largest_gap:.2g}")
     return {
         "model": name,
@@ -214,8 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = [measure(name, kv_heads[name], settings, args.max_batch, args.repeats) for name in args.models.split(",")]
     print(f"\n{'model':<11}{'tokens':>7}{'prefill s':>11}{'ours s':>9}{'naive s':>9}{'speed-up':>10}{'ours in prefills':>18}")
     for row in rows:
-        print(f"{row['model']:<11}{row['tokens']:>7}{row['prefill']:>11.4f}{row['ours']:>9.3f}{row['naive']:>9.2f}"
-              f"{row['speedup']:>9.1f}x{row['prefills']:>18.2f}")
+        print(
+            f"{row['model']:<11}{row['tokens']:>7}{row['prefill']:>11.4f}{row['ours']:>9.3f}{row['naive']:>9.2f}"
+            f"{row['speedup']:>9.1f}x{row['prefills']:>18.2f}"
+        )
     missed = []
     for row in rows:
         if args.samples == 32 and row["speedup"] < SPEEDUP_TARGET:

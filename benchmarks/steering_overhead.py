@@ -27,10 +27,11 @@ import torch
 from amps.data import prompts, world
 from amps.models import toy
 from amps.models.interface import MultimodalModel
-from amps.steering.hook import steer
-from default_scales import default_architecture
-from amps.vocabulary import ORDERS
 from amps.models.toy_plan import ToyArchitecture
+from amps.steering.hook import steer
+from amps.vocabulary import ORDERS
+
+from default_scales import default_architecture
 
 SCALES = {
     "toy-large (16 image tokens)": default_architecture("toy-l"),
@@ -115,7 +116,10 @@ def measure(name: str, arch: ToyArchitecture, batch_size: int, new_tokens: int, 
             f"steered {steered_time * 1000:.1f} ms, ratio {steered_time / plain:.3f}"
         )
     inside = statistics.median(hook_seconds(model, layer, vectors, batch, new_tokens) for _ in range(repeats))
-    print(f"  time inside the steering hook: {inside * 1000:.2f} ms per generation, {inside / medians['CPU'][0]:.2%} of the unsteered CPU time")
+    print(
+        f"  time inside the steering hook: {inside * 1000:.2f} ms per generation, "
+        f"{inside / medians['CPU'][0]:.2%} of the unsteered CPU time"
+    )
     plain, steered_time = medians["CPU"]
     return steered_time / plain
 

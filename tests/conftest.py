@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from amps.models import toy
 from amps.data import world
 from amps.data.benchmark import Splits, WorldSpec
 from amps.data.steps import PrepareBenchmark, prepare_benchmark
+from amps.models import toy
 from amps.models.interface import MultimodalModel
 from amps.models.toy_plan import ToyArchitecture
+
+from slurm_run import slurm_run  # noqa: F401 (a fixture: the completed test-config run that DAG tests share)
 
 REPO = Path(__file__).resolve().parent.parent
 MC2_DIR = REPO.parent / "shared" / "data" / "mc2"

@@ -24,9 +24,7 @@ def coco_image_path(coco_dir: Path, image_id: int | str, split: str) -> Path:
     return coco_dir / split / f"COCO_{prefix}2014_{int(image_id):012d}.jpg"
 
 
-def write_coco_image(
-    coco_dir: Path, image_id: int | str, split: str = "train2014", size: tuple[int, int] = (32, 32)
-) -> Path:
+def write_coco_image(coco_dir: Path, image_id: int | str, split: str = "train2014", size: tuple[int, int] = (32, 32)) -> Path:
     """Write a small one-colour JPEG where COCO would keep ``image_id``."""
     path = coco_image_path(coco_dir, image_id, split)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,11 +8,18 @@ import json
 import yaml
 
 from amps.core.config import validate_config
+
 from conftest import REPO
 
 #: A model entry for the tiny random-weight toy of the fixtures (loaded from a folder, on the CPU).
-TINY_MODEL = {"source": "pretrained", "path": "tiny", "steering_layers": [1, 0], "batch_size": 8, "device": "cpu",
-              "dtype": "float32"}
+TINY_MODEL = {
+    "source": "pretrained",
+    "path": "tiny",
+    "steering_layers": [1, 0],
+    "batch_size": 8,
+    "device": "cpu",
+    "dtype": "float32",
+}
 
 
 def merged(base: dict, changes: dict) -> dict:

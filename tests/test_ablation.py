@@ -7,48 +7,88 @@ import copy
 import pytest
 
 from amps.method.ablate import anchor_units, chosen_units, variants
-from amps.vocabulary import ABLATION_FAMILIES
 from amps.method.steps import AblateAmps
+from amps.vocabulary import ABLATION_FAMILIES
+
 from steps import TINY_MODEL, build
 
-SETTINGS = build(AblateAmps, {
-    "models": {"m": {**TINY_MODEL, "steering_layers": [1, 0, 2]}},
-    "mcr": {"samples": 32},
-    "amps": {
-        "vector": "per_sample", "estimator": "entropy", "beta_units": [0.5, 0.25], "anchor_quantiles": [0.75, 0.5],
-        "ablation": {"direction": "to_vision", "beta_units": [-1.0, 0.0, 1.0], "samples": [8], "mc_seeds": 2},
+SETTINGS = build(
+    AblateAmps,
+    {
+        "models": {"m": {**TINY_MODEL, "steering_layers": [1, 0, 2]}},
+        "mcr": {"samples": 32},
+        "amps": {
+            "vector": "per_sample",
+            "estimator": "entropy",
+            "beta_units": [0.5, 0.25],
+            "anchor_quantiles": [0.75, 0.5],
+            "ablation": {"direction": "to_vision", "beta_units": [-1.0, 0.0, 1.0], "samples": [8], "mc_seeds": 2},
+        },
     },
-})
+)
 
 
 def _seeds(*strengths: float) -> list[dict]:
-    return [{"seed": seed, "strength": strength, "within_bound": True, "shift": 0.3, "collapse": 0.02, "at_grid_edge": False}
-            for seed, strength in enumerate(strengths)]
+    return [
+        {"seed": seed, "strength": strength, "within_bound": True, "shift": 0.3, "collapse": 0.02, "at_grid_edge": False}
+        for seed, strength in enumerate(strengths)
+    ]
 
 
 def _scaling(beta: float, units: float, quantile: float, r_anchor: float) -> dict:
     name = "b0" if beta == 0.0 else f"b{units:+g}_q{quantile:g}"
-    return {"name": name, "beta": beta, "r_anchor": r_anchor, "beta_units": units, "anchor_quantile": quantile,
-            "max_factor": 3.0, "normaliser": 1.0, "factor_mean": 1.0, "factor_sd": 0.2, "factor_min": 0.5, "factor_p10": 0.7,
-            "factor_median": 1.0, "factor_p90": 1.3, "factor_max": 1.8, "factor_share_zero": 0.0, "factor_share_bound": 0.0}
+    return {
+        "name": name,
+        "beta": beta,
+        "r_anchor": r_anchor,
+        "beta_units": units,
+        "anchor_quantile": quantile,
+        "max_factor": 3.0,
+        "normaliser": 1.0,
+        "factor_mean": 1.0,
+        "factor_sd": 0.2,
+        "factor_min": 0.5,
+        "factor_p10": 0.7,
+        "factor_median": 1.0,
+        "factor_p90": 1.3,
+        "factor_max": 1.8,
+        "factor_share_zero": 0.0,
+        "factor_share_bound": 0.0,
+    }
 
 
 def _sign(sign: int, source: str) -> dict:
-    return {"correlation": 0.4 * sign if sign else 0.05, "low": 0.1 * sign if sign else -0.2, "high": 0.6 * sign if sign else 0.3,
-            "records": 40, "sign": sign, "significant": sign != 0, "source": source}
+    return {
+        "correlation": 0.4 * sign if sign else 0.05,
+        "low": 0.1 * sign if sign else -0.2,
+        "high": 0.6 * sign if sign else 0.3,
+        "records": 40,
+        "sign": sign,
+        "significant": sign != 0,
+        "source": source,
+    }
 
 
 # As select_direction writes it (amps.method.select): per direction, per method.
 SELECTION = {
-    "model": "m", "layer": 1, "estimator": "entropy", "max_collapse": 0.05, "strengths": [1.0, 2.0, 4.0], "train_mcr_sd": 0.0625,
+    "model": "m",
+    "layer": 1,
+    "estimator": "entropy",
+    "max_collapse": 0.05,
+    "strengths": [1.0, 2.0, 4.0],
+    "train_mcr_sd": 0.0625,
     "to_vision": {
         "mean": {"seeds": _seeds(2.0)},
         "p2s": {"seeds": _seeds(1.0)},
         "l2s": {"seeds": _seeds(2.0, 4.0)},
         "amps": {"scaling": _scaling(4.0, 0.25, 0.75, 1.2), "sign": _sign(1, "l2s"), "skipped": [], "seeds": _seeds(2.0, 2.0)},
         # AMPS-online found a negative link, but β = 0 won on validation: its anchor is idle.
-        "amps_online": {"scaling": _scaling(0.0, 0.0, 0.5, 0.0), "sign": _sign(-1, "mean"), "skipped": ["b-0.5_q0.75"],
-                        "seeds": _seeds(4.0)},
+        "amps_online": {
+            "scaling": _scaling(0.0, 0.0, 0.5, 0.0),
+            "sign": _sign(-1, "mean"),
+            "skipped": ["b-0.5_q0.75"],
+            "seeds": _seeds(4.0),
+        },
     },
     # The other direction chose otherwise: the ablations read only amps.ablation.direction.
     "to_text": {
@@ -77,7 +117,8 @@ def test_beta_family_spans_both_signs_and_both_choices():
     # Only β changes: each method keeps its own chosen anchor, and every other setting is the default.
     assert all(variant.anchor_quantile == 0.75 and variant.online_anchor_quantile == 0.5 for variant in found.values())
     assert {(v.family, v.layer, v.vector, v.samples, v.mc_seed_offset, v.estimator) for v in found.values()} == {
-        ("beta", 1, "per_sample", 32, 0, "entropy")}
+        ("beta", 1, "per_sample", 32, 0, "entropy")
+    }
 
     # A choice off the grid joins it for either method: AMPS-online chose -0.25 units, AMPS β = 0.
     other = copy.deepcopy(SELECTION)
@@ -122,7 +163,8 @@ def test_other_families_vary_one_setting():
     assert list(layers) == ["0", "1", "2"] and layers["1"].chosen and layers["1"].online_chosen
     assert layers["2"].layer == 2 and not layers["2"].chosen
     assert {(v.beta_units, v.anchor_quantile, v.online_beta_units, v.online_anchor_quantile) for v in layers.values()} == {
-        (0.25, 0.75, 0.0, 0.5)}
+        (0.25, 0.75, 0.0, 0.5)
+    }
     samples = _by_value("samples")
     assert list(samples) == ["N=8, MC seed +0", "N=8, MC seed +1", "N=32, MC seed +0"]
     assert [value for value, variant in samples.items() if variant.chosen] == ["N=32, MC seed +0"]

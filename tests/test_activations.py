@@ -5,22 +5,27 @@ from __future__ import annotations
 import pytest
 import torch
 
-from amps.steering.activations import Activations, contrastive_tensors, last_token_states, tensor_name
-from amps.steering.steps import CollectActivations, collect_activations
 from amps.data.benchmark import Benchmark
 from amps.models.evaluation import make_question
+from amps.steering.activations import Activations, contrastive_tensors, last_token_states, tensor_name
+from amps.steering.steps import CollectActivations, collect_activations
 from amps.vocabulary import ORDERS
+
 from steps import TINY_MODEL, build
 
 
 def _settings(layers: list[int]) -> CollectActivations:
-    return build(CollectActivations, {"models": {"tiny": {**TINY_MODEL, "steering_layers": layers, "batch_size": 16}}}, model="tiny")
+    return build(
+        CollectActivations, {"models": {"tiny": {**TINY_MODEL, "steering_layers": layers, "batch_size": 16}}}, model="tiny"
+    )
 
 
 @pytest.fixture(scope="module")
 def collected(tiny_model_dir, tiny_benchmark_dir, tmp_path_factory) -> Activations:
     output = tmp_path_factory.mktemp("activations") / "tiny.safetensors"
-    collect_activations(_settings([1, 0]), str(tiny_benchmark_dir), str(tiny_model_dir), str(output), str(output.with_suffix(".json")))
+    collect_activations(
+        _settings([1, 0]), str(tiny_benchmark_dir), str(tiny_model_dir), str(output), str(output.with_suffix(".json"))
+    )
     return Activations.load(output)
 
 
@@ -105,7 +110,13 @@ def test_bad_requests_are_named(collected, tiny_model_dir, tiny_benchmark_dir, t
     with pytest.raises(ValueError, match="unknown split 'train'"):
         collected.split_rows("train")
     with pytest.raises(ValueError, match=r"steering_layers \[4\] are beyond the model's 2 decoder layers"):
-        collect_activations(_settings([4]), str(tiny_benchmark_dir), str(tiny_model_dir), str(tmp_path / "x.safetensors"), str(tmp_path / "x.json"))
+        collect_activations(
+            _settings([4]),
+            str(tiny_benchmark_dir),
+            str(tiny_model_dir),
+            str(tmp_path / "x.safetensors"),
+            str(tmp_path / "x.json"),
+        )
     assert not (tmp_path / "x.safetensors").exists()
     with pytest.raises(FileNotFoundError, match="run the collect-activations step first"):
         Activations.load(tmp_path / "x.safetensors")

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from amps.core.config import ConfigError, load_config, validate_config
+
 from conftest import REPO
 
 
@@ -69,7 +70,10 @@ def test_splits_must_sum_to_one(default_config):
 
 
 def test_missing_paths_are_named(default_config, tmp_path):
-    default_config["benchmark"] = {"source": "mc2", "mc2": {"records": str(tmp_path / "nope.json"), "coco_dir": str(tmp_path / "coco")}}
+    default_config["benchmark"] = {
+        "source": "mc2",
+        "mc2": {"records": str(tmp_path / "nope.json"), "coco_dir": str(tmp_path / "coco")},
+    }
     with pytest.raises(ConfigError) as error:
         validate_config(default_config)
     assert "nope.json does not exist" in str(error.value)
@@ -89,7 +93,9 @@ def test_snakemake_stops_before_any_job(tmp_path, default_config):
     bad.write_text(yaml.safe_dump(default_config))
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", str(bad)],
-        cwd=REPO, capture_output=True, text=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode != 0
     assert "max_new_tokenz" in result.stdout + result.stderr

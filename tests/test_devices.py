@@ -6,13 +6,14 @@ import json
 import os
 import subprocess
 import sys
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from amps import cli
 from amps.core import devices
+
 from conftest import REPO
 
 
@@ -103,7 +104,8 @@ from amps.core.devices import claimed_devices
 with claimed_devices(1) as claimed:
     start = time.time()
     time.sleep(1.5)
-    record = {"devices": claimed, "visible": os.environ["CUDA_VISIBLE_DEVICES"], "launched": launched, "start": start, "end": time.time()}
+    record = {"devices": claimed, "visible": os.environ["CUDA_VISIBLE_DEVICES"], "launched": launched, "start": start,
+              "end": time.time()}
 open(sys.argv[1], "w").write(json.dumps(record))
 """
 
@@ -115,18 +117,28 @@ def test_two_gpu_workstation_runs_concurrent_gpu_jobs_on_different_devices(two_f
     (tmp_path / "gpu_job.py").write_text(GPU_JOB_SCRIPT)
     result = subprocess.run(
         [
-            sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--directory", str(tmp_path),
-            "--profile", str(REPO / "profiles" / "workstation"),
-            "--cores", "4",  # more cores than GPUs: the profile's GPU count is what limits the jobs
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(snakefile),
+            "--directory",
+            str(tmp_path),
+            "--profile",
+            str(REPO / "profiles" / "workstation"),
+            "--cores",
+            "4",  # more cores than GPUs: the profile's GPU count is what limits the jobs
         ],
-        capture_output=True, text=True, env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = [json.loads(path.read_text()) for path in sorted((tmp_path / "jobs").glob("*.json"))]
     assert len(jobs) == 4
     for job in jobs:
         assert len(job["devices"]) == 1 and job["visible"] == job["devices"][0]
-    overlapping = [(a, b) for i, a in enumerate(jobs) for b in jobs[i + 1:] if a["start"] < b["end"] and b["start"] < a["end"]]
+    overlapping = [(a, b) for i, a in enumerate(jobs) for b in jobs[i + 1 :] if a["start"] < b["end"] and b["start"] < a["end"]]
     assert overlapping, "the two GPUs never ran jobs at the same time"
     for a, b in overlapping:
         assert a["devices"] != b["devices"]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from amps.cli import COMMANDS, function_name, is_tool, resolve, settings_class
 from amps.core.settings import Step
+
 from conftest import REPO
 
 PACKAGE = REPO / "amps"
@@ -68,13 +69,29 @@ def test_table_figure_and_settings_modules_start_without_torch():
     """The Snakefile imports every steps module and table and figure jobs import the report: none may import torch
     or transformers (about 6 s of every job's start-up, and of every Snakemake process)."""
     torch_free = [
-        name for name in python_modules()
-        if name.endswith(("steps", "__init__")) or name.startswith(("amps.report.", "amps.core.")) or name in (
-            "amps.cli", "amps.vocabulary", "amps.metrics", "amps.statistics", "amps.mcr.settings", "amps.mcr.table",
-            "amps.method.curves", "amps.method.recipe", "amps.models.toy_plan", "amps.data.benchmark", "amps.data.prompts",
-            "amps.data.world", "amps.data.corpus")
+        name
+        for name in python_modules()
+        if name.endswith(("steps", "__init__"))
+        or name.startswith(("amps.report.", "amps.core."))
+        or name
+        in (
+            "amps.cli",
+            "amps.vocabulary",
+            "amps.metrics",
+            "amps.statistics",
+            "amps.mcr.settings",
+            "amps.mcr.table",
+            "amps.method.curves",
+            "amps.method.recipe",
+            "amps.models.toy_plan",
+            "amps.data.benchmark",
+            "amps.data.prompts",
+            "amps.data.world",
+            "amps.data.corpus",
+        )
     ]
-    code = f"import sys\nfor m in {torch_free!r}: __import__(m)\nprint(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    loaded_check = "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    code = f"import sys\nfor m in {torch_free!r}: __import__(m)\n{loaded_check}"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "[]", f"{torch_free} import {loaded}"
 
@@ -98,8 +115,9 @@ def imports_of(path: Path) -> set[str]:
     found = set()
     for node in runtime_nodes(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("amps"):
-            found.update(f"{node.module}.{alias.name}" if is_module(f"{node.module}.{alias.name}") else node.module
-                         for alias in node.names)
+            found.update(
+                f"{node.module}.{alias.name}" if is_module(f"{node.module}.{alias.name}") else node.module for alias in node.names
+            )
         elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name.startswith("amps"))
     return found
@@ -124,6 +142,9 @@ def test_no_import_cycles():
 
 
 def test_no_module_is_over_400_lines():
-    long = {path.relative_to(REPO).as_posix(): lines for path in PACKAGE.rglob("*.py")
-            if (lines := len(path.read_text().splitlines())) > 400}
+    long = {
+        path.relative_to(REPO).as_posix(): lines
+        for path in PACKAGE.rglob("*.py")
+        if (lines := len(path.read_text().splitlines())) > 400
+    }
     assert not long, long

@@ -18,9 +18,10 @@ from PIL import Image
 from amps.data import mc2, prompts
 from amps.data.benchmark import Benchmark, Mc2Source, Splits, assign_splits
 from amps.data.steps import PrepareBenchmark, prepare_benchmark
+from amps.vocabulary import MC2_KEYS, ORDERS
+
 from conftest import MC2_DIR, REPO
 from fake_mc2 import synthetic_records, write_coco_folder, write_coco_image, write_records
-from amps.vocabulary import MC2_KEYS, ORDERS
 
 MC2_FILE = MC2_DIR / "evaluate_final.json"
 MC2_TASKS = (
@@ -314,12 +315,20 @@ def test_paper_config_plans_the_full_dag(tmp_path):
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     result = subprocess.run(
         [
-            sys.executable, "-m", "snakemake", "-n",
-            "--snakefile", str(REPO / "Snakefile"),
-            "--directory", str(tmp_path),
-            "--configfile", str(config_file),
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(config_file),
         ],
-        capture_output=True, text=True, env=env,
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     planned = result.stdout + result.stderr

@@ -5,8 +5,8 @@ against an unsharded run."""
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -15,20 +15,21 @@ import torch
 from scipy.stats import spearmanr
 from transformers import LlavaForConditionalGeneration
 
-from amps.mcr import table as mcr_tables
-from amps.data import prompts, world
-from amps.models import toy
-from amps.data.benchmark import Benchmark
 from amps.core.io import read_table
-from amps.models.interface import MultimodalModel
-from tiny_models import TINY_FAMILIES, build_tiny_model
-from amps.models.toy_plan import ToyArchitecture
+from amps.data import prompts, world
+from amps.data.benchmark import Benchmark
+from amps.mcr import estimates, perturb, prefill, records
+from amps.mcr import table as mcr_tables
 from amps.mcr.settings import EstimatorSettings
 from amps.mcr.steps import GatherMcr, McrShard, gather_mcr, mcr_shard
-from amps.vocabulary import MODALITIES
-from steps import TINY_MODEL, build
-from amps.mcr import estimates, perturb, prefill, records
+from amps.models import toy
+from amps.models.interface import MultimodalModel
+from amps.models.toy_plan import ToyArchitecture
 from amps.report.mcr_summary import summarize
+from amps.vocabulary import MODALITIES
+
+from steps import TINY_MODEL, build
+from tiny_models import TINY_FAMILIES, build_tiny_model
 
 #: Samples per batched pass where a test does not vary it.
 MAX_BATCH = 64
@@ -45,7 +46,9 @@ def streams(seed: int, modalities=MODALITIES) -> dict[str, torch.Generator]:
 def prefilled(model: MultimodalModel, order: str = "vision_first") -> prefill.Prefill:
     record = world.make_records(["color"], 1, seed=1)[0]
     image = world.render_record_image("color", record["answer_vision"], record["image_id"], 32)
-    return prefill.prefill(model, model.encode([image], [prompts.conflict_query(record, order).prompt], contexts=[record["context"]]))
+    return prefill.prefill(
+        model, model.encode([image], [prompts.conflict_query(record, order).prompt], contexts=[record["context"]])
+    )
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +94,9 @@ def test_split_attention_equals_attention_over_the_whole_perturbed_cache(tiny_ar
     config = toy.build_model(tokenizer, arch, seed=0).config
     config.text_config.num_key_value_heads = kv_heads
     torch.manual_seed(0)
-    model = MultimodalModel(LlavaForConditionalGeneration(config).eval(), toy.build_processor(tokenizer, arch), torch.device("cpu"))
+    model = MultimodalModel(
+        LlavaForConditionalGeneration(config).eval(), toy.build_processor(tokenizer, arch), torch.device("cpu")
+    )
     state = prefilled(model)
     for modality in MODALITIES:
         copies = perturb.ModalityCopies(state, modality, rows=3)
@@ -101,14 +106,18 @@ def test_split_attention_equals_attention_over_the_whole_perturbed_cache(tiny_ar
             split = perturb.option_log_probability(model, state, copies.shared, own, 0)
         order = torch.cat([state.positions[modality], copies.shared_positions]).argsort()
         whole = [
-            (torch.cat([keys, shared_keys.expand(3, -1, -1, -1)], dim=2)[:, :, order],
-             torch.cat([values, shared_values.expand(3, -1, -1, -1)], dim=2)[:, :, order])
+            (
+                torch.cat([keys, shared_keys.expand(3, -1, -1, -1)], dim=2)[:, :, order],
+                torch.cat([values, shared_values.expand(3, -1, -1, -1)], dim=2)[:, :, order],
+            )
             for (keys, values), (shared_keys, shared_values) in zip(own, copies.shared)
         ]
         with torch.no_grad():
             output = model.model(
-                input_ids=state.last_token.expand(3, 1), position_ids=state.last_position_ids.expand(3, 1),
-                cache=perturb.cache_of(whole), use_cache=True,
+                input_ids=state.last_token.expand(3, 1),
+                position_ids=state.last_position_ids.expand(3, 1),
+                cache=perturb.cache_of(whole),
+                use_cache=True,
             )
         plain = output.logits[:, -1, list(state.option_ids)].log_softmax(dim=-1)[:, 0]
         assert torch.allclose(split, plain, atol=1e-5)
@@ -168,11 +177,14 @@ def large_letter_logit_model(tiny_arch, benchmark: Benchmark, seed: int = 2) -> 
     net = toy.build_model(tokenizer, tiny_arch, seed=0).eval()
     model = MultimodalModel(net, toy.build_processor(tokenizer, tiny_arch), torch.device("cpu"))
     with torch.no_grad():
-        hidden = torch.stack([
-            net.model(**model.encode([benchmark.image(record)], [prompts.conflict_query(record, "vision_first").prompt]).inputs)
-            .last_hidden_state[0, -1]
-            for _, record in benchmark.records.iterrows()
-        ])
+        hidden = torch.stack(
+            [
+                net.model(
+                    **model.encode([benchmark.image(record)], [prompts.conflict_query(record, "vision_first").prompt]).inputs
+                ).last_hidden_state[0, -1]
+                for _, record in benchmark.records.iterrows()
+            ]
+        )
     shared = hidden.mean(dim=0)
     weight = net.lm_head.weight.detach().clone()
     difference = torch.randn(2, weight.shape[1], generator=torch.Generator().manual_seed(seed)) / weight.shape[1] ** 0.5
@@ -191,13 +203,19 @@ def test_a_bf16_model_ranks_records_like_its_float32_copy(tiny_arch, tiny_benchm
     bf16 = MultimodalModel(copy.deepcopy(model.model).to(torch.bfloat16), model.processor, torch.device("cpu"))
     estimator = EstimatorSettings(0.5, 256, "clean", False, "context", seed=7)
     rows = {
-        name: pd.DataFrame([records.estimate_record(each, benchmark, record, estimator, 256) for _, record in benchmark.records.iterrows()])
+        name: pd.DataFrame(
+            [records.estimate_record(each, benchmark, record, estimator, 256) for _, record in benchmark.records.iterrows()]
+        )
         for name, each in (("float32", model), ("bf16", bf16))
     }
     # The setup is what it should be: letters at 16-32, a few units apart at most (f not saturated).
     record = benchmark.records.iloc[0]
-    state = prefill.prefill(model, model.encode([benchmark.image(record)], [prompts.conflict_query(record, "text_first").prompt],
-                                            contexts=[record["context"]]))
+    state = prefill.prefill(
+        model,
+        model.encode(
+            [benchmark.image(record)], [prompts.conflict_query(record, "text_first").prompt], contexts=[record["context"]]
+        ),
+    )
     assert state.option_logits.min() > 16 and state.option_logits.max() < 32
     assert len(rows["float32"]) == 20 and rows["float32"][["clean_p_vision_first", "clean_p_text_first"]].lt(0.99).all().all()
     assert spearmanr(rows["bf16"]["mcr"], rows["float32"]["mcr"]).statistic >= 0.98
@@ -215,7 +233,10 @@ def test_samples_do_not_depend_on_how_passes_are_cut(tiny_model, state):
 
 def test_standard_error_falls_as_one_over_root_n_and_matches_the_spread(tiny_model, state):
     def entropies(samples: int, seeds: range) -> list[estimates.Estimate]:
-        runs = [perturb.score_samples(tiny_model, state, 0, streams(seed, ["text"]), settings(samples=samples), MAX_BATCH) for seed in seeds]
+        runs = [
+            perturb.score_samples(tiny_model, state, 0, streams(seed, ["text"]), settings(samples=samples), MAX_BATCH)
+            for seed in seeds
+        ]
         return [estimates.functional_entropy(run["text"].f) for run in runs]
 
     small, large = entropies(16, range(12)), entropies(256, range(12, 16))
@@ -277,7 +298,9 @@ def test_the_default_stream_keeps_the_seeds_and_a_named_stream_draws_independent
         stream: records.estimate_record(tiny_model, benchmark, record, replace(base, stream=stream), MAX_BATCH)
         for stream in ("", "a", "b")
     }
-    pd.testing.assert_series_equal(pd.Series(rows[""]), pd.Series(records.estimate_record(tiny_model, benchmark, record, base, MAX_BATCH)))
+    pd.testing.assert_series_equal(
+        pd.Series(rows[""]), pd.Series(records.estimate_record(tiny_model, benchmark, record, base, MAX_BATCH))
+    )
     for name in ("mcs_text_vision_first", "mcs_image_vision_first", "mcs_text_text_first", "mcs_image_text_first"):
         assert len({rows[stream][name] for stream in rows}) == 3, name
     # The clean answers do not depend on the noise.
@@ -355,7 +378,9 @@ def test_gather_fails_on_missing_duplicated_or_overlapping_records(shards, messa
     tables = [shard_table(indices, record_ids) for indices in shards]
     with pytest.raises(ValueError, match=message):
         mcr_tables.gather_shards(tables, ["a", "b"], record_ids)
-    good = mcr_tables.gather_shards([shard_table([0, 1, 2], record_ids), shard_table([3, 4, 5], record_ids)], ["a", "b"], record_ids)
+    good = mcr_tables.gather_shards(
+        [shard_table([0, 1, 2], record_ids), shard_table([3, 4, 5], record_ids)], ["a", "b"], record_ids
+    )
     assert good["record_id"].tolist() == record_ids
 
 
@@ -377,10 +402,16 @@ def test_shard_ranges_are_disjoint_and_cover_every_record():
 def test_summary_counts_problems_and_leaves_them_out():
     table = pd.DataFrame(
         {
-            "record_id": ["a", "b", "c"], "task": ["color", "color", "count"], "split": ["test", "test", "validation"],
-            "mcs_text": [2.0, np.nan, 1.0], "mcs_image": [2.0, np.nan, 3.0], "mcr": [0.5, np.nan, 0.25],
-            "mcr_se": [0.1, np.nan, 0.1], "mcr_fisher": [0.4, np.nan, 0.3],
-            "clean_choice_vision_first": ["vision", "text", "text"], "clean_choice_text_first": ["text", "text", "text"],
+            "record_id": ["a", "b", "c"],
+            "task": ["color", "color", "count"],
+            "split": ["test", "test", "validation"],
+            "mcs_text": [2.0, np.nan, 1.0],
+            "mcs_image": [2.0, np.nan, 3.0],
+            "mcr": [0.5, np.nan, 0.25],
+            "mcr_se": [0.1, np.nan, 0.1],
+            "mcr_fisher": [0.4, np.nan, 0.3],
+            "clean_choice_vision_first": ["vision", "text", "text"],
+            "clean_choice_text_first": ["text", "text", "text"],
             "problem": ["", "text_first image: 1 of 4 samples of f non-finite", ""],
         }
     )

@@ -1,8 +1,9 @@
 """Does the MCR point the right way? Measured on a toy that is actually trained, inside the test session.
 
 A random-weight model says nothing here: its MCR is whatever its random circuits make of the prompt (a
-toy whose training failed, answering at chance, gave a median blank-image MCR of 1.000 as well). The fixture trains the cheapest toy that reliably reads
-both modalities, one task (color), 2 text layers of width 64 with 4 heads, 1,000 steps of 32 (about 50 s
+toy whose training failed, answering at chance, gave a median blank-image MCR of 1.000 as well). The
+fixture trains the cheapest toy that reliably reads both modalities, one task (color),
+2 text layers of width 64 with 4 heads, 1,000 steps of 32 (about 50 s
 on one CPU thread), and checks its premise before any MCR is taken: image-only and text-only questions
 answered right (chance: 0.5), and conflicts answered with the text, as the corpus labels them. Seeded
 throughout, so every run trains the same toy.
@@ -29,14 +30,14 @@ import torch
 from PIL import Image
 
 from amps.data import prompts, world
-from amps.models import toy
-from amps.models.interface import MultimodalModel
-from amps.vocabulary import ORDERS
-from amps.models.toy_plan import Stage, ToyArchitecture, TrainingPlan
-from amps.mcr.settings import EstimatorSettings
+from amps.data.corpus import Preference
 from amps.mcr import prefill
 from amps.mcr.records import estimate_record
-from amps.data.corpus import Preference
+from amps.mcr.settings import EstimatorSettings
+from amps.models import toy
+from amps.models.interface import MultimodalModel
+from amps.models.toy_plan import Stage, ToyArchitecture, TrainingPlan
+from amps.vocabulary import ORDERS
 
 TASKS = ["color"]
 SEED = 0
@@ -139,8 +140,7 @@ def mcr_table(model: MultimodalModel, records: list[dict], blank: bool, context:
     """Each record's MCR row by the pipeline's own estimator, with a blank image and/or without the context."""
     images = RecordImages(blank)
     rows = [
-        estimate_record(model, images, record if context else {**record, "context": None}, ESTIMATOR, 64)
-        for record in records
+        estimate_record(model, images, record if context else {**record, "context": None}, ESTIMATOR, 64) for record in records
     ]
     table = pd.DataFrame(rows)
     assert (table["problem"] == "").all() and table["mcr"].between(0, 1).all()

@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 
 from amps.vocabulary import BASELINE_CONDITIONS
+
 from conftest import REPO
-from test_cluster import slurm_run  # noqa: F401 (a fixture: the clean run to compare with)
 
 pytestmark = [pytest.mark.slow, pytest.mark.dag]
 
@@ -27,11 +27,17 @@ pytestmark = [pytest.mark.slow, pytest.mark.dag]
 def snakemake_command(workdir: Path, cores: int = 2, *extra: str) -> list[str]:
     """The command that runs the whole DAG of the test config in ``workdir``."""
     return [
-        sys.executable, "-m", "snakemake",
-        "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(workdir),
-        "--configfile", str(REPO / "config" / "test.yaml"),
-        "--cores", str(cores),
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(REPO / "config" / "test.yaml"),
+        "--cores",
+        str(cores),
         *extra,
     ]
 
@@ -51,8 +57,11 @@ def kill_when_started(workdir: Path, log_glob: str, timeout: float = 300) -> Non
     A job's log file is created when the job starts, so the kill lands while it is running.
     """
     process = subprocess.Popen(
-        snakemake_command(workdir, 1, "--rerun-incomplete"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env=pipeline_env(), start_new_session=True,
+        snakemake_command(workdir, 1, "--rerun-incomplete"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=pipeline_env(),
+        start_new_session=True,
     )
     deadline = time.monotonic() + timeout
     try:

@@ -5,8 +5,9 @@ import json
 import pytest
 
 from amps.data import prompts
-from conftest import MC2_DIR
 from amps.vocabulary import ORDERS
+
+from conftest import MC2_DIR
 
 MC2_FILE = MC2_DIR / "evaluate_final.json"
 
@@ -147,7 +148,11 @@ def test_parser_reads_every_nested_real_option_pair_in_both_orders():
                 cases += [(letter, letter), (f"{letter}.", letter), (f"The answer is {letter}", letter)]
                 cases += [(option, letter), (f"The answer is {option.strip()}.", letter)]
                 cases += [(f"{letter}. {option.strip()}", letter), (f"{letter}. {other.strip()}", None)]
-            misread += [(answer, option_a, option_b) for answer, letter in cases if prompts.parse_letter(answer, option_a, option_b) != letter]
+            misread += [
+                (answer, option_a, option_b)
+                for answer, letter in cases
+                if prompts.parse_letter(answer, option_a, option_b) != letter
+            ]
     assert misread == []
 
 

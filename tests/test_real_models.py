@@ -17,17 +17,18 @@ from PIL import Image
 from safetensors.torch import load_file
 from transformers import LlavaProcessor
 
+from amps.baseline.steps import EvaluateBaseline, evaluate_baseline
 from amps.data import prompts
 from amps.data.benchmark import Mc2Source, Splits
 from amps.data.steps import PrepareBenchmark, prepare_benchmark
-from amps.baseline.steps import EvaluateBaseline, evaluate_baseline
 from amps.metrics import score
 from amps.models.interface import MultimodalModel, load_processor
 from amps.models.qwen import ImageOnlyQwenProcessor, is_qwen_folder
-from fake_mc2 import IMAGE_SIZES, synthetic_records, write_coco_folder, write_records
-from tiny_models import TEXT_HIDDEN, TEXT_LAYERS, TINY_FAMILIES, build_tiny_model
 from amps.vocabulary import BASELINE_CONDITIONS, ORDERS
+
+from fake_mc2 import IMAGE_SIZES, synthetic_records, write_coco_folder, write_records
 from steps import TINY_MODEL, build
+from tiny_models import TEXT_HIDDEN, TEXT_LAYERS, TINY_FAMILIES, build_tiny_model
 
 RECORD = {
     "question": "What colour is the bus?",
@@ -200,8 +201,14 @@ def mc2_benchmark(tmp_path_factory) -> Path:
     records = synthetic_records(["color", "counting"], per_task=5)
     write_coco_folder(root / "coco", records)
     output = root / "benchmark"
-    source = Mc2Source(str(write_records(root / "records.json", records)), "271754echo/MC2", "evaluate_final.json",
-                       str(root / "coco"), "error", None)
+    source = Mc2Source(
+        str(write_records(root / "records.json", records)),
+        "271754echo/MC2",
+        "evaluate_final.json",
+        str(root / "coco"),
+        "error",
+        None,
+    )
     prepare_benchmark(PrepareBenchmark("mc2", None, source, Splits(0.4, 0.2, 0.4), seed=3), str(output))
     return output
 
@@ -209,8 +216,11 @@ def mc2_benchmark(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("family", TINY_FAMILIES)
 def test_baseline_evaluation_end_to_end(family, model_dirs, mc2_benchmark, tmp_path):
     name = f"tiny-{family}"
-    settings = build(EvaluateBaseline, {"models": {name: {**TINY_MODEL, "dtype": "auto", "batch_size": 6}},
-                                        "evaluation": {"max_new_tokens": 3}}, model=name)
+    settings = build(
+        EvaluateBaseline,
+        {"models": {name: {**TINY_MODEL, "dtype": "auto", "batch_size": 6}}, "evaluation": {"max_new_tokens": 3}},
+        model=name,
+    )
     output = tmp_path / "answers.parquet"
     evaluate_baseline(settings, str(mc2_benchmark), str(model_dirs[family]), str(output))
     answers = pd.read_parquet(output)

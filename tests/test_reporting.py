@@ -22,8 +22,14 @@ from amps.report.amps_tables import (
 from amps.report.render import to_latex, to_markdown
 
 # vision_first: A = vision answer; text_first: A = text answer.
-LETTER = {("vision", "vision_first"): "A", ("text", "vision_first"): "B", ("vision", "text_first"): "B",
-          ("text", "text_first"): "A", ("other", "vision_first"): "", ("other", "text_first"): ""}
+LETTER = {
+    ("vision", "vision_first"): "A",
+    ("text", "vision_first"): "B",
+    ("vision", "text_first"): "B",
+    ("text", "text_first"): "A",
+    ("other", "vision_first"): "",
+    ("other", "text_first"): "",
+}
 CODE = {"V": "vision", "T": "text", "O": "other"}
 
 
@@ -32,14 +38,29 @@ def _choices(text: str) -> dict[str, tuple[str, str]]:
     return {f"r{k}": (CODE[pair[0]], CODE[pair[1]]) for k, pair in enumerate(text.split(), start=1)}
 
 
-def _rows(method: str, direction: str, seed: int, strength: float, main: bool, condition: str,
-          choices: dict[str, tuple[str, str]]) -> list[dict]:
+def _rows(
+    method: str, direction: str, seed: int, strength: float, main: bool, condition: str, choices: dict[str, tuple[str, str]]
+) -> list[dict]:
     rows = []
     for record, pair in choices.items():
         for order, choice in zip(("vision_first", "text_first"), pair):
-            rows.append({"model": "m", "method": method, "direction": direction, "seed": seed, "strength": strength,
-                         "main": main, "condition": condition, "record_id": record, "task": "color", "order": order,
-                         "answer": choice, "letter": LETTER[(choice, order)], "choice": choice})
+            rows.append(
+                {
+                    "model": "m",
+                    "method": method,
+                    "direction": direction,
+                    "seed": seed,
+                    "strength": strength,
+                    "main": main,
+                    "condition": condition,
+                    "record_id": record,
+                    "task": "color",
+                    "order": order,
+                    "answer": choice,
+                    "letter": LETTER[(choice, order)],
+                    "choice": choice,
+                }
+            )
     return rows
 
 
@@ -51,7 +72,9 @@ def _baseline() -> pd.DataFrame:
     rows = []
     for condition, choices in (("none", UNSTEERED), ("agreeing", "VV VV VV VT"), ("image", "VV VV VV VV")):
         for row in _rows("x", "x", 0, 0.0, True, condition, _choices(choices)):
-            rows.append({key: row[key] for key in ("model", "record_id", "task", "condition", "order", "answer", "letter", "choice")})
+            rows.append(
+                {key: row[key] for key in ("model", "record_id", "task", "condition", "order", "answer", "letter", "choice")}
+            )
     return pd.DataFrame(rows)
 
 
@@ -59,28 +82,28 @@ def _baseline() -> pd.DataFrame:
 CURVES = {
     "amps": [
         (0, 1.0, False, "TT TT VV TO"),  # (0, 0)
-        (0, 2.0, True, "VV VT VV TO"),   # (0.25, 0): r2 follows the image in one order only, no shift
+        (0, 2.0, True, "VV VT VV TO"),  # (0.25, 0): r2 follows the image in one order only, no shift
         (0, 4.0, False, "VV VV VV OO"),  # (0.5, 0.125)
         (1, 1.0, False, "VV TT VV TO"),  # (0.25, 0)
-        (1, 2.0, True, "VV VV VV TO"),   # (0.5, 0)
+        (1, 2.0, True, "VV VV VV TO"),  # (0.5, 0)
     ],
     "l2s": [
         (0, 1.0, False, "TT TT VV TO"),  # (0, 0)
-        (0, 2.0, True, "VV VV VV OO"),   # (0.5, 0.125)
-        (1, 1.0, True, "VV OT VV OO"),   # (0.25, 0.25)
+        (0, 2.0, True, "VV VV VV OO"),  # (0.5, 0.125)
+        (1, 1.0, True, "VV OT VV OO"),  # (0.25, 0.25)
         (1, 2.0, False, "VV VV VV TO"),  # (0.5, 0)
     ],
     "mean": [
         (0, 0.5, False, "TT TO VV TO"),  # (0, 0.125)
-        (0, 1.0, True, "VV VO VV OO"),   # (0.25, 0.25)
+        (0, 1.0, True, "VV VO VV OO"),  # (0.25, 0.25)
         (0, 2.0, False, "VV VV VO OO"),  # (0.25, 0.25): never reaches 0.5
     ],
     "amps_online": [
         (0, 1.0, False, "VV OO VV TO"),  # (0.25, 0.25)
-        (0, 2.0, True, "VV VV VV OO"),   # (0.5, 0.125)
+        (0, 2.0, True, "VV VV VV OO"),  # (0.5, 0.125)
     ],
     "p2s": [
-        (0, 1.0, True, "VV VV VV OO"),   # (0.5, 0.125)
+        (0, 1.0, True, "VV VV VV OO"),  # (0.5, 0.125)
         (0, 2.0, False, "VV VV OO OO"),  # (0.25, 0.375)
     ],
 }
@@ -104,8 +127,9 @@ def scores() -> pd.DataFrame:
 
 
 def _at(scores, method, seed=0, strength=None, task="all"):
-    rows = scores[(scores["method"] == method) & (scores["direction"] == "to_vision") & (scores["task"] == task)
-                  & (scores["seed"] == seed)]
+    rows = scores[
+        (scores["method"] == method) & (scores["direction"] == "to_vision") & (scores["task"] == task) & (scores["seed"] == seed)
+    ]
     return rows if strength is None else rows[rows["strength"] == strength]
 
 
@@ -181,17 +205,20 @@ def test_curve_of_starts_at_no_steering_in_strength_order(scores):
 
 
 #: Non-monotone: the shift rises to 0.6, falls back to 0.4, rises again to 0.8.
-CURVE = pd.DataFrame({"strength": [0.0, 1.0, 2.0, 3.0, 4.0], "shift": [0.0, 0.2, 0.6, 0.4, 0.8],
-                      "collapse": [0.0, 0.04, 0.2, 0.1, 0.5]})
+CURVE = pd.DataFrame(
+    {"strength": [0.0, 1.0, 2.0, 3.0, 4.0], "shift": [0.0, 0.2, 0.6, 0.4, 0.8], "collapse": [0.0, 0.04, 0.2, 0.1, 0.5]}
+)
 
 
 def test_crossing_interpolates_between_the_bracketing_neighbours():
     at = crossing(CURVE, 0.1)  # halfway from no steering to strength 1
-    assert at == pytest.approx({"collapse": 0.02, "collapse_low": 0.0, "collapse_high": 0.04,
-                                "strength_low": 0.0, "strength_high": 1.0})
+    assert at == pytest.approx(
+        {"collapse": 0.02, "collapse_low": 0.0, "collapse_high": 0.04, "strength_low": 0.0, "strength_high": 1.0}
+    )
     at = crossing(CURVE, 0.3)  # a quarter of the way from 0.2 to 0.6
-    assert at == pytest.approx({"collapse": 0.04 + 0.25 * 0.16, "collapse_low": 0.04, "collapse_high": 0.2,
-                                "strength_low": 1.0, "strength_high": 2.0})
+    assert at == pytest.approx(
+        {"collapse": 0.04 + 0.25 * 0.16, "collapse_low": 0.04, "collapse_high": 0.2, "strength_low": 1.0, "strength_high": 2.0}
+    )
     at = crossing(CURVE, 0.6)  # exactly a measured point
     assert at["collapse"] == pytest.approx(0.2) and (at["strength_low"], at["strength_high"]) == (1.0, 2.0)
 
@@ -200,12 +227,14 @@ def test_crossing_takes_the_first_crossing_of_a_non_monotone_curve():
     # 0.5 is reached between strengths 1 and 2 (collapse 0.04 + 0.75·0.16 = 0.16), and again between
     # 3 and 4 (0.1 + 0.25·0.4 = 0.2): the first one counts.
     at = crossing(CURVE, 0.5)
-    assert at == pytest.approx({"collapse": 0.16, "collapse_low": 0.04, "collapse_high": 0.2,
-                                "strength_low": 1.0, "strength_high": 2.0})
+    assert at == pytest.approx(
+        {"collapse": 0.16, "collapse_low": 0.04, "collapse_high": 0.2, "strength_low": 1.0, "strength_high": 2.0}
+    )
     # 0.7 only after the dip: between 0.4 (strength 3) and 0.8 (strength 4).
     at = crossing(CURVE, 0.7)
-    assert at == pytest.approx({"collapse": 0.1 + 0.75 * 0.4, "collapse_low": 0.1, "collapse_high": 0.5,
-                                "strength_low": 3.0, "strength_high": 4.0})
+    assert at == pytest.approx(
+        {"collapse": 0.1 + 0.75 * 0.4, "collapse_low": 0.1, "collapse_high": 0.5, "strength_low": 3.0, "strength_high": 4.0}
+    )
 
 
 @pytest.mark.parametrize("shift", [0.9, 0.0, -0.1, math.nan])
@@ -267,14 +296,43 @@ BUDGET_CURVES = {
 
 
 def _budget_scores() -> pd.DataFrame:
-    rows = [{"model": "m", "direction": "to_vision", "method": "none", "seed": 0, "strength": 0.0, "shift": 0.0,
-             "collapse": 0.0, "task": "all"},
-            # One task's point: the table reads all tasks only.
-            {"model": "m", "direction": "to_vision", "method": "mean", "seed": 0, "strength": 1.5, "shift": 0.9,
-             "collapse": 0.0, "task": "color"}]
+    rows = [
+        {
+            "model": "m",
+            "direction": "to_vision",
+            "method": "none",
+            "seed": 0,
+            "strength": 0.0,
+            "shift": 0.0,
+            "collapse": 0.0,
+            "task": "all",
+        },
+        # One task's point: the table reads all tasks only.
+        {
+            "model": "m",
+            "direction": "to_vision",
+            "method": "mean",
+            "seed": 0,
+            "strength": 1.5,
+            "shift": 0.9,
+            "collapse": 0.0,
+            "task": "color",
+        },
+    ]
     for (method, seed), points in BUDGET_CURVES.items():
-        rows += [{"model": "m", "direction": "to_vision", "method": method, "seed": seed, "strength": strength,
-                  "shift": shift, "collapse": collapse, "task": "all"} for strength, shift, collapse in points]
+        rows += [
+            {
+                "model": "m",
+                "direction": "to_vision",
+                "method": method,
+                "seed": seed,
+                "strength": strength,
+                "shift": shift,
+                "collapse": collapse,
+                "task": "all",
+            }
+            for strength, shift, collapse in points
+        ]
     return pd.DataFrame(rows)
 
 
@@ -316,52 +374,136 @@ def test_budget_table_reads_each_curve_within_each_budget():
 
 
 def _seed(seed: int, strength: float, shift: float, collapse: float, within: bool = True, edge: bool = False) -> dict:
-    return {"seed": seed, "strength": strength, "within_bound": within, "shift": shift, "collapse": collapse,
-            "at_grid_edge": edge}
+    return {
+        "seed": seed,
+        "strength": strength,
+        "within_bound": within,
+        "shift": shift,
+        "collapse": collapse,
+        "at_grid_edge": edge,
+    }
 
 
 def _scaling(name: str, beta: float, r_anchor: float, units: float, quantile: float, factor_mean: float) -> dict:
-    return {"name": name, "beta": beta, "r_anchor": r_anchor, "beta_units": units, "anchor_quantile": quantile,
-            "max_factor": 3.0, "normaliser": 0.8, "factor_mean": factor_mean, "factor_sd": 0.4, "factor_min": 0.0,
-            "factor_p10": 0.3, "factor_median": 1.0, "factor_p90": 1.6, "factor_max": 3.0, "factor_share_zero": 0.05,
-            "factor_share_bound": 0.02}
+    return {
+        "name": name,
+        "beta": beta,
+        "r_anchor": r_anchor,
+        "beta_units": units,
+        "anchor_quantile": quantile,
+        "max_factor": 3.0,
+        "normaliser": 0.8,
+        "factor_mean": factor_mean,
+        "factor_sd": 0.4,
+        "factor_min": 0.0,
+        "factor_p10": 0.3,
+        "factor_median": 1.0,
+        "factor_p90": 1.6,
+        "factor_max": 3.0,
+        "factor_share_zero": 0.05,
+        "factor_share_bound": 0.02,
+    }
 
 
 def _sign(correlation, low, high, sign: int, source: str) -> dict:
-    return {"correlation": correlation, "low": low, "high": high, "records": 40, "sign": sign, "significant": sign != 0,
-            "source": source}
+    return {
+        "correlation": correlation,
+        "low": low,
+        "high": high,
+        "records": 40,
+        "sign": sign,
+        "significant": sign != 0,
+        "source": source,
+    }
 
 
-IDENTITY = {"name": "b0", "beta": 0.0, "r_anchor": 0.0, "beta_units": 0.0, "anchor_quantile": 0.5, "max_factor": 3.0,
-            "normaliser": 1.0, "factor_mean": 1.0, "factor_sd": 0.0, "factor_min": 1.0, "factor_p10": 1.0,
-            "factor_median": 1.0, "factor_p90": 1.0, "factor_max": 1.0, "factor_share_zero": 0.0, "factor_share_bound": 0.0}
-SELECTIONS = {"m": {
-    "model": "m", "layer": 3, "estimator": "entropy", "max_collapse": 0.05, "strengths": [1.0, 2.0, 4.0],
-    "train_mcr_sd": 0.4, "typical_norm": 12.0,
-    "to_vision": {
-        "mean": {"seeds": [_seed(0, 2.0, 0.3, 0.04)]},
-        "p2s": {"seeds": [_seed(0, 4.0, 0.5, 0.01, edge=True)]},
-        "l2s": {"seeds": [_seed(0, 1.0, 0.2, 0.0), _seed(1, 2.0, 0.25, 0.03)]},
-        "amps": {"scaling": _scaling("b+0.5_q0.75", 1.25, 0.8, 0.5, 0.75, 0.95), "sign": _sign(0.42, 0.1, 0.7, 1, "l2s"),
-                 "skipped": [], "seeds": [_seed(0, 2.0, 0.35, 0.02), _seed(1, 4.0, 0.4, 0.06, within=False, edge=True)]},
-        "amps_online": {"scaling": IDENTITY, "sign": _sign(-0.05, -0.3, 0.2, 0, "mean"), "skipped": [],
-                        "seeds": [_seed(0, 2.0, 0.3, 0.04)]},
-    },
-    "to_text": {
-        "mean": {"seeds": [_seed(0, 1.0, 0.1, 0.0)]},
-        "p2s": {"seeds": [_seed(0, 2.0, 0.2, 0.01)]},
-        "l2s": {"seeds": [_seed(0, 2.0, 0.15, 0.02), _seed(1, 1.0, 0.1, 0.01)]},
-        # No defined correlation (null in the JSON): no link, AMPS stays Learn-to-Steer.
-        "amps": {"scaling": IDENTITY, "sign": _sign(None, None, None, 0, "l2s"), "skipped": [],
-                 "seeds": [_seed(0, 2.0, 0.15, 0.02), _seed(1, 1.0, 0.1, 0.01)]},
-        "amps_online": {"scaling": _scaling("b-0.25_q0.5", -0.625, 1.1, -0.25, 0.5, 1.05),
-                        "sign": _sign(-0.3, -0.5, -0.1, -1, "mean"), "skipped": ["b-0.5_q0.25"],
-                        "seeds": [_seed(0, 4.0, 0.25, 0.05, edge=True)]},
-    },
-}}
-FACTOR_COLUMNS = ["scaling", "link", "sensitivity_correlation", "sensitivity_low", "sensitivity_high", "beta_sign", "beta_units",
-                  "anchor_quantile", "beta", "r_anchor", "max_factor", "normaliser", "factor_mean", "factor_sd", "factor_min",
-                  "factor_p10", "factor_median", "factor_p90", "factor_max", "factor_share_zero", "factor_share_bound"]
+IDENTITY = {
+    "name": "b0",
+    "beta": 0.0,
+    "r_anchor": 0.0,
+    "beta_units": 0.0,
+    "anchor_quantile": 0.5,
+    "max_factor": 3.0,
+    "normaliser": 1.0,
+    "factor_mean": 1.0,
+    "factor_sd": 0.0,
+    "factor_min": 1.0,
+    "factor_p10": 1.0,
+    "factor_median": 1.0,
+    "factor_p90": 1.0,
+    "factor_max": 1.0,
+    "factor_share_zero": 0.0,
+    "factor_share_bound": 0.0,
+}
+SELECTIONS = {
+    "m": {
+        "model": "m",
+        "layer": 3,
+        "estimator": "entropy",
+        "max_collapse": 0.05,
+        "strengths": [1.0, 2.0, 4.0],
+        "train_mcr_sd": 0.4,
+        "typical_norm": 12.0,
+        "to_vision": {
+            "mean": {"seeds": [_seed(0, 2.0, 0.3, 0.04)]},
+            "p2s": {"seeds": [_seed(0, 4.0, 0.5, 0.01, edge=True)]},
+            "l2s": {"seeds": [_seed(0, 1.0, 0.2, 0.0), _seed(1, 2.0, 0.25, 0.03)]},
+            "amps": {
+                "scaling": _scaling("b+0.5_q0.75", 1.25, 0.8, 0.5, 0.75, 0.95),
+                "sign": _sign(0.42, 0.1, 0.7, 1, "l2s"),
+                "skipped": [],
+                "seeds": [_seed(0, 2.0, 0.35, 0.02), _seed(1, 4.0, 0.4, 0.06, within=False, edge=True)],
+            },
+            "amps_online": {
+                "scaling": IDENTITY,
+                "sign": _sign(-0.05, -0.3, 0.2, 0, "mean"),
+                "skipped": [],
+                "seeds": [_seed(0, 2.0, 0.3, 0.04)],
+            },
+        },
+        "to_text": {
+            "mean": {"seeds": [_seed(0, 1.0, 0.1, 0.0)]},
+            "p2s": {"seeds": [_seed(0, 2.0, 0.2, 0.01)]},
+            "l2s": {"seeds": [_seed(0, 2.0, 0.15, 0.02), _seed(1, 1.0, 0.1, 0.01)]},
+            # No defined correlation (null in the JSON): no link, AMPS stays Learn-to-Steer.
+            "amps": {
+                "scaling": IDENTITY,
+                "sign": _sign(None, None, None, 0, "l2s"),
+                "skipped": [],
+                "seeds": [_seed(0, 2.0, 0.15, 0.02), _seed(1, 1.0, 0.1, 0.01)],
+            },
+            "amps_online": {
+                "scaling": _scaling("b-0.25_q0.5", -0.625, 1.1, -0.25, 0.5, 1.05),
+                "sign": _sign(-0.3, -0.5, -0.1, -1, "mean"),
+                "skipped": ["b-0.5_q0.25"],
+                "seeds": [_seed(0, 4.0, 0.25, 0.05, edge=True)],
+            },
+        },
+    }
+}
+FACTOR_COLUMNS = [
+    "scaling",
+    "link",
+    "sensitivity_correlation",
+    "sensitivity_low",
+    "sensitivity_high",
+    "beta_sign",
+    "beta_units",
+    "anchor_quantile",
+    "beta",
+    "r_anchor",
+    "max_factor",
+    "normaliser",
+    "factor_mean",
+    "factor_sd",
+    "factor_min",
+    "factor_p10",
+    "factor_median",
+    "factor_p90",
+    "factor_max",
+    "factor_share_zero",
+    "factor_share_bound",
+]
 
 
 def test_selection_table_has_a_row_per_direction_method_and_seed():
@@ -370,8 +512,15 @@ def test_selection_table_has_a_row_per_direction_method_and_seed():
     keys = [(row.direction, row.method, row.seed) for row in table.itertuples()]
     expected = []
     for direction in ("to_vision", "to_text"):
-        expected += [(direction, "mean", 0), (direction, "p2s", 0), (direction, "l2s", 0), (direction, "l2s", 1),
-                     (direction, "amps", 0), (direction, "amps", 1), (direction, "amps_online", 0)]
+        expected += [
+            (direction, "mean", 0),
+            (direction, "p2s", 0),
+            (direction, "l2s", 0),
+            (direction, "l2s", 1),
+            (direction, "amps", 0),
+            (direction, "amps", 1),
+            (direction, "amps_online", 0),
+        ]
     assert keys == expected
     assert set(table["model"]) == {"m"} and set(table["layer"]) == {3} and set(table["estimator"]) == {"entropy"}
     assert set(table["train_mcr_sd"]) == {0.4}
@@ -388,7 +537,12 @@ def test_selection_table_shows_the_link_and_factors_of_amps_only():
         amps = indexed.loc[("to_vision", "amps", seed)]
         assert amps["link"] == "positive link (under Learn-to-Steer)" and amps["beta_sign"] == 1
         assert (amps["scaling"], amps["beta"], amps["r_anchor"], amps["beta_units"], amps["anchor_quantile"]) == (
-            "b+0.5_q0.75", 1.25, 0.8, 0.5, 0.75)
+            "b+0.5_q0.75",
+            1.25,
+            0.8,
+            0.5,
+            0.75,
+        )
         assert (amps["sensitivity_correlation"], amps["sensitivity_low"], amps["sensitivity_high"]) == (0.42, 0.1, 0.7)
         assert (amps["factor_mean"], amps["factor_p90"], amps["factor_share_zero"], amps["normaliser"]) == (0.95, 1.6, 0.05, 0.8)
     online = indexed.loc[("to_vision", "amps_online", 0)]

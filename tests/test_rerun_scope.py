@@ -14,14 +14,22 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
-from test_cluster import slurm_run, snakemake  # noqa: F401 (slurm_run is a fixture: the completed run)
+from slurm_run import snakemake
 
 pytestmark = [pytest.mark.slow, pytest.mark.dag]
 
 #: Rules whose jobs run a model: none of them may run for a table or figure key.
-MODEL_RULES = {"train_toy_model", "evaluate_baseline", "collect_activations", "steering_sweep", "mcr_shard", "train_steerers",
-               "select_amps", "steered_eval", "ablate_amps"}
+MODEL_RULES = {
+    "train_toy_model",
+    "evaluate_baseline",
+    "collect_activations",
+    "steering_sweep",
+    "mcr_shard",
+    "train_steerers",
+    "select_amps",
+    "steered_eval",
+    "ablate_amps",
+}
 
 
 def planned(result) -> dict[str, int]:
@@ -84,8 +92,17 @@ def test_an_estimator_key_reruns_the_mcr_and_what_depends_on_it_only(slurm_run, 
     plan = dry_run(slurm_run, tmp_path, {"mcr.sigma": 0.3})
     assert plan == forced(slurm_run, tmp_path, ["mcr_shard"])
     assert plan["mcr_shard"] == 2 and plan["ablate_amps"] == 1
-    assert not {"prepare_benchmark", "train_toy_model", "evaluate_baseline", "collect_activations", "steering_sweep",
-                "summarize_baseline", "summarize_sweep", "plot_preference", "plot_sweep"} & set(plan), plan
+    assert not {
+        "prepare_benchmark",
+        "train_toy_model",
+        "evaluate_baseline",
+        "collect_activations",
+        "steering_sweep",
+        "summarize_baseline",
+        "summarize_sweep",
+        "plot_preference",
+        "plot_sweep",
+    } & set(plan), plan
 
 
 @pytest.mark.parametrize(("key", "value"), [("mcr.max_batch", 8), ("compute.seconds_per_prompt_per_billion", 0.02)])

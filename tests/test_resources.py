@@ -9,8 +9,9 @@ import yaml
 
 from amps.core import resources
 from amps.core.config import ConfigError, load_config, validate_config
-from conftest import REPO
 from amps.core.plan import plan_resources
+
+from conftest import REPO
 
 
 @pytest.fixture()
@@ -59,7 +60,9 @@ def test_toy_models_run_on_the_cpu_with_small_requests():
 
 def test_runtime_grows_with_the_stage_work(paper_config):
     config = validate_config(paper_config)
-    runtimes = {stage: resources.model_job_resources(config, "llava-1.5-13b", stage)["runtime"] for stage in ("evaluate", "sweep")}
+    runtimes = {
+        stage: resources.model_job_resources(config, "llava-1.5-13b", stage)["runtime"] for stage in ("evaluate", "sweep")
+    }
     assert runtimes["sweep"] > runtimes["evaluate"]  # 11 strength passes against 7 conditions
     fewer = copy.deepcopy(config)
     fewer["benchmark"]["mc2"]["limit"] = 5
@@ -112,4 +115,3 @@ def test_a_run_is_planned_without_its_data_or_weights(capsys):
     # Every stage of every model, the ablations only on the ablation model (llava-1.5-7b).
     assert len(lines) == 1 + len(models) * (len(resources.STAGES) - 1) + 1
     assert [line.split()[0] for line in lines if " ablations " in line] == ["llava-1.5-7b"]
-

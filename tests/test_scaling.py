@@ -12,10 +12,11 @@ import scipy.stats  # noqa: F401  (imported here: amps.statistics imports it laz
 import torch
 import yaml
 
-from amps.method import scaling
 from amps import statistics
 from amps.core.config import ConfigError, validate_config
+from amps.method import scaling
 from amps.method.curves import CurveSettings
+
 from conftest import REPO
 
 
@@ -114,7 +115,9 @@ def test_infeasible_scaling_raises_naming_it():
     raw = np.maximum(0.0, 1 + 2.0 / train.std(ddof=1) * (train - np.quantile(train, 0.75)))
     reachable = 1.5 * np.mean(raw > 0)
     assert reachable < 1
-    with pytest.raises(ValueError, match=rf"infeasible scaling: with max_factor 1.5 the mean factor reaches only {reachable:.3f}"):
+    with pytest.raises(
+        ValueError, match=rf"infeasible scaling: with max_factor 1.5 the mean factor reaches only {reachable:.3f}"
+    ):
         scaling.from_units(train, 2.0, 0.75, 1.5)
     scaling.from_units(train, 2.0, 0.75, 3.0)  # feasible with a looser bound
     with pytest.raises(ValueError, match="max_factor must be at least 1"):
@@ -128,7 +131,13 @@ def test_candidates_leave_out_infeasible_ones_and_say_why():
     feasible, skipped = scaling.candidates(train, [1, -1], [2.0, 0.5], [0.75, 0.25], 1.5)
     # Grid order: sign, then |β| units and quantiles ascending; (+2, 0.75) and (−2, 0.25) cannot reach mean 1.
     assert [(c.beta_units, c.anchor_quantile) for c in feasible] == [
-        (0.5, 0.25), (0.5, 0.75), (2.0, 0.25), (-0.5, 0.25), (-0.5, 0.75), (-2.0, 0.75)]
+        (0.5, 0.25),
+        (0.5, 0.75),
+        (2.0, 0.25),
+        (-0.5, 0.25),
+        (-0.5, 0.75),
+        (-2.0, 0.75),
+    ]
     assert {c.name for c in feasible} >= {"b+0.5_q0.25", "b-2_q0.75"}
     assert len(skipped) == 2
     assert skipped[0].startswith("β units +2, anchor quantile 0.75: infeasible scaling")
@@ -179,11 +188,19 @@ def test_fixed_values_report_their_units_back():
 
 def test_factor_summary_on_a_hand_computed_example():
     summary = scaling.factor_summary(np.array([0.0, 0.5, 1.0, 1.5, 2.0]), max_factor=2.0)
-    assert summary == pytest.approx({
-        "factor_mean": 1.0, "factor_sd": math.sqrt(2.5 / 4), "factor_min": 0.0,
-        "factor_p10": 0.2, "factor_median": 1.0, "factor_p90": 1.8, "factor_max": 2.0,
-        "factor_share_zero": 0.2, "factor_share_bound": 0.2,
-    })
+    assert summary == pytest.approx(
+        {
+            "factor_mean": 1.0,
+            "factor_sd": math.sqrt(2.5 / 4),
+            "factor_min": 0.0,
+            "factor_p10": 0.2,
+            "factor_median": 1.0,
+            "factor_p90": 1.8,
+            "factor_max": 2.0,
+            "factor_share_zero": 0.2,
+            "factor_share_bound": 0.2,
+        }
+    )
     single = scaling.factor_summary(np.array([1.0]), max_factor=3.0)
     assert single["factor_sd"] == 0.0 and single["factor_share_bound"] == 0.0 and single["factor_share_zero"] == 0.0
 
@@ -230,7 +247,9 @@ def test_records_that_never_react_rank_above_all_others():
     test = scaling.sign_test(mcr, never, 0.95, 500, seed=0)
     as_large = scaling.sign_test(mcr, never.fillna(1e9), 0.95, 500, seed=0)
     as_small = scaling.sign_test(mcr, never.fillna(-1e9), 0.95, 500, seed=0)
-    assert test.correlation == pytest.approx(as_large.correlation) and (test.low, test.high) == pytest.approx((as_large.low, as_large.high))
+    assert test.correlation == pytest.approx(as_large.correlation) and (test.low, test.high) == pytest.approx(
+        (as_large.low, as_large.high)
+    )
     assert test.sign == 1 and as_small.correlation < 0.5 < test.correlation
 
 
@@ -296,7 +315,10 @@ def default_config(_loaded_config) -> dict:
     [
         (lambda amps: amps.update(beta=1.0, r_anchor=None), "amps.beta and amps.r_anchor must both be set"),
         (lambda amps: amps.update(beta=None, r_anchor=0.3), "amps.beta and amps.r_anchor must both be set"),
-        (lambda amps: amps.update(collapse_budgets=[0.02, 0.5]), r"amps.collapse_budgets \[0.02, 0.5\] reach beyond amps.curve.max_collapse"),
+        (
+            lambda amps: amps.update(collapse_budgets=[0.02, 0.5]),
+            r"amps.collapse_budgets \[0.02, 0.5\] reach beyond amps.curve.max_collapse",
+        ),
         (lambda amps: amps["ablation"].update(model="toy-xl"), "amps.ablation.model: 'toy-xl' is not one of the models"),
         (lambda amps: amps.update(estimator="variance"), "config key 'amps.estimator'"),
         (lambda amps: amps.update(max_factor=0.5), "config key 'amps.max_factor'"),

@@ -6,13 +6,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from amps.vocabulary import BASELINE_CONDITIONS
-from amps.report.mcr_validation import balance, correlations, vision_by_bin
 from amps.metrics import score
 from amps.report.baseline import BaselineChecks, toy_checks
+from amps.report.mcr_validation import balance, correlations, vision_by_bin
+from amps.vocabulary import BASELINE_CONDITIONS
 
-CHECKS = BaselineChecks(agreeing_accuracy=0.95, instruction_following=0.9, blank_image=(0.35, 0.65), vision_ratio=(0.25, 0.75),
-                        task_lean=(0.4, 0.6), max_other=0.05)
+CHECKS = BaselineChecks(
+    agreeing_accuracy=0.95,
+    instruction_following=0.9,
+    blank_image=(0.35, 0.65),
+    vision_ratio=(0.25, 0.75),
+    task_lean=(0.4, 0.6),
+    max_other=0.05,
+)
 TASKS = ["color", "counting"]
 
 
@@ -24,10 +30,23 @@ def _answers(model: str, policy) -> pd.DataFrame:
             for index in range(20):
                 choice = policy(condition, task, index)
                 for order in ("vision_first", "text_first"):
-                    letter = {"vision": "A", "text": "B", "other": ""}[choice] if order == "vision_first" else \
-                        {"vision": "B", "text": "A", "other": ""}[choice]
-                    rows.append({"model": model, "condition": condition, "task": task, "record_id": f"{task}-{index}",
-                                 "order": order, "answer": letter, "letter": letter, "choice": choice})
+                    letter = (
+                        {"vision": "A", "text": "B", "other": ""}[choice]
+                        if order == "vision_first"
+                        else {"vision": "B", "text": "A", "other": ""}[choice]
+                    )
+                    rows.append(
+                        {
+                            "model": model,
+                            "condition": condition,
+                            "task": task,
+                            "record_id": f"{task}-{index}",
+                            "order": order,
+                            "answer": letter,
+                            "letter": letter,
+                            "choice": choice,
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -73,9 +92,13 @@ def test_a_model_leaning_one_way_on_every_task_is_marked():
 
 def _world(records: int = 60, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({"record_id": [f"r{index}" for index in range(records)],
-                         "image_strength": rng.uniform(0.3, 1.0, records),
-                         "text_strength": rng.choice([0.25, 0.5, 0.75, 1.0], records)})
+    return pd.DataFrame(
+        {
+            "record_id": [f"r{index}" for index in range(records)],
+            "image_strength": rng.uniform(0.3, 1.0, records),
+            "text_strength": rng.choice([0.25, 0.5, 0.75, 1.0], records),
+        }
+    )
 
 
 def _mcr_table(records: pd.DataFrame, mcr: np.ndarray) -> pd.DataFrame:
@@ -89,8 +112,9 @@ def test_the_mcr_is_correlated_with_the_ground_truth_balance():
     tracking = 1 / (1 + np.exp(-3 * truth)) + noise
     table = _mcr_table(records, tracking)
     table.loc[0, "problem"] = "vision_first text: 1 of 3 samples of f non-finite"
-    linked = correlations({"good": table, "random": _mcr_table(records, np.random.default_rng(2).random(len(truth)))},
-                          records, 200, 7).set_index(["model", "estimator"])
+    linked = correlations(
+        {"good": table, "random": _mcr_table(records, np.random.default_rng(2).random(len(truth)))}, records, 200, 7
+    ).set_index(["model", "estimator"])
     good = linked.loc[("good", "entropy")]
     assert good["spearman"] > 0.8 and good["low"] > 0.6 and good["records"] == 59 and good["left_out"] == 1
     assert linked.loc[("random", "entropy"), "low"] < 0 < linked.loc[("random", "entropy"), "high"]
@@ -102,9 +126,11 @@ def test_vision_share_falls_across_mcr_bins_when_the_mcr_measures_reliance_on_te
     records = _world(50)
     mcr = np.linspace(0.05, 0.95, 50)
     # Records with a low MCR follow the image, high ones the text.
-    rows = [{"model": "m", "condition": "none", "record_id": record_id, "order": order,
-             "choice": "vision" if value < 0.5 else "text"}
-            for record_id, value in zip(records["record_id"], mcr) for order in ("vision_first", "text_first")]
+    rows = [
+        {"model": "m", "condition": "none", "record_id": record_id, "order": order, "choice": "vision" if value < 0.5 else "text"}
+        for record_id, value in zip(records["record_id"], mcr)
+        for order in ("vision_first", "text_first")
+    ]
     binned = vision_by_bin({"m": _mcr_table(records, mcr)}, pd.DataFrame(rows), 5)
     assert binned["vision_share"].tolist() == [1.0, 1.0, 0.5, 0.0, 0.0]
     assert binned["records"].tolist() == [10] * 5 and binned["mcr_low"].is_monotonic_increasing

@@ -11,10 +11,12 @@ import pandas as pd
 import pytest
 import torch
 
-from amps.method import scaling, select as selection
+from amps.method import scaling
+from amps.method import select as selection
 from amps.method.methods import VectorSteering
 from amps.method.steps import SelectAmps
 from amps.vocabulary import ORDERS
+
 from steps import TINY_MODEL, build
 
 RECORDS = [f"r{index:02d}" for index in range(16)]
@@ -48,8 +50,13 @@ class ScriptedScanner(selection.Scanner):
     @staticmethod
     def _answers(effective: np.ndarray) -> pd.DataFrame:
         choices = np.where(effective >= COLLAPSE, "other", np.where(effective >= FLIP, "vision", "text"))
-        return pd.DataFrame([{"record_id": record, "order": order, "choice": choice}
-                             for record, choice in zip(RECORDS, choices) for order in ORDERS])
+        return pd.DataFrame(
+            [
+                {"record_id": record, "order": order, "choice": choice}
+                for record, choice in zip(RECORDS, choices)
+                for order in ORDERS
+            ]
+        )
 
     def answers(self, steering, strength: float, desc: str) -> pd.DataFrame:
         self.calls.append(desc)
@@ -63,8 +70,11 @@ class ScriptedScanner(selection.Scanner):
 
 def _settings(**amps) -> SelectAmps:
     section = dict(beta_units=[1.0, 2.0], anchor_quantiles=[0.5], strengths=GRID, seeds=2, sign_bootstrap=400, **amps)
-    return build(SelectAmps, {"models": {"scripted": TINY_MODEL}, "amps": section, "steering": {"positions": "all"}, "seed": 3},
-                 model="scripted")
+    return build(
+        SelectAmps,
+        {"models": {"scripted": TINY_MODEL}, "amps": section, "steering": {"positions": "all"}, "seed": 3},
+        model="scripted",
+    )
 
 
 def _run(monkeypatch, settings: SelectAmps, mcr: np.ndarray):
@@ -73,12 +83,18 @@ def _run(monkeypatch, settings: SelectAmps, mcr: np.ndarray):
     candidates, _ = scaling.candidates(mcr, [1, -1], list(grid.beta_units), list(grid.anchor_quantiles), grid.max_factor)
     if grid.fixed:
         candidates = [scaling.from_values(mcr, grid.beta, grid.r_anchor, grid.max_factor)]
-    factors = {f"amps-to_vision-{candidate.name}-seed{seed}": candidate.factors(mcr)
-               for candidate in candidates for seed in range(settings.seeds)}
-    monkeypatch.setattr(selection, "module_steering", lambda _model, _folder, name, _positions, _scale: SimpleNamespace(name=name))
+    factors = {
+        f"amps-to_vision-{candidate.name}-seed{seed}": candidate.factors(mcr)
+        for candidate in candidates
+        for seed in range(settings.seeds)
+    }
+    monkeypatch.setattr(
+        selection, "module_steering", lambda _model, _folder, name, _positions, _scale: SimpleNamespace(name=name)
+    )
     scanner = ScriptedScanner(factors)
-    choice, rows = selection.select_direction(settings, scanner, "to_vision", FakeVectors(), pd.Series(mcr, index=RECORDS), mcr,
-                                              "steerers", "scripted")
+    choice, rows = selection.select_direction(
+        settings, scanner, "to_vision", FakeVectors(), pd.Series(mcr, index=RECORDS), mcr, "steerers", "scripted"
+    )
     return choice, pd.concat(rows, ignore_index=True), scanner
 
 
@@ -87,7 +103,8 @@ def test_each_method_takes_its_own_strength_and_amps_its_sign_from_a_significant
     low, high = np.linspace(0.1, 0.4, 8), np.linspace(0.6, 0.9, 8)
     mcr = np.concatenate([low, high] if sensitive_mcr == "low" else [high, low])
     choice, rows, _scanner = _run(monkeypatch, _settings(), mcr)
-    # Unscaled prompt vectors: half the records follow from 0.5 (ties go to the weaker strength); at 2 the sensitive ones collapse.
+    # Unscaled prompt vectors: half the records follow from 0.5 (ties go to the weaker strength); at 2 the sensitive ones
+    # collapse.
     for method in ("p2s", "l2s"):
         assert [(entry["strength"], entry["shift"], entry["collapse"]) for entry in choice[method]["seeds"]][0] == (0.5, 0.5, 0.0)
     # The mean vector is half as potent: its own scan picks twice the strength.

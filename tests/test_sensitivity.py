@@ -11,10 +11,10 @@ import pytest
 from scipy.stats import spearmanr
 
 from amps import statistics
+from amps.core.io import read_table, write_table
 from amps.report import mcr_sensitivity as sensitivity
 from amps.report.figure_steps import PlotMcrSensitivity, plot_mcr_sensitivity
 from amps.report.steps import McrSensitivity, mcr_sensitivity
-from amps.core.io import read_table, write_table
 
 GRID = [0.0, 0.5, 1.0, 2.0, 4.0]
 
@@ -25,16 +25,34 @@ def synthetic(records: int = 40, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFr
     mcr_values = rng.uniform(0, 1, records)
     ids = [f"color-{i}" if i % 2 else f"count-{i}" for i in range(records)]
     tasks = [name.split("-")[0] for name in ids]
-    mcr = pd.DataFrame({"record_id": ids, "task": tasks, "split": "test", "mcr": mcr_values, "mcr_fisher": mcr_values ** 2})
+    mcr = pd.DataFrame({"record_id": ids, "task": tasks, "split": "test", "mcr": mcr_values, "mcr_fisher": mcr_values**2})
     rows = []
     for record_id, task, value in zip(ids, tasks, mcr_values):
         level = int(value * 6)  # 0..5; 5 = beyond the grid
         to_vision = GRID[level] if level < len(GRID) else np.nan
         to_text = GRID[len(GRID) - 1 - min(level, len(GRID) - 1)]
-        rows.append({"model": "m", "record_id": record_id, "task": task, "direction": "to_vision", "baseline_choice": "text",
-                     "flip_alpha": to_vision, "collapse_alpha": np.nan})
-        rows.append({"model": "m", "record_id": record_id, "task": task, "direction": "to_text", "baseline_choice": "text",
-                     "flip_alpha": to_text, "collapse_alpha": 4.0})
+        rows.append(
+            {
+                "model": "m",
+                "record_id": record_id,
+                "task": task,
+                "direction": "to_vision",
+                "baseline_choice": "text",
+                "flip_alpha": to_vision,
+                "collapse_alpha": np.nan,
+            }
+        )
+        rows.append(
+            {
+                "model": "m",
+                "record_id": record_id,
+                "task": task,
+                "direction": "to_text",
+                "baseline_choice": "text",
+                "flip_alpha": to_text,
+                "collapse_alpha": 4.0,
+            }
+        )
     return mcr, pd.DataFrame(rows)
 
 
@@ -103,7 +121,11 @@ def test_cli_writes_the_table_and_both_figures(tmp_path):
     assert set(table["model"]) == {"m1", "m2"} and (table["run"] == "t").all()
     plot_mcr_sensitivity(
         PlotMcrSensitivity("t", "synthetic", ("m1", "m2")),
-        mcr_list, sensitivity_list, str(table_path), str(tmp_path / "sensitivity.pdf"), str(tmp_path / "scatter.pdf"),
+        mcr_list,
+        sensitivity_list,
+        str(table_path),
+        str(tmp_path / "sensitivity.pdf"),
+        str(tmp_path / "scatter.pdf"),
     )
     for name in ("sensitivity", "scatter"):
         assert (tmp_path / f"{name}.pdf").stat().st_size > 1000 and (tmp_path / f"{name}.png").stat().st_size > 1000

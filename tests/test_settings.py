@@ -14,25 +14,42 @@ import pytest
 from amps.core.config import load_config, load_schema
 from amps.core.resources import ablation_model
 from amps.core.settings import Step
+
 from conftest import REPO
 
-STEP_MODULES = sorted(
-    ".".join(path.relative_to(REPO).with_suffix("").parts) for path in (REPO / "amps").rglob("*steps.py")
-)
+STEP_MODULES = sorted(".".join(path.relative_to(REPO).with_suffix("").parts) for path in (REPO / "amps").rglob("*steps.py"))
 #: Steps that run a model (their jobs are the expensive ones).
-MODEL_STEPS = {"TrainToyModel", "EvaluateBaseline", "CollectActivations", "SteeringSweep", "McrShard", "TrainSteerers", "SelectAmps",
-               "SteeredEval", "AblateAmps"}
+MODEL_STEPS = {
+    "TrainToyModel",
+    "EvaluateBaseline",
+    "CollectActivations",
+    "SteeringSweep",
+    "McrShard",
+    "TrainSteerers",
+    "SelectAmps",
+    "SteeredEval",
+    "AblateAmps",
+}
 #: Keys only a table or a figure reads: editing one must never rerun a model job.
-TABLE_AND_FIGURE_KEYS = {"evaluation.checks.max_other", "evaluation.checks.task_lean", "amps.collapse_budgets", "amps.examples",
-                         "mcr.bootstrap", "run_name"}
+TABLE_AND_FIGURE_KEYS = {
+    "evaluation.checks.max_other",
+    "evaluation.checks.task_lean",
+    "amps.collapse_budgets",
+    "amps.examples",
+    "mcr.bootstrap",
+    "run_name",
+}
 
 
 def step_classes() -> list[type[Step]]:
     classes = []
     for name in STEP_MODULES:
         module = importlib.import_module(name)
-        classes += [value for value in vars(module).values()
-                    if inspect.isclass(value) and issubclass(value, Step) and value is not Step and value.__module__ == name]
+        classes += [
+            value
+            for value in vars(module).values()
+            if inspect.isclass(value) and issubclass(value, Step) and value is not Step and value.__module__ == name
+        ]
     return sorted(classes, key=lambda cls: cls.__name__)
 
 
@@ -93,8 +110,10 @@ def contexts(step: type[Step], config: dict) -> list[dict]:
     return [{}]
 
 
-CONFIGS = {"test": load_config(REPO / "config" / "test.yaml"),
-           "paper": load_config(REPO / "config" / "paper.yaml", check_paths=False)}
+CONFIGS = {
+    "test": load_config(REPO / "config" / "test.yaml"),
+    "paper": load_config(REPO / "config" / "paper.yaml", check_paths=False),
+}
 
 
 @pytest.mark.parametrize("step", step_classes(), ids=lambda step: step.__name__)

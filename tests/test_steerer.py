@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from amps.steering.activations import last_token_states
+from amps.method.recipe import ModuleRecipe
 from amps.method.steerer import (
     SHUFFLE_SEED_OFFSET,
     Steerer,
@@ -25,14 +25,16 @@ from amps.method.steerer import (
     steering_loss,
     train_steerer,
 )
+from amps.steering.activations import last_token_states
 from amps.steering.hook import steer
+
 from conftest import forward_hooks
-from amps.method.recipe import ModuleRecipe
 
 #: A recipe tuned for the small linear problems below (the published one is meant for thousands of prompts).
 FAST = ModuleRecipe(width=8, standardize_inputs=True, learning_rate=0.03, batch_size=100, epochs=100, warmup_epochs=5)
 PROMPTS = [
-    "Text context: The shape is blue.\nWhat color is the shape?\nA. red\nB. blue\nAnswer the question by selecting the correct answer A or B.",
+    "Text context: The shape is blue.\nWhat color is the shape?\nA. red\nB. blue\n"
+    "Answer the question by selecting the correct answer A or B.",
     "Text context: The square is on the left.\nWhere is the square?\nA. left\nB. right",
 ]
 
@@ -47,8 +49,18 @@ def _linear_problem(samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor
 
 
 def _config(recipe: ModuleRecipe, **changes) -> SteererConfig:
-    values = dict(hidden_size=16, input_layer=1, steer_layer=1, kind="amps", direction="to_vision", vector="per_sample",
-                  beta=-1.5, r_anchor=0.4, seed=3, recipe=recipe)
+    values = dict(
+        hidden_size=16,
+        input_layer=1,
+        steer_layer=1,
+        kind="amps",
+        direction="to_vision",
+        vector="per_sample",
+        beta=-1.5,
+        r_anchor=0.4,
+        seed=3,
+        recipe=recipe,
+    )
     return SteererConfig(**{**values, **changes})
 
 
@@ -109,8 +121,17 @@ def _reference_training(x, y, val_x, val_y, recipe: ModuleRecipe, seed: int):
 
 PUBLISHED = ModuleRecipe()
 #: The published recipe made to move far from its start: larger steps, short schedule and ramp, small batches.
-STRESSED = dataclasses.replace(PUBLISHED, width=8, learning_rate=0.01, epochs=12, warmup_epochs=3, cosine_ramp_epochs=5,
-                               batch_size=16, cosine_weight=0.5, validation_cosine_weight=0.3)
+STRESSED = dataclasses.replace(
+    PUBLISHED,
+    width=8,
+    learning_rate=0.01,
+    epochs=12,
+    warmup_epochs=3,
+    cosine_ramp_epochs=5,
+    batch_size=16,
+    cosine_weight=0.5,
+    validation_cosine_weight=0.3,
+)
 
 
 @pytest.mark.parametrize("recipe", [PUBLISHED, STRESSED], ids=["published", "stressed"])
@@ -157,8 +178,9 @@ def test_svd_initialisation_puts_the_targets_top_principal_directions_in_the_dec
     directions = torch.linalg.qr(torch.randn(16, 3, generator=generator)).Q  # orthonormal columns
     targets = 4 + (torch.randn(60, 3, generator=generator) * scales) @ directions.T  # rank 3 after centring
     recipe = ModuleRecipe(width=8, epochs=2, warmup_epochs=1)
-    module, summary = train_steerer(torch.randn(60, 16), targets, torch.randn(5, 16), targets[:5],
-                                    dataclasses.replace(recipe, learning_rate=1e-12), seed=4)
+    module, summary = train_steerer(
+        torch.randn(60, 16), targets, torch.randn(5, 16), targets[:5], dataclasses.replace(recipe, learning_rate=1e-12), seed=4
+    )
     # Covariance eigenvectors, largest first: the principal directions.
     centred = targets - targets.mean(0)
     _values, vectors = torch.linalg.eigh(centred.T @ centred)
@@ -171,8 +193,14 @@ def test_svd_initialisation_puts_the_targets_top_principal_directions_in_the_dec
     torch.testing.assert_close(module.decoder.weight[:, 3:], default.decoder.weight[:, 3:], atol=1e-9, rtol=0)
     torch.testing.assert_close(module.encoder.weight, default.encoder.weight, atol=1e-9, rtol=0)
     assert not torch.allclose(module.decoder.weight[:, :3], default.decoder.weight[:, :3])
-    plain, plain_summary = train_steerer(torch.randn(60, 16), targets, torch.randn(5, 16), targets[:5],
-                                         dataclasses.replace(recipe, init="default", learning_rate=1e-12), seed=4)
+    plain, plain_summary = train_steerer(
+        torch.randn(60, 16),
+        targets,
+        torch.randn(5, 16),
+        targets[:5],
+        dataclasses.replace(recipe, init="default", learning_rate=1e-12),
+        seed=4,
+    )
     torch.testing.assert_close(plain.decoder.weight, default.decoder.weight, atol=1e-9, rtol=0)
     assert plain_summary["svd_components"] == 0
 
@@ -286,8 +314,19 @@ def test_bad_recipe_values_are_refused_naming_the_field(values, field):
 def test_the_other_options_train():
     """Constant schedule (its warmup unused, so the default 50 epochs may exceed epochs), AdamW with
     weight decay, decoder bias, standardised inputs, default initialisation, no cosine ramp."""
-    recipe = ModuleRecipe(width=8, schedule="constant", epochs=5, optimizer="adamw", weight_decay=0.01, decoder_bias=True,
-                          standardize_inputs=True, init="default", cosine_ramp_epochs=0, learning_rate=0.01, batch_size=16)
+    recipe = ModuleRecipe(
+        width=8,
+        schedule="constant",
+        epochs=5,
+        optimizer="adamw",
+        weight_decay=0.01,
+        decoder_bias=True,
+        standardize_inputs=True,
+        init="default",
+        cosine_ramp_epochs=0,
+        learning_rate=0.01,
+        batch_size=16,
+    )
     train_x, train_y = _linear_problem(64, 1)
     val_x, val_y = _linear_problem(16, 2)
     module, summary = train_steerer(train_x, train_y, val_x, val_y, recipe, seed=0)
@@ -311,7 +350,9 @@ def test_bad_training_data_is_refused_before_training():
 # ----------------------------------------------------------------------------- storage
 
 
-@pytest.mark.parametrize("recipe", [PUBLISHED, dataclasses.replace(FAST, decoder_bias=True)], ids=["published", "bias-standardised"])
+@pytest.mark.parametrize(
+    "recipe", [PUBLISHED, dataclasses.replace(FAST, decoder_bias=True)], ids=["published", "bias-standardised"]
+)
 def test_module_round_trips_through_safetensors_and_json(tmp_path, recipe):
     module = Steerer.from_recipe(16, recipe, torch.Generator().manual_seed(0))
     if recipe.standardize_inputs:

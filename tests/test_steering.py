@@ -8,11 +8,13 @@ from PIL import Image
 
 from amps.models.interface import MultimodalModel
 from amps.steering.hook import scaled_direction, steer
+
 from conftest import forward_hooks
 from tiny_models import TINY_FAMILIES, build_tiny_model
 
 PROMPTS = [
-    "Text context: The shape is blue.\nWhat color is the shape?\nA. red\nB. blue\nAnswer the question by selecting the correct answer A or B.",
+    "Text context: The shape is blue.\nWhat color is the shape?\nA. red\nB. blue\n"
+    "Answer the question by selecting the correct answer A or B.",
     "What color is the shape?\nA. blue\nB. red",
     "Text context: The square is on the left.\nWhere is the square?\nA. left\nB. right",
 ]

@@ -8,15 +8,16 @@ import pandas as pd
 import pytest
 import yaml
 
-from amps.steering.activations import Activations
-from amps.steering.steps import CollectActivations, SteeringSweep, collect_activations, steering_sweep
 from amps.core.config import ConfigError, validate_config
-from amps.report.figure_steps import PlotSweep, plot_sweep
 from amps.core.io import read_table
 from amps.metrics import record_table, sensitivity
+from amps.report.figure_steps import PlotSweep, plot_sweep
 from amps.report.steps import SummarizeSweep, summarize_sweep
 from amps.report.sweep import sweep_scores
+from amps.steering.activations import Activations
+from amps.steering.steps import CollectActivations, SteeringSweep, collect_activations, steering_sweep
 from amps.steering.sweep import sorted_alphas
+
 from conftest import REPO
 from steps import TINY_MODEL, build
 
@@ -50,10 +51,20 @@ def _answers(script) -> pd.DataFrame:
         for order, letter in zip(("vision_first", "text_first"), letters):
             rows.append(
                 {
-                    "model": "m", "direction": direction, "alpha": alpha, "record_id": record, "task": "color",
-                    "condition": "none", "order": order, "answer": letter or "zzz", "letter": letter,
-                    "choice": _choice(letter, order), "layer": 1, "positions": "all",
-                    "steer_norm": alpha * 10.0, "reference_norm": 10.0,
+                    "model": "m",
+                    "direction": direction,
+                    "alpha": alpha,
+                    "record_id": record,
+                    "task": "color",
+                    "condition": "none",
+                    "order": order,
+                    "answer": letter or "zzz",
+                    "letter": letter,
+                    "choice": _choice(letter, order),
+                    "layer": 1,
+                    "positions": "all",
+                    "steer_norm": alpha * 10.0,
+                    "reference_norm": 10.0,
                 }
             )
     return pd.DataFrame(rows)
@@ -79,7 +90,15 @@ def test_sensitivity_gives_the_smallest_flip_and_collapse_strength():
     assert table.loc[("to_text", "r1"), "flip_alpha"] == 0.0
     assert table.loc[("to_text", "r2"), "flip_alpha"] == 1.0
     assert table.loc[("to_vision", "r1"), "baseline_choice"] == "text"
-    assert list(table.reset_index().columns) == ["direction", "record_id", "model", "task", "baseline_choice", "flip_alpha", "collapse_alpha"]
+    assert list(table.reset_index().columns) == [
+        "direction",
+        "record_id",
+        "model",
+        "task",
+        "baseline_choice",
+        "flip_alpha",
+        "collapse_alpha",
+    ]
 
 
 def test_scores_carry_letter_bias_beside_the_ratio():
@@ -126,13 +145,21 @@ def test_sweep_steps_end_to_end(tiny_model_dir, tiny_benchmark_dir, tmp_path):
     activations = tmp_path / "activations" / "tiny.safetensors"
     collect_activations(
         build(CollectActivations, TINY, model="tiny"),
-        str(tiny_benchmark_dir), str(tiny_model_dir), str(activations), str(activations.with_suffix(".json")),
+        str(tiny_benchmark_dir),
+        str(tiny_model_dir),
+        str(activations),
+        str(activations.with_suffix(".json")),
     )
     settings = build(SteeringSweep, {**TINY, "steering": {"alphas": [8.0, 1.0], "positions": "all"}}, model="tiny")
     paths = {name: tmp_path / "sweep" / f"{name}.parquet" for name in ("answers", "records", "sensitivity")}
     steering_sweep(
-        settings, str(tiny_benchmark_dir), str(tiny_model_dir), str(activations),
-        str(paths["answers"]), str(paths["records"]), str(paths["sensitivity"]),
+        settings,
+        str(tiny_benchmark_dir),
+        str(tiny_model_dir),
+        str(activations),
+        str(paths["answers"]),
+        str(paths["records"]),
+        str(paths["sensitivity"]),
     )
     answers = read_table(paths["answers"])
     n_test = 8
@@ -154,7 +181,20 @@ def test_sweep_steps_end_to_end(tiny_model_dir, tiny_benchmark_dir, tmp_path):
     scores = tmp_path / "tables" / "sweep_scores.csv"
     summarize_sweep(SummarizeSweep("t"), str(paths["answers"]), str(paths["records"]), str(scores))
     table = read_table(scores)
-    required = ["run", "model", "direction", "alpha", "task", "view", "n", "s_vision", "s_text", "s_other", "vision_ratio", "rate_a"]
+    required = [
+        "run",
+        "model",
+        "direction",
+        "alpha",
+        "task",
+        "view",
+        "n",
+        "s_vision",
+        "s_text",
+        "s_other",
+        "vision_ratio",
+        "rate_a",
+    ]
     assert set(required + ["alpha_unit", "steer_norm", "same_letter", "orders_agree"]) <= set(table.columns)
     assert set(table["view"]) == {"pooled", "vision_first", "text_first", "record"}
     whole = table[(table["task"] == "all") & (table["view"] == "pooled")]

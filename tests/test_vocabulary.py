@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from amps import vocabulary
-from amps.data import corpus, world
 from amps.core.config import load_schema
+from amps.data import corpus, world
+
 from conftest import REPO
 
 

@@ -100,12 +100,16 @@ def test_preference_follows_the_balance_of_the_evidence_and_the_task():
     strong_image = [PREFERENCE.text_probability("color", a, b, 1.0, 0.25, 0) for a in values for b in values if a != b]
     assert min(strong_text) > 0.5 > max(strong_image)
     # At an even balance the task's own lean decides: color to the image, counting to the text.
-    assert PREFERENCE.text_probability("color", "red", "blue", 0.5, 0.5, 0) < 0.5 < PREFERENCE.text_probability(
-        "counting", "one", "two", 0.5, 0.5, 0)
+    assert (
+        PREFERENCE.text_probability("color", "red", "blue", 0.5, 0.5, 0)
+        < 0.5
+        < PREFERENCE.text_probability("counting", "one", "two", 0.5, 0.5, 0)
+    )
     # Value pairs vary around the rule (their own fixed draws), the same for the same seed.
     even = [PREFERENCE.text_probability("color", a, b, 0.5, 0.5, 0) for a in values for b in values if a != b]
-    assert np.std(even) > 0.01 and even == [PREFERENCE.text_probability("color", a, b, 0.5, 0.5, 0)
-                                            for a in values for b in values if a != b]
+    assert np.std(even) > 0.01 and even == [
+        PREFERENCE.text_probability("color", a, b, 0.5, 0.5, 0) for a in values for b in values if a != b
+    ]
 
 
 def test_records_carry_their_evidence_strengths_and_images_show_them():

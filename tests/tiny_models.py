@@ -96,9 +96,7 @@ def tokenizer_corpus() -> list[str]:
         "context": "A blue bus waits at the corner while people walk past the shops on a sunny day.",
     }
     texts = [
-        prompts.conflict_query(record, order, instruction).prompt
-        for order in ORDERS
-        for instruction in prompts.INSTRUCTIONS
+        prompts.conflict_query(record, order, instruction).prompt for order in ORDERS for instruction in prompts.INSTRUCTIONS
     ]
     texts += ["USER: ASSISTANT: system user assistant You are a helpful assistant.", "A B A. B. The answer is"]
     return texts * 4

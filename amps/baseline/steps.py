@@ -19,13 +19,21 @@ class EvaluateBaseline(Step):
     threads: int
 
     READS: ClassVar[tuple[str, ...]] = (
-        *ModelSpec.READS, "models.{model}.batch_size", "evaluation.max_new_tokens", "threads",
+        *ModelSpec.READS,
+        "models.{model}.batch_size",
+        "evaluation.max_new_tokens",
+        "threads",
     )
 
     @classmethod
     def from_config(cls, config: Mapping, model: str) -> EvaluateBaseline:
-        return cls(model, ModelSpec.from_config(config, model), config["models"][model]["batch_size"],
-                   config["evaluation"]["max_new_tokens"], config["threads"])
+        return cls(
+            model,
+            ModelSpec.from_config(config, model),
+            config["models"][model]["batch_size"],
+            config["evaluation"]["max_new_tokens"],
+            config["threads"],
+        )
 
 
 def evaluate_baseline(settings: EvaluateBaseline, benchmark_dir: str, model: str, output: str) -> None:
@@ -42,7 +50,14 @@ def evaluate_baseline(settings: EvaluateBaseline, benchmark_dir: str, model: str
     loaded = load_model(settings.model, model)
     benchmark = Benchmark(benchmark_dir)
     records = benchmark.split("test")
-    answers = ask(loaded, benchmark, records, baseline_questions(records), settings.batch_size, settings.max_new_tokens,
-                  desc=f"baseline {settings.model_name}")
+    answers = ask(
+        loaded,
+        benchmark,
+        records,
+        baseline_questions(records),
+        settings.batch_size,
+        settings.max_new_tokens,
+        desc=f"baseline {settings.model_name}",
+    )
     answers.insert(0, "model", settings.model_name)
     write_table(output, answers)

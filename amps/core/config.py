@@ -94,14 +94,17 @@ def check_semantics(config: dict, check_paths: bool = True) -> None:
 
 
 def _amps_problems(config: dict) -> list[str]:
-    """The ``amps`` section: β and r_anchor fixed together, the curve reaching the budgets, the ablation model, the Fisher term."""
+    """The ``amps`` section: β and r_anchor fixed together, the curve reaching the budgets, the ablation model, and the
+    Fisher term."""
     amps = config["amps"]
     problems = []
     if (amps["beta"] is None) != (amps["r_anchor"] is None):
         problems.append("amps.beta and amps.r_anchor must both be set (fixed) or both be null (chosen on validation)")
     if max(amps["collapse_budgets"]) > amps["curve"]["max_collapse"]:
-        problems.append(f"amps.collapse_budgets {amps['collapse_budgets']} reach beyond amps.curve.max_collapse "
-                        f"({amps['curve']['max_collapse']}), where curves are not measured densely")
+        problems.append(
+            f"amps.collapse_budgets {amps['collapse_budgets']} reach beyond amps.curve.max_collapse "
+            f"({amps['curve']['max_collapse']}), where curves are not measured densely"
+        )
     model = amps["ablation"]["model"]
     if model is not None and model not in config["models"]:
         problems.append(f"amps.ablation.model: {model!r} is not one of the models {sorted(config['models'])}")

@@ -18,6 +18,7 @@ The estimates are deliberately simple and conservative:
 from __future__ import annotations
 
 import math
+
 from amps.vocabulary import BASELINE_CONDITIONS, CONTRASTIVE_CONDITIONS, MODALITIES, ORDERS
 
 #: Bytes per weight; ``auto`` resolves to bfloat16 on a GPU (see amps.models.interface.resolve_dtype).
@@ -142,10 +143,18 @@ def stage_prompts(config: dict, stage: str) -> float:
         amps, ablation = config["amps"], config["amps"]["ablation"]
         model = ablation_model(config)
         reestimates = len(ablation["samples"]) * ablation["mc_seeds"]
-        passes = (2 * len(ablation["beta_units"]) + 2 * len(amps["anchor_quantiles"])
-                  + len(config["models"][model]["steering_layers"]) + 2 * (reestimates + 1) + 2 * 2 + 2)
-        monte_carlo = sum(records * OPTION_ORDERS * MCR_MODALITIES * samples * MCR_SAMPLE_COST
-                          for samples in ablation["samples"]) * ablation["mc_seeds"]
+        passes = (
+            2 * len(ablation["beta_units"])
+            + 2 * len(amps["anchor_quantiles"])
+            + len(config["models"][model]["steering_layers"])
+            + 2 * (reestimates + 1)
+            + 2 * 2
+            + 2
+        )
+        monte_carlo = (
+            sum(records * OPTION_ORDERS * MCR_MODALITIES * samples * MCR_SAMPLE_COST for samples in ablation["samples"])
+            * ablation["mc_seeds"]
+        )
         return test_records * OPTION_ORDERS * passes + monte_carlo
     if stage == "mcr":
         mcr = config["mcr"]

@@ -75,8 +75,9 @@ def world_records(spec: WorldSpec, seed: int, image_dir: Path) -> pd.DataFrame:
     """The offline world's records, their images rendered into ``image_dir``."""
     records = pd.DataFrame(world.make_records(spec.tasks, spec.records_per_task, seed, tuple(spec.image_strength)))
     for record in records.itertuples():
-        image = world.render_record_image(record.task, record.answer_vision, record.image_id, spec.image_size,
-                                          record.image_strength)
+        image = world.render_record_image(
+            record.task, record.answer_vision, record.image_id, spec.image_size, record.image_strength
+        )
         image.save(image_dir / f"{record.image_id}.png")
     records["image_path"] = [f"images/{image_id}.png" for image_id in records["image_id"]]
     return records

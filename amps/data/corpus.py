@@ -22,8 +22,6 @@ from amps.data.prompts import ANSWER_INSTRUCTION, INSTRUCTIONS, build_prompt
 from amps.data.world import TEXT_STRENGTHS, blank_image, degrade, task
 
 
-
-
 @dataclass(frozen=True)
 class Example:
     """One training example: an image, a prompt, and the target answer (a letter or a word)."""
@@ -48,14 +46,14 @@ class Preference:
     spread: float
     image_strength: tuple[float, float]
 
-    def text_probability(self, task_name: str, vision: str, text: str, image_strength: float, text_strength: float,
-                         seed: int) -> float:
+    def text_probability(
+        self, task_name: str, vision: str, text: str, image_strength: float, text_strength: float, seed: int
+    ) -> float:
         """Probability that an uninstructed conflict with this evidence is labelled with the text answer."""
         digest = hashlib.sha256(f"{seed}|{task_name}|{vision}|{text}".encode()).digest()
         uniform = (int.from_bytes(digest[:8], "big") + 0.5) / 2**64
         gaussian = math.sqrt(2) * _erfinv(2 * uniform - 1)
-        logit = (self.steepness * (text_strength - image_strength) + self.task_bias.get(task_name, 0.0)
-                 + self.spread * gaussian)
+        logit = self.steepness * (text_strength - image_strength) + self.task_bias.get(task_name, 0.0) + self.spread * gaussian
         return 1 / (1 + math.exp(-logit))
 
 
@@ -67,8 +65,17 @@ def _erfinv(y: float) -> float:
     return x
 
 
-EXAMPLE_KINDS = ("word", "point", "agreeing", "image_only", "text_only", "instructed", "instructed_agreeing", "uninstructed",
-                 "hard")
+EXAMPLE_KINDS = (
+    "word",
+    "point",
+    "agreeing",
+    "image_only",
+    "text_only",
+    "instructed",
+    "instructed_agreeing",
+    "uninstructed",
+    "hard",
+)
 
 
 def training_examples(
@@ -152,7 +159,8 @@ def vocabulary_texts(tasks: list[str]) -> list[str]:
     for name in tasks:
         spec = task(name)
         texts.append(spec.question)
-        texts += [spec.context(claim, value, strength) for claim in spec.claims for value in spec.values
-                  for strength in TEXT_STRENGTHS]
+        texts += [
+            spec.context(claim, value, strength) for claim in spec.claims for value in spec.values for strength in TEXT_STRENGTHS
+        ]
         texts += list(spec.values)
     return texts

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Literal
+
 from amps.vocabulary import ORDERS
 
 ANSWER_INSTRUCTION = "Answer the question by selecting the correct answer A or B."

@@ -37,15 +37,23 @@ class PrepareBenchmark(Step):
         world = mc2 = None
         if benchmark["source"] == "world":
             section = benchmark["world"]
-            world = WorldSpec(tuple(section["tasks"]), section["records_per_task"], section["image_size"],
-                              tuple(section["image_strength"]))
+            world = WorldSpec(
+                tuple(section["tasks"]), section["records_per_task"], section["image_size"], tuple(section["image_strength"])
+            )
         else:
             section = benchmark["mc2"]
-            mc2 = Mc2Source(section["records"], section["hub_repo"], section["hub_file"], section.get("coco_dir"),
-                            section["on_bad_record"], section["limit"])
+            mc2 = Mc2Source(
+                section["records"],
+                section["hub_repo"],
+                section["hub_file"],
+                section.get("coco_dir"),
+                section["on_bad_record"],
+                section["limit"],
+            )
         splits = benchmark["splits"]
-        return cls(benchmark["source"], world, mc2, Splits(splits["steer_train"], splits["validation"], splits["test"]),
-                   config["seed"])
+        return cls(
+            benchmark["source"], world, mc2, Splits(splits["steer_train"], splits["validation"], splits["test"]), config["seed"]
+        )
 
 
 def prepare_benchmark(settings: PrepareBenchmark, output_dir: str) -> None:
@@ -61,7 +69,11 @@ def prepare_benchmark(settings: PrepareBenchmark, output_dir: str) -> None:
 
             records, skipped = mc2.load_mc2_records(settings.mc2)
         records = records.reset_index(drop=True)
-        records.insert(0, "record_id", [f"{task}-{image_id}-{i}" for i, (task, image_id) in enumerate(zip(records["task"], records["image_id"]))])
+        records.insert(
+            0,
+            "record_id",
+            [f"{task}-{image_id}-{i}" for i, (task, image_id) in enumerate(zip(records["task"], records["image_id"]))],
+        )
         records["split"] = assign_splits(records, settings.splits, settings.seed)
         write_table(folder / "records.parquet", records)
         counts = records.groupby(["task", "split"]).size().unstack(fill_value=0)

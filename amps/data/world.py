@@ -21,7 +21,6 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageDraw
 
-
 BACKGROUND = (40, 40, 40)
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30),
@@ -245,8 +244,9 @@ def render_record_image(task_name: str, value: str, image_id: str, size: int, st
     return degrade(task(task_name).render(value, rng, size), strength, rng)
 
 
-def make_records(tasks: list[str], records_per_task: int, seed: int,
-                 image_strength: tuple[float, float] = (1.0, 1.0)) -> list[dict]:
+def make_records(
+    tasks: list[str], records_per_task: int, seed: int, image_strength: tuple[float, float] = (1.0, 1.0)
+) -> list[dict]:
     """Generate MC²-format conflict records with their evidence strengths, plus ``context_agreeing``.
 
     ``image_strength`` (the record's, drawn uniformly from that range) and ``text_strength`` (one of

@@ -10,8 +10,6 @@ from typing import Sequence
 import numpy as np
 
 
-
-
 @dataclass(frozen=True)
 class Estimate:
     """A Monte Carlo estimate and its standard error."""

@@ -18,8 +18,6 @@ from amps.mcr.settings import EstimatorSettings
 from amps.models.interface import MultimodalModel
 
 
-
-
 @dataclass
 class Samples:
     """The ``N`` Monte Carlo values of ``f`` and, when computed, of ``|grad f|^2 / f``."""
@@ -155,11 +153,12 @@ class ModalityCopies:
             for keys, values in state.layers
         ]
         self.buffers = [
-            (keys.new_empty((rows, *keys.shape[1:])), values.new_empty((rows, *values.shape[1:])))
-            for keys, values in self.clean
+            (keys.new_empty((rows, *keys.shape[1:])), values.new_empty((rows, *values.shape[1:]))) for keys, values in self.clean
         ]
 
-    def perturb(self, scales: list[tuple[torch.Tensor, torch.Tensor]], noise: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def perturb(
+        self, scales: list[tuple[torch.Tensor, torch.Tensor]], noise: torch.Tensor
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The perturbed entries for ``len(noise)`` rows: ``clean + scale * noise`` per layer, as (keys, values)."""
         rows = noise.shape[0]
         layers = []

@@ -12,8 +12,6 @@ from transformers import Cache
 from amps.models.interface import Batch, MultimodalModel
 
 
-
-
 @dataclass
 class Prefill:
     """One prompt prefilled once: the cache without its last position, and what scoring needs.
@@ -51,9 +49,7 @@ def prompt_position_ids(model: MultimodalModel, batch: Batch) -> torch.Tensor:
     return position_ids
 
 
-def option_logits_float32(
-    model: MultimodalModel, option_ids: Sequence[int], **inputs
-) -> tuple[torch.Tensor, Cache | None]:
+def option_logits_float32(model: MultimodalModel, option_ids: Sequence[int], **inputs) -> tuple[torch.Tensor, Cache | None]:
     """The logits of ``option_ids`` at the last position, in float32, and the forward's cache.
 
     Runs the base model (no output layer) on ``inputs`` and takes the final hidden state, after the
@@ -84,8 +80,10 @@ def prefill(model: MultimodalModel, batch: Batch, text: str = "context") -> Pref
         raise ValueError(f"the MCR prefill takes one prompt at a time, got a batch of {batch.input_ids.shape[0]}")
     text_mask = batch.context_mask if text == "context" else batch.text_mask
     if text_mask is None:
-        raise ValueError(f"the MCR needs the {text}'s positions: encode the batch with locate_prompt=True"
-                         + (" and its context" if text == "context" else ""))
+        raise ValueError(
+            f"the MCR needs the {text}'s positions: encode the batch with locate_prompt=True"
+            + (" and its context" if text == "context" else "")
+        )
     position_ids = prompt_position_ids(model, batch)
     logits, cache = option_logits_float32(
         model, model.option_token_ids(), **dict(batch.inputs, position_ids=position_ids), use_cache=True

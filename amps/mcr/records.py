@@ -25,8 +25,6 @@ from amps.vocabulary import MODALITIES, ORDERS
 log = logging.getLogger(__name__)
 
 
-
-
 def target_index(record, order: str, answer: str, option_logits: torch.Tensor) -> int:
     """Which option (0 = A, 1 = B) ``f`` scores: the clean argmax, or the vision- or text-consistent option."""
     if answer == "clean":
@@ -69,8 +67,9 @@ def non_finite_problems(order: str, state: Prefill, scored: dict[str, Samples]) 
     return problems
 
 
-def score_order(model: MultimodalModel, record, order: str, state: Prefill, settings: EstimatorSettings,
-                max_batch: int) -> tuple[OrderScores, list[str]]:
+def score_order(
+    model: MultimodalModel, record, order: str, state: Prefill, settings: EstimatorSettings, max_batch: int
+) -> tuple[OrderScores, list[str]]:
     """Both modalities' estimates for one option order, with each modality's own seeded noise stream."""
     target = target_index(record, order, settings.answer, state.option_logits)
     device = state.layers[0][0].device
@@ -85,7 +84,9 @@ def score_order(model: MultimodalModel, record, order: str, state: Prefill, sett
     # A modality with no positions (a prompt without a context) contributes nothing: exactly 0.
     absent = {modality: Estimate(0.0, 0.0) for modality in MODALITIES if modality not in scored}
     entropy = {**{modality: functional_entropy(samples.f) for modality, samples in scored.items()}, **absent}
-    fisher = {**{modality: sample_mean(samples.fisher) for modality, samples in scored.items()}, **absent} if settings.fisher else None
+    fisher = (
+        {**{modality: sample_mean(samples.fisher) for modality, samples in scored.items()}, **absent} if settings.fisher else None
+    )
     return OrderScores(entropy, fisher), non_finite_problems(order, state, scored)
 
 
@@ -120,8 +121,11 @@ def estimate_record(model: MultimodalModel, benchmark: Benchmark, record, settin
     """
     image = benchmark.image(record)
     states = {
-        order: prefill(model, model.encode([image], [prompts.conflict_query(record, order).prompt], contexts=[record["context"]]),
-                       settings.text)
+        order: prefill(
+            model,
+            model.encode([image], [prompts.conflict_query(record, order).prompt], contexts=[record["context"]]),
+            settings.text,
+        )
         for order in ORDERS
     }
     row: dict = {"record_id": record["record_id"], "task": record["task"], "split": record["split"]}

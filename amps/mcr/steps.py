@@ -28,8 +28,14 @@ class McrShard(Step):
 
     @classmethod
     def from_config(cls, config: Mapping, model: str, shard: int) -> McrShard:
-        return cls(model, ModelSpec.from_config(config, model), EstimatorSettings.from_config(config), int(shard),
-                   config["mcr"]["shards"], config["threads"])
+        return cls(
+            model,
+            ModelSpec.from_config(config, model),
+            EstimatorSettings.from_config(config),
+            int(shard),
+            config["mcr"]["shards"],
+            config["threads"],
+        )
 
 
 def mcr_shard(settings: McrShard, benchmark_dir: str, model: str, output: str, max_batch: str) -> None:

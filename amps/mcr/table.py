@@ -12,7 +12,6 @@ import pandas as pd
 
 from amps.vocabulary import MODALITIES, ORDERS
 
-
 #: Columns of the MCR table (shards and the gathered table), in order.
 COLUMNS = [
     "record_index",
@@ -78,5 +77,3 @@ def gather_shards(shard_tables: Sequence[pd.DataFrame], shard_names: Sequence[st
         return pd.DataFrame(columns=COLUMNS)
     gathered = pd.concat(filled, ignore_index=True).sort_values("record_index", kind="stable")
     return gathered.reset_index(drop=True)[COLUMNS]
-
-

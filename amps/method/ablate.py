@@ -32,23 +32,22 @@ import numpy as np
 import pandas as pd
 import torch
 
+from amps.core.io import read_json, read_table, write_table
+from amps.data.benchmark import Benchmark
 from amps.mcr.records import estimate_records
 from amps.method import scaling
-from amps.steering.activations import Activations
-from amps.models.asking import EncodedQuestions, answer_encoded, encode_questions, evaluation_questions
-from amps.data.benchmark import Benchmark
-from amps.core.io import read_json, read_table, write_table
-from amps.method.methods import ModuleSteering, VectorSteering
-from amps.models.interface import MultimodalModel, load_model
 from amps.method.fit import fit_module
+from amps.method.methods import ModuleSteering, VectorSteering
 from amps.method.vectors import mcr_of, mcr_values, prompt_set, record_vectors
+from amps.models.asking import EncodedQuestions, answer_encoded, encode_questions, evaluation_questions
+from amps.models.interface import MultimodalModel, load_model
+from amps.steering.activations import Activations
 from amps.vocabulary import ABLATION_FAMILIES, DIRECTIONS, ESTIMATORS, MCR_FAMILIES, VECTORS
 
 if TYPE_CHECKING:
     from amps.method.steps import AblateAmps
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
@@ -92,51 +91,109 @@ def variants(family: str, settings: AblateAmps, selection: dict) -> list[Variant
     units, quantile = chosen_units(module_choice)
     online_units, online_quantile = chosen_units(online_choice)
     default = Variant(
-        family, "", settings.steering_layers[0], settings.vector, units, quantile, online_units,
-        online_quantile, settings.mcr.samples, 0, settings.estimator, True, True,
+        family,
+        "",
+        settings.steering_layers[0],
+        settings.vector,
+        units,
+        quantile,
+        online_units,
+        online_quantile,
+        settings.mcr.samples,
+        0,
+        settings.estimator,
+        True,
+        True,
     )
     if family == "beta":
-        return [replace(default, value=f"{value:g}", beta_units=value, online_beta_units=value, chosen=value == units,
-                        online_chosen=value == online_units)
-                for value in sorted(set(settings.ablation_beta_units) | {units, online_units})]
+        return [
+            replace(
+                default,
+                value=f"{value:g}",
+                beta_units=value,
+                online_beta_units=value,
+                chosen=value == units,
+                online_chosen=value == online_units,
+            )
+            for value in sorted(set(settings.ablation_beta_units) | {units, online_units})
+        ]
     if family == "anchor":
         module_units = anchor_units(units, module_choice["sign"]["sign"], settings.beta_units)
         online_units_here = anchor_units(online_units, online_choice["sign"]["sign"], settings.beta_units)
-        return [replace(default, value=f"{value:g}", anchor_quantile=value, online_anchor_quantile=value, beta_units=module_units,
-                        online_beta_units=online_units_here, chosen=value == quantile and units != 0.0,
-                        online_chosen=value == online_quantile and online_units != 0.0)
-                for value in sorted(settings.anchor_quantiles)]
+        return [
+            replace(
+                default,
+                value=f"{value:g}",
+                anchor_quantile=value,
+                online_anchor_quantile=value,
+                beta_units=module_units,
+                online_beta_units=online_units_here,
+                chosen=value == quantile and units != 0.0,
+                online_chosen=value == online_quantile and online_units != 0.0,
+            )
+            for value in sorted(settings.anchor_quantiles)
+        ]
     if family == "layer":
-        return [replace(default, value=str(layer), layer=layer, chosen=layer == default.layer, online_chosen=layer == default.layer)
-                for layer in sorted(settings.steering_layers)]
+        return [
+            replace(default, value=str(layer), layer=layer, chosen=layer == default.layer, online_chosen=layer == default.layer)
+            for layer in sorted(settings.steering_layers)
+        ]
     if family == "samples":
         # The other sample counts at every Monte Carlo seed (their spread is the Monte Carlo spread, an upper
         # bound for the configured count: the estimator's variance falls as 1/N), and the main MCR table.
-        runs = sorted({(samples, offset) for samples in settings.ablation_samples for offset in range(settings.mc_seeds)}
-                      | {(default.samples, 0)})
-        return [replace(default, value=f"N={samples}, MC seed +{offset}", samples=samples, mc_seed_offset=offset,
-                        chosen=(samples, offset) == (default.samples, 0), online_chosen=(samples, offset) == (default.samples, 0))
-                for samples, offset in runs]
+        runs = sorted(
+            {(samples, offset) for samples in settings.ablation_samples for offset in range(settings.mc_seeds)}
+            | {(default.samples, 0)}
+        )
+        return [
+            replace(
+                default,
+                value=f"N={samples}, MC seed +{offset}",
+                samples=samples,
+                mc_seed_offset=offset,
+                chosen=(samples, offset) == (default.samples, 0),
+                online_chosen=(samples, offset) == (default.samples, 0),
+            )
+            for samples, offset in runs
+        ]
     if family == "estimator":
-        return [replace(default, value=name, estimator=name, chosen=name == default.estimator, online_chosen=name == default.estimator)
-                for name in ESTIMATORS]
+        return [
+            replace(
+                default, value=name, estimator=name, chosen=name == default.estimator, online_chosen=name == default.estimator
+            )
+            for name in ESTIMATORS
+        ]
     if family == "vector":
-        return [replace(default, value=name, vector=name, chosen=name == default.vector, online_chosen=name == default.vector)
-                for name in VECTORS]
+        return [
+            replace(default, value=name, vector=name, chosen=name == default.vector, online_chosen=name == default.vector)
+            for name in VECTORS
+        ]
     raise ValueError(f"unknown ablation family {family!r}; expected one of {ABLATION_FAMILIES}")
 
 
-def estimate_mcr(model: MultimodalModel, benchmark: Benchmark, settings: AblateAmps, variant: Variant, max_batch: int) -> pd.DataFrame:
+def estimate_mcr(
+    model: MultimodalModel, benchmark: Benchmark, settings: AblateAmps, variant: Variant, max_batch: int
+) -> pd.DataFrame:
     """The MCR table of every record with the variant's sample count, on draws of its own.
 
     Each (N, Monte Carlo seed) has its own noise stream, independent of the main run's and of every
     other variant's, so their spread is the Monte Carlo spread. The Fisher term (a backward pass per
     sample) is computed only when γ reads it.
     """
-    estimator = replace(settings.mcr, samples=variant.samples, fisher=variant.estimator == "fisher",
-                        stream=f"ablation N={variant.samples} seed {variant.mc_seed_offset}")
-    return estimate_records(model, benchmark, range(len(benchmark.records)), estimator, max_batch,
-                                           desc=f"ablation MCR N={variant.samples} seed +{variant.mc_seed_offset}")
+    estimator = replace(
+        settings.mcr,
+        samples=variant.samples,
+        fisher=variant.estimator == "fisher",
+        stream=f"ablation N={variant.samples} seed {variant.mc_seed_offset}",
+    )
+    return estimate_records(
+        model,
+        benchmark,
+        range(len(benchmark.records)),
+        estimator,
+        max_batch,
+        desc=f"ablation MCR N={variant.samples} seed +{variant.mc_seed_offset}",
+    )
 
 
 @dataclass
@@ -175,29 +232,51 @@ def family_answers(run: AblationRun, family: str) -> pd.DataFrame:
         train = prompt_set(run.stored, variant.layer, variant.vector, run.train, values)
         validation = prompt_set(run.stored, variant.layer, variant.vector, run.validation, values)
         module_scaling = scaling.from_units(train.mcr, variant.beta_units, variant.anchor_quantile, settings.max_factor)
-        module, config, history = fit_module(train, validation, module_scaling, direction, settings.recipe, variant.layer, "amps",
-                                             variant.vector, settings.seed)
+        module, config, history = fit_module(
+            train, validation, module_scaling, direction, settings.recipe, variant.layer, "amps", variant.vector, settings.seed
+        )
         strength = chosen["amps"]["seeds"][0]["strength"]
-        described = {"family": family, "value": variant.value, "chosen": variant.chosen, "layer": variant.layer,
-                     "samples": variant.samples, "mc_seed_offset": variant.mc_seed_offset, "estimator": variant.estimator,
-                     "vector": variant.vector, "validation_loss": history["validation_loss"]}
+        described = {
+            "family": family,
+            "value": variant.value,
+            "chosen": variant.chosen,
+            "layer": variant.layer,
+            "samples": variant.samples,
+            "mc_seed_offset": variant.mc_seed_offset,
+            "estimator": variant.estimator,
+            "vector": variant.vector,
+            "validation_loss": history["validation_loss"],
+        }
         scale = record_vectors(run.stored, variant.layer, test_ids).prompt_scale
         steering = ModuleSteering(run.model, module, config, settings.positions, scale)
-        answers = answer_encoded(run.model, run.encoded, max_new_tokens, steering.context(strength),
-                                 desc=f"ablation {family} {variant.value}")
+        answers = answer_encoded(
+            run.model, run.encoded, max_new_tokens, steering.context(strength), desc=f"ablation {family} {variant.value}"
+        )
         frames.append(answers.assign(method="amps", beta=config.beta, r_anchor=config.r_anchor, strength=strength, **described))
         if family in MCR_FAMILIES:
             online_strength = chosen["amps_online"]["seeds"][0]["strength"]
-            online_scaling = scaling.from_units(train.mcr, variant.online_beta_units, variant.online_anchor_quantile,
-                                                settings.max_factor)
+            online_scaling = scaling.from_units(
+                train.mcr, variant.online_beta_units, variant.online_anchor_quantile, settings.max_factor
+            )
             vectors = record_vectors(run.stored, variant.layer, test_ids)
             factors = online_scaling.factors(mcr_of(values, test_ids).to_numpy(dtype=np.float64))
             steering = VectorSteering(run.model, variant.layer, sign * vectors.base("mean"), settings.positions, factors)
-            answers = answer_encoded(run.model, run.encoded, max_new_tokens, steering.context(online_strength),
-                                     desc=f"ablation {family} {variant.value} online")
-            frames.append(answers.assign(method="amps_online", beta=online_scaling.beta, r_anchor=online_scaling.r_anchor,
-                                         strength=online_strength,
-                                         **{**described, "chosen": variant.online_chosen, "validation_loss": math.nan}))
+            answers = answer_encoded(
+                run.model,
+                run.encoded,
+                max_new_tokens,
+                steering.context(online_strength),
+                desc=f"ablation {family} {variant.value} online",
+            )
+            frames.append(
+                answers.assign(
+                    method="amps_online",
+                    beta=online_scaling.beta,
+                    r_anchor=online_scaling.r_anchor,
+                    strength=online_strength,
+                    **{**described, "chosen": variant.online_chosen, "validation_loss": math.nan},
+                )
+            )
     table = pd.concat(frames, ignore_index=True)
     table.insert(0, "model", settings.model_name)
     table.insert(1, "direction", direction)
@@ -210,8 +289,16 @@ def ablation_path(output_dir: str | Path, family: str) -> Path:
     return Path(output_dir) / f"{family}.parquet"
 
 
-def run_families(settings: AblateAmps, benchmark_dir: str, model: str, activations: str, mcr: str, selection: str,
-                 output_dir: str, max_batch: int) -> None:
+def run_families(
+    settings: AblateAmps,
+    benchmark_dir: str,
+    model: str,
+    activations: str,
+    mcr: str,
+    selection: str,
+    output_dir: str,
+    max_batch: int,
+) -> None:
     """Every variant of every ablation family on the ablation model, one answers table per family.
 
     One job: the families share the loaded model and the encoded test prompts. The tables
@@ -222,9 +309,15 @@ def run_families(settings: AblateAmps, benchmark_dir: str, model: str, activatio
     test = benchmark.split("test")
     loaded = load_model(settings.model, model)
     run = AblationRun(
-        settings=settings, model=loaded, benchmark=benchmark, stored=Activations.load(activations),
-        train=benchmark.split("steer_train"), validation=benchmark.split("validation"), test=test,
-        chosen=read_json(selection), default_mcr=read_table(mcr),
+        settings=settings,
+        model=loaded,
+        benchmark=benchmark,
+        stored=Activations.load(activations),
+        train=benchmark.split("steer_train"),
+        validation=benchmark.split("validation"),
+        test=test,
+        chosen=read_json(selection),
+        default_mcr=read_table(mcr),
         encoded=encode_questions(loaded, benchmark, test, evaluation_questions(test, "conflict"), settings.batch_size),
         max_batch=max_batch,
     )

@@ -64,16 +64,19 @@ class Curve:
 
     def read_intervals(self) -> list[tuple[CurvePoint, CurvePoint]]:
         """Neighbouring points where the curve is read: those whose weaker end has collapse within ``max_collapse``."""
-        return [(low, high) for low, high in zip(self.points, self.points[1:])
-                if low.collapse <= self.settings.max_collapse + 1e-12]
+        return [
+            (low, high) for low, high in zip(self.points, self.points[1:]) if low.collapse <= self.settings.max_collapse + 1e-12
+        ]
 
     def gaps(self) -> tuple[float, float]:
         """The largest shift and collapse differences between neighbours where the curve is read."""
         intervals = self.read_intervals()
         if not intervals:
             return 0.0, 0.0
-        return (max(abs(high.shift - low.shift) for low, high in intervals),
-                max(abs(high.collapse - low.collapse) for low, high in intervals))
+        return (
+            max(abs(high.shift - low.shift) for low, high in intervals),
+            max(abs(high.collapse - low.collapse) for low, high in intervals),
+        )
 
     @property
     def resolved(self) -> bool:
@@ -91,15 +94,18 @@ def _needs_split(low: CurvePoint, high: CurvePoint, settings: CurveSettings) -> 
     return wide and high.strength - low.strength > settings.min_gap + 1e-12
 
 
-def measure_curve(evaluate: Callable[[float], tuple[float, float]], grid: list[float], settings: CurveSettings,
-                  required: tuple[float, ...] = ()) -> Curve:
+def measure_curve(
+    evaluate: Callable[[float], tuple[float, float]], grid: list[float], settings: CurveSettings, required: tuple[float, ...] = ()
+) -> Curve:
     """Measure a curve on ``grid`` (positive strengths) and refine it (see the module docstring).
 
     ``required`` strengths (e.g. the method's validation choice) are always measured, also beyond
     where the curve stops extending.
     """
     if not grid or any(not strength > 0 for strength in [*grid, *required]):
-        raise ValueError(f"a curve's strengths must be positive and the grid non-empty, got grid {grid}, required {list(required)}")
+        raise ValueError(
+            f"a curve's strengths must be positive and the grid non-empty, got grid {grid}, required {list(required)}"
+        )
     measured: dict[float, CurvePoint] = {}
 
     def measure(strength: float) -> CurvePoint:
@@ -127,6 +133,10 @@ def measure_curve(evaluate: Callable[[float], tuple[float, float]], grid: list[f
         for low, high in splits[:room]:
             measure((low.strength + high.strength) / 2)
     if not curve.resolved:
-        log.info("curve not resolved to %.2f within %d points (largest gaps: shift %.3f, collapse %.3f)",
-                 settings.tolerance, settings.max_points, *curve.gaps())
+        log.info(
+            "curve not resolved to %.2f within %d points (largest gaps: shift %.3f, collapse %.3f)",
+            settings.tolerance,
+            settings.max_points,
+            *curve.gaps(),
+        )
     return curve

@@ -16,14 +16,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from amps.method import scaling
-from amps.steering.activations import Activations
-from amps.data.benchmark import Benchmark
 from amps.core.io import atomic_directory, write_table
+from amps.data.benchmark import Benchmark
+from amps.method import scaling
 from amps.method.methods import module_name
 from amps.method.recipe import ModuleRecipe
-from amps.method.steerer import SteererConfig, Steerer, save_steerer, train_steerer
+from amps.method.steerer import Steerer, SteererConfig, save_steerer, train_steerer
 from amps.method.vectors import PromptSet, load_mcr, prompt_set
+from amps.steering.activations import Activations
 from amps.vocabulary import DIRECTIONS
 
 if TYPE_CHECKING:
@@ -40,14 +40,39 @@ def scaling_candidates(grid: ScalingGrid, train_mcr: np.ndarray, signs: list[int
     return scaling.candidates(train_mcr, signs, list(grid.beta_units), list(grid.anchor_quantiles), grid.max_factor)
 
 
-def fit_module(train: PromptSet, validation: PromptSet, chosen: scaling.Scaling, direction: str, recipe: ModuleRecipe,
-               layer: int, kind: str, vector: str, seed: int) -> tuple[Steerer, SteererConfig, dict]:
+def fit_module(
+    train: PromptSet,
+    validation: PromptSet,
+    chosen: scaling.Scaling,
+    direction: str,
+    recipe: ModuleRecipe,
+    layer: int,
+    kind: str,
+    vector: str,
+    seed: int,
+) -> tuple[Steerer, SteererConfig, dict]:
     """Train one module on ``sign × c_i·v_i`` for every prompt (factors 1 for Learn-to-Steer)."""
     sign = DIRECTIONS[direction][0]
-    config = SteererConfig(hidden_size=train.states.shape[1], input_layer=layer, steer_layer=layer, kind=kind, direction=direction,
-                           vector=vector, beta=chosen.beta, r_anchor=chosen.r_anchor, seed=seed, recipe=recipe)
-    module, history = train_steerer(train.states, sign * chosen.targets(train.vectors, train.mcr), validation.states,
-                                    sign * chosen.targets(validation.vectors, validation.mcr), recipe, seed)
+    config = SteererConfig(
+        hidden_size=train.states.shape[1],
+        input_layer=layer,
+        steer_layer=layer,
+        kind=kind,
+        direction=direction,
+        vector=vector,
+        beta=chosen.beta,
+        r_anchor=chosen.r_anchor,
+        seed=seed,
+        recipe=recipe,
+    )
+    module, history = train_steerer(
+        train.states,
+        sign * chosen.targets(train.vectors, train.mcr),
+        validation.states,
+        sign * chosen.targets(validation.vectors, validation.mcr),
+        recipe,
+        seed,
+    )
     return module, config, history
 
 
@@ -72,12 +97,31 @@ def train_modules(settings: TrainSteerers, benchmark_dir: str, activations: str,
             for chosen in [identity, *candidates]:
                 kind = "l2s" if chosen.beta == 0.0 else "amps"
                 for seed_index in range(settings.seeds):
-                    module, config, history = fit_module(train, validation, chosen, direction, settings.recipe, layer, kind,
-                                                         grid.vector, settings.seed + seed_index)
+                    module, config, history = fit_module(
+                        train,
+                        validation,
+                        chosen,
+                        direction,
+                        settings.recipe,
+                        layer,
+                        kind,
+                        grid.vector,
+                        settings.seed + seed_index,
+                    )
                     save_steerer(folder / f"{module_name(kind, direction, seed_index, chosen.name)}.safetensors", module, config)
-                    rows.append({"model": settings.model_name, "kind": kind, "direction": direction, "scaling": chosen.name,
-                                 "seed_index": seed_index, "beta": chosen.beta, "r_anchor": chosen.r_anchor,
-                                 "train_prompts": len(train.mcr), **history})
+                    rows.append(
+                        {
+                            "model": settings.model_name,
+                            "kind": kind,
+                            "direction": direction,
+                            "scaling": chosen.name,
+                            "seed_index": seed_index,
+                            "beta": chosen.beta,
+                            "r_anchor": chosen.r_anchor,
+                            "train_prompts": len(train.mcr),
+                            **history,
+                        }
+                    )
     table = pd.DataFrame(rows)
     write_table(summary, table)
     log.info("steering modules of %s:\n%s", settings.model_name, table.to_string(index=False))

@@ -24,14 +24,13 @@ from typing import ContextManager
 import numpy as np
 import torch
 
+from amps.method.steerer import SteererConfig, learned_steering, load_steerer
+from amps.method.vectors import ORDER_INDEX
 from amps.models.asking import BatchContext
 from amps.models.evaluation import Question
 from amps.models.interface import Batch, MultimodalModel
-from amps.method.steerer import SteererConfig, learned_steering, load_steerer
 from amps.steering.hook import steer
-from amps.method.vectors import ORDER_INDEX
 from amps.vocabulary import LEARNED
-
 
 
 @dataclass
@@ -76,8 +75,9 @@ class ModuleSteering:
 
     def context(self, strength: float) -> BatchContext:
         def enter(_chunk: list[Question], _batch: Batch) -> ContextManager:
-            return learned_steering(self.model, self.module, self.config.input_layer, self.config.steer_layer,
-                                    strength * self.scale, self.positions)
+            return learned_steering(
+                self.model, self.module, self.config.input_layer, self.config.steer_layer, strength * self.scale, self.positions
+            )
 
         return enter
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
-
 #: Decoder initialisations: top principal directions of the centred targets, or PyTorch's default.
 INITS = ("svd", "default")
 OPTIMIZERS = ("adam", "adamw")

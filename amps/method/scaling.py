@@ -127,8 +127,9 @@ def mcr_spread(train_mcr: np.ndarray) -> float:
     return float(finite_values(train_mcr).std(ddof=1))
 
 
-def _scaling(train_mcr: np.ndarray, beta: float, r_anchor: float, beta_units: float, anchor_quantile: float,
-             max_factor: float) -> Scaling:
+def _scaling(
+    train_mcr: np.ndarray, beta: float, r_anchor: float, beta_units: float, anchor_quantile: float, max_factor: float
+) -> Scaling:
     raw = np.maximum(0.0, 1.0 + gamma(finite_values(train_mcr), beta, r_anchor))
     return Scaling(beta, r_anchor, beta_units, anchor_quantile, max_factor, normaliser(raw, max_factor))
 
@@ -145,8 +146,9 @@ def from_units(train_mcr: np.ndarray, beta_units: float, anchor_quantile: float,
     # All equal (their sd may round to about 1e-17 rather than 0).
     if beta_units == 0.0 or np.ptp(values) == 0.0:
         return Scaling(0.0, 0.0, 0.0, 0.5, max_factor, 1.0)
-    return _scaling(values, beta_units / spread, float(np.quantile(values, anchor_quantile)), beta_units, anchor_quantile,
-                    max_factor)
+    return _scaling(
+        values, beta_units / spread, float(np.quantile(values, anchor_quantile)), beta_units, anchor_quantile, max_factor
+    )
 
 
 def from_values(train_mcr: np.ndarray, beta: float, r_anchor: float, max_factor: float) -> Scaling:
@@ -154,12 +156,19 @@ def from_values(train_mcr: np.ndarray, beta: float, r_anchor: float, max_factor:
     values = finite_values(train_mcr)
     if beta == 0.0:
         return Scaling(0.0, 0.0, 0.0, 0.5, max_factor, 1.0)
-    return _scaling(values, float(beta), float(r_anchor), float(beta) * float(values.std(ddof=1)),
-                    float(np.mean(values <= r_anchor)), max_factor)
+    return _scaling(
+        values,
+        float(beta),
+        float(r_anchor),
+        float(beta) * float(values.std(ddof=1)),
+        float(np.mean(values <= r_anchor)),
+        max_factor,
+    )
 
 
-def candidates(train_mcr: np.ndarray, signs: list[int], beta_units: list[float], anchor_quantiles: list[float],
-               max_factor: float) -> tuple[list[Scaling], list[str]]:
+def candidates(
+    train_mcr: np.ndarray, signs: list[int], beta_units: list[float], anchor_quantiles: list[float], max_factor: float
+) -> tuple[list[Scaling], list[str]]:
     """Every feasible scaling of the grid (each sign, |β| unit and anchor quantile), and why others were left out."""
     if any(unit <= 0 for unit in beta_units):
         raise ValueError(f"amps.beta_units must be positive (the sign comes from the data), got {beta_units}")
@@ -179,10 +188,15 @@ def factor_summary(factors: np.ndarray, max_factor: float) -> dict[str, float]:
     values = np.asarray(factors, dtype=np.float64)
     p10, median, p90 = np.percentile(values, [10, 50, 90])
     return {
-        "factor_mean": float(values.mean()), "factor_sd": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-        "factor_min": float(values.min()), "factor_p10": float(p10), "factor_median": float(median),
-        "factor_p90": float(p90), "factor_max": float(values.max()),
-        "factor_share_zero": float(np.mean(values == 0.0)), "factor_share_bound": float(np.mean(values >= max_factor - 1e-12)),
+        "factor_mean": float(values.mean()),
+        "factor_sd": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+        "factor_min": float(values.min()),
+        "factor_p10": float(p10),
+        "factor_median": float(median),
+        "factor_p90": float(p90),
+        "factor_max": float(values.max()),
+        "factor_share_zero": float(np.mean(values == 0.0)),
+        "factor_share_bound": float(np.mean(values >= max_factor - 1e-12)),
     }
 
 

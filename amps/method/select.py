@@ -31,17 +31,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from amps.method import scaling
-from amps.steering.activations import Activations
-from amps.models.asking import EncodedQuestions, answer_encoded, encode_questions, evaluation_questions
-from amps.data.benchmark import Benchmark
 from amps.core.io import write_json, write_table
-from amps.method.methods import VectorSteering, module_name, module_steering
-from amps.models.interface import MultimodalModel, load_model
-from amps.metrics import reaction_table, shift_and_collapse
-from amps.statistics import group_seed
+from amps.data.benchmark import Benchmark
+from amps.method import scaling
 from amps.method.fit import scaling_candidates
+from amps.method.methods import VectorSteering, module_name, module_steering
 from amps.method.vectors import load_mcr, mcr_of, record_vectors
+from amps.metrics import reaction_table, shift_and_collapse
+from amps.models.asking import EncodedQuestions, answer_encoded, encode_questions, evaluation_questions
+from amps.models.interface import MultimodalModel, load_model
+from amps.statistics import group_seed
+from amps.steering.activations import Activations
 from amps.vocabulary import DIRECTIONS
 
 if TYPE_CHECKING:
@@ -71,7 +71,9 @@ class Scanner:
 
     def answers(self, steering, strength: float, desc: str) -> pd.DataFrame:
         """The validation conflicts answered under ``steering`` at ``strength``."""
-        return answer_encoded(self.model, self.encoded, self.max_new_tokens, steering.context(strength), desc=f"{desc} s={strength:g}")
+        return answer_encoded(
+            self.model, self.encoded, self.max_new_tokens, steering.context(strength), desc=f"{desc} s={strength:g}"
+        )
 
     def scan(self, steering, target: str, desc: str) -> Scan:
         """Answers at each strength of the grid, weakest first, until two consecutive ones exceed the collapse bound."""
@@ -91,15 +93,29 @@ def pick(points: pd.DataFrame, max_collapse: float, grid: list[float], seed: int
     """The chosen point of a scan (or of several candidates' scans, rows in preference order)."""
     best, within = scaling.choose(points.reset_index(drop=True), max_collapse)
     row = points.iloc[best]
-    return {"seed": seed, "strength": float(row["strength"]), "within_bound": within, "shift": float(row["shift"]),
-            "collapse": float(row["collapse"]), "at_grid_edge": float(row["strength"]) == max(grid), "row": best}
+    return {
+        "seed": seed,
+        "strength": float(row["strength"]),
+        "within_bound": within,
+        "shift": float(row["shift"]),
+        "collapse": float(row["collapse"]),
+        "at_grid_edge": float(row["strength"]) == max(grid),
+        "row": best,
+    }
 
 
 def sign_record(test: scaling.SignTest, source: str) -> dict:
     """The sign test as JSON (no NaN in JSON: an undefined number is null)."""
     number = lambda value: value if math.isfinite(value) else None  # noqa: E731
-    return {"correlation": number(test.correlation), "low": number(test.low), "high": number(test.high),
-            "records": test.records, "sign": test.sign, "significant": test.significant, "source": source}
+    return {
+        "correlation": number(test.correlation),
+        "low": number(test.low),
+        "high": number(test.high),
+        "records": test.records,
+        "sign": test.sign,
+        "significant": test.significant,
+        "source": source,
+    }
 
 
 def scaling_record(chosen: scaling.Scaling, train_mcr: np.ndarray) -> dict:
@@ -112,8 +128,16 @@ def scan_rows(scan: Scan, method: str, seed: int, candidate: str) -> pd.DataFram
     return scan.points.assign(method=method, seed=seed, candidate=candidate)
 
 
-def select_direction(settings: SelectAmps, scanner: Scanner, direction: str, vectors, validation_mcr: pd.Series,
-                     train_mcr: np.ndarray, steerers: str, model_name: str) -> tuple[dict, list[pd.DataFrame]]:
+def select_direction(
+    settings: SelectAmps,
+    scanner: Scanner,
+    direction: str,
+    vectors,
+    validation_mcr: pd.Series,
+    train_mcr: np.ndarray,
+    steerers: str,
+    model_name: str,
+) -> tuple[dict, list[pd.DataFrame]]:
     """Every method's validation choice in ``direction`` (see the module docstring), and every scanned point."""
     sign, target = DIRECTIONS[direction]
     model, positions, grid, scale = scanner.model, settings.positions, scanner.grid, vectors.prompt_scale
@@ -131,15 +155,22 @@ def select_direction(settings: SelectAmps, scanner: Scanner, direction: str, vec
     choice["mean"] = {"seeds": [pick(mean_scan.points, bound, grid, 0)]}
     p2s_scan = run(VectorSteering(model, vectors.layer, sign * vectors.base(settings.grid.vector), positions), "p2s")
     choice["p2s"] = {"seeds": [pick(p2s_scan.points, bound, grid, 0)]}
-    l2s_scans = [run(module_steering(model, steerers, module_name("l2s", direction, seed), positions, scale), "l2s", seed)
-                 for seed in range(settings.seeds)]
+    l2s_scans = [
+        run(module_steering(model, steerers, module_name("l2s", direction, seed), positions, scale), "l2s", seed)
+        for seed in range(settings.seeds)
+    ]
     choice["l2s"] = {"seeds": [pick(scan.points, bound, grid, seed) for seed, scan in enumerate(l2s_scans)]}
 
     seed = group_seed(settings.seed, model_name, direction)
     for method, base_scan in (("amps", l2s_scans[0]), ("amps_online", mean_scan)):
         reactions = reaction_table(base_scan.answers, target)
-        test = scaling.sign_test(validation_mcr.reindex(reactions["record_id"]).reset_index(drop=True),
-                                 reactions["reaction_strength"], settings.sign_confidence, settings.sign_bootstrap, seed)
+        test = scaling.sign_test(
+            validation_mcr.reindex(reactions["record_id"]).reset_index(drop=True),
+            reactions["reaction_strength"],
+            settings.sign_confidence,
+            settings.sign_bootstrap,
+            seed,
+        )
         identity = scaling.from_units(train_mcr, 0.0, 0.5, settings.grid.max_factor)
         signed, skipped = scaling_candidates(settings.grid, train_mcr, [test.sign] if test.sign else [])
         # A fixed β keeps to its own scaling; a chosen one competes with β = 0 (the unscaled method).
@@ -152,7 +183,9 @@ def select_direction(settings: SelectAmps, scanner: Scanner, direction: str, vec
             if method == "amps":
                 steering = module_steering(model, steerers, module_name("amps", direction, 0, candidate.name), positions, scale)
             else:
-                steering = VectorSteering(model, vectors.layer, mean_vectors, positions, candidate.factors(validation_mcr.to_numpy()))
+                steering = VectorSteering(
+                    model, vectors.layer, mean_vectors, positions, candidate.factors(validation_mcr.to_numpy())
+                )
             scans.append(run(steering, method, 0, candidate.name))
         offsets = np.cumsum([0] + [len(scan.points) for scan in scans])
         best = pick(pd.concat([scan.points for scan in scans], ignore_index=True), bound, grid, 0)
@@ -168,18 +201,33 @@ def select_direction(settings: SelectAmps, scanner: Scanner, direction: str, vec
                 seeds.append(pick(run(steering, method, other, chosen.name).points, bound, grid, other))
         for entry in seeds:
             entry.pop("row", None)
-        choice[method] = {"scaling": scaling_record(chosen, train_mcr), "sign": sign_record(test, "l2s" if method == "amps" else "mean"),
-                          "skipped": skipped, "seeds": seeds}
-        log.info("%s %s %s: %s, sign %+d (rho %.3f [%.3f, %.3f]), strength %s", model_name, direction, method, chosen.name,
-                 test.sign, test.correlation, test.low, test.high, [entry["strength"] for entry in seeds])
+        choice[method] = {
+            "scaling": scaling_record(chosen, train_mcr),
+            "sign": sign_record(test, "l2s" if method == "amps" else "mean"),
+            "skipped": skipped,
+            "seeds": seeds,
+        }
+        log.info(
+            "%s %s %s: %s, sign %+d (rho %.3f [%.3f, %.3f]), strength %s",
+            model_name,
+            direction,
+            method,
+            chosen.name,
+            test.sign,
+            test.correlation,
+            test.low,
+            test.high,
+            [entry["strength"] for entry in seeds],
+        )
     for method in ("mean", "p2s", "l2s"):
         for entry in choice[method]["seeds"]:
             entry.pop("row", None)
     return choice, rows
 
 
-def select_all(settings: SelectAmps, benchmark_dir: str, model: str, activations: str, mcr: str, steerers: str,
-               output: str, scan: str) -> None:
+def select_all(
+    settings: SelectAmps, benchmark_dir: str, model: str, activations: str, mcr: str, steerers: str, output: str, scan: str
+) -> None:
     """Every method's validation choice in both directions (JSON), and every scanned point (CSV)."""
     torch.set_num_threads(settings.threads)
     layer = settings.layer
@@ -194,14 +242,21 @@ def select_all(settings: SelectAmps, benchmark_dir: str, model: str, activations
     max_new_tokens = settings.max_new_tokens
     unsteered = answer_encoded(loaded, encoded, max_new_tokens, desc="validation unsteered")
     scanner = Scanner(loaded, encoded, unsteered, sorted(settings.strengths), settings.max_collapse, max_new_tokens)
-    choices: dict = {"model": settings.model_name, "layer": layer, "estimator": settings.grid.estimator,
-                     "max_collapse": settings.max_collapse,
-                     "strengths": scanner.grid, "train_mcr_sd": scaling.mcr_spread(train_mcr),
-                     "reference_norm": vectors.reference_norm, "typical_norm": vectors.typical_norm}
+    choices: dict = {
+        "model": settings.model_name,
+        "layer": layer,
+        "estimator": settings.grid.estimator,
+        "max_collapse": settings.max_collapse,
+        "strengths": scanner.grid,
+        "train_mcr_sd": scaling.mcr_spread(train_mcr),
+        "reference_norm": vectors.reference_norm,
+        "typical_norm": vectors.typical_norm,
+    }
     tables = []
     for direction in DIRECTIONS:
-        choices[direction], rows = select_direction(settings, scanner, direction, vectors, mcr_of(mcr_table, record_ids), train_mcr,
-                                                    steerers, settings.model_name)
+        choices[direction], rows = select_direction(
+            settings, scanner, direction, vectors, mcr_of(mcr_table, record_ids), train_mcr, steerers, settings.model_name
+        )
         tables += [frame.assign(direction=direction) for frame in rows]
     write_json(output, choices)
     scanned = pd.concat(tables, ignore_index=True)

@@ -25,16 +25,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from amps.steering.activations import Activations
-from amps.models.asking import answer_encoded, encode_questions, evaluation_questions
-from amps.method.curves import measure_curve
-from amps.data.benchmark import Benchmark
 from amps.core.io import read_json, write_table
+from amps.data.benchmark import Benchmark
+from amps.method.curves import measure_curve
 from amps.method.methods import VectorSteering, module_name, module_steering
-from amps.models.interface import MultimodalModel, load_model
 from amps.method.scaling import Scaling
-from amps.metrics import shift_and_collapse, target_metrics
 from amps.method.vectors import RecordVectors, load_mcr, mcr_of, record_vectors
+from amps.metrics import shift_and_collapse, target_metrics
+from amps.models.asking import answer_encoded, encode_questions, evaluation_questions
+from amps.models.interface import MultimodalModel, load_model
+from amps.steering.activations import Activations
 from amps.vocabulary import DIRECTIONS, INSTRUCTION_FOR, METHODS
 
 if TYPE_CHECKING:
@@ -50,19 +50,33 @@ def answers_path(answers_dir: str | Path, method: str, direction: str) -> Path:
 
 def scaling_of(record: dict) -> Scaling:
     """The :class:`~amps.method.scaling.Scaling` stored in a validation choice."""
-    return Scaling(record["beta"], record["r_anchor"], record["beta_units"], record["anchor_quantile"], record["max_factor"],
-                   record["normaliser"])
+    return Scaling(
+        record["beta"],
+        record["r_anchor"],
+        record["beta_units"],
+        record["anchor_quantile"],
+        record["max_factor"],
+        record["normaliser"],
+    )
 
 
 class TestRun:
     """What every curve of one model shares: the model, the encoded test prompts and their unsteered answers."""
 
-    def __init__(self, model: MultimodalModel, benchmark: Benchmark, records: pd.DataFrame, settings: SteeredEval,
-                 batch_size: int, max_new_tokens: int):
+    def __init__(
+        self,
+        model: MultimodalModel,
+        benchmark: Benchmark,
+        records: pd.DataFrame,
+        settings: SteeredEval,
+        batch_size: int,
+        max_new_tokens: int,
+    ):
         self.model, self.settings, self.max_new_tokens = model, settings, max_new_tokens
         self.encoded = {
-            (condition, instruction): encode_questions(model, benchmark, records, evaluation_questions(records, condition, instruction),
-                                                       batch_size)
+            (condition, instruction): encode_questions(
+                model, benchmark, records, evaluation_questions(records, condition, instruction), batch_size
+            )
             for condition, instruction in (("conflict", "none"), ("agreeing", "none"))
         }
         self.benchmark, self.records, self.batch_size = benchmark, records, batch_size
@@ -92,18 +106,22 @@ class TestRun:
         return pd.concat(parts, ignore_index=True).assign(seed=seed)
 
 
-def method_answers(run: TestRun, method: str, direction: str, vectors: RecordVectors, mcr: pd.Series, choice: dict,
-                   steerers: str, done: dict) -> pd.DataFrame:
+def method_answers(
+    run: TestRun, method: str, direction: str, vectors: RecordVectors, mcr: pd.Series, choice: dict, steerers: str, done: dict
+) -> pd.DataFrame:
     """Every answer of ``method`` in ``direction`` (all its seeds' curves, or the instruction)."""
     sign = DIRECTIONS[direction][0]
     model, positions, layer = run.model, run.settings.positions, vectors.layer
     desc = f"{method} {direction}"
     if method == "instruction":
         instruction = INSTRUCTION_FOR[direction]
-        return pd.concat([
-            run.ask(condition, None, f"{desc} {condition}", instruction).assign(strength=0.0, main=True)
-            for condition in ("conflict", "agreeing")
-        ], ignore_index=True).assign(seed=0)
+        return pd.concat(
+            [
+                run.ask(condition, None, f"{desc} {condition}", instruction).assign(strength=0.0, main=True)
+                for condition in ("conflict", "agreeing")
+            ],
+            ignore_index=True,
+        ).assign(seed=0)
     chosen = choice[method]
     if method == "amps" and chosen["scaling"]["beta"] == 0.0:
         return done["l2s"].copy()  # β = 0: AMPS's modules are Learn-to-Steer's
@@ -126,7 +144,14 @@ def method_answers(run: TestRun, method: str, direction: str, vectors: RecordVec
 
 
 def evaluate_methods(
-    settings: SteeredEval, benchmark_dir: str, model: str, activations: str, mcr: str, selection: str, steerers: str, answers_dir: str
+    settings: SteeredEval,
+    benchmark_dir: str,
+    model: str,
+    activations: str,
+    mcr: str,
+    selection: str,
+    steerers: str,
+    answers_dir: str,
 ) -> None:
     """Every method in both directions on the test split, one answers table each (:func:`answers_path`).
 
@@ -151,9 +176,15 @@ def evaluate_methods(
             answers = method_answers(run, method, direction, vectors, test_mcr, chosen[direction], steerers, done)
             done[method] = answers
             main = answers[answers["main"] & (answers["condition"] == "conflict")]
-            log.info("%s %s %s main setting:\n%s", settings.model_name, method, direction,
-                     target_metrics(main, ["seed"], DIRECTIONS[direction][1]).to_string(index=False))
-            tables[method, direction] = answers.assign(model=settings.model_name, method=method, direction=direction,
-                                                       layer=layer, parameters=parameters)
+            log.info(
+                "%s %s %s main setting:\n%s",
+                settings.model_name,
+                method,
+                direction,
+                target_metrics(main, ["seed"], DIRECTIONS[direction][1]).to_string(index=False),
+            )
+            tables[method, direction] = answers.assign(
+                model=settings.model_name, method=method, direction=direction, layer=layer, parameters=parameters
+            )
     for (method, direction), answers in tables.items():
         write_table(answers_path(answers_dir, method, direction), answers)

@@ -32,9 +32,9 @@ from typing import Iterator
 import torch
 
 from amps.core.io import read_json, read_tensors, write_json, write_tensors
+from amps.method.recipe import ModuleRecipe
 from amps.models.interface import MultimodalModel
 from amps.steering.hook import add_at_positions, check_steering_args
-from amps.method.recipe import ModuleRecipe
 from amps.vocabulary import LEARNED, POSITIONS
 
 log = logging.getLogger(__name__)
@@ -90,8 +90,14 @@ class SteererConfig:
 class Steerer(torch.nn.Module):
     """``hidden → width → hidden``: encoder (with bias), tanh, decoder (bias optional); inputs raw or standardised."""
 
-    def __init__(self, hidden_size: int, width: int, decoder_bias: bool = False, standardize_inputs: bool = False,
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        hidden_size: int,
+        width: int,
+        decoder_bias: bool = False,
+        standardize_inputs: bool = False,
+        generator: torch.Generator | None = None,
+    ):
         super().__init__()
         self.standardize_inputs = standardize_inputs
         if standardize_inputs:
@@ -154,8 +160,9 @@ def svd_initialise(module: Steerer, targets: torch.Tensor) -> int:
     return len(components)
 
 
-def steering_loss(predicted: torch.Tensor, target: torch.Tensor, cosine_weight: float, mse_weight: float = 1.0,
-                  l1_weight: float = 1.0) -> torch.Tensor:
+def steering_loss(
+    predicted: torch.Tensor, target: torch.Tensor, cosine_weight: float, mse_weight: float = 1.0, l1_weight: float = 1.0
+) -> torch.Tensor:
     """Batch mean of the per-sample ``mse_weight·mean((p−t)²) + l1_weight·mean|p−t| − cosine_weight·cos(p, t)``.
 
     Means are over the hidden dimensions. A zero target has no direction: its cosine is taken as 0
@@ -181,8 +188,10 @@ def schedule_factor(step: int, warmup_steps: int, total_steps: int) -> float:
 
 def _check_pairs(name: str, inputs: torch.Tensor, targets: torch.Tensor) -> None:
     if inputs.dim() != 2 or targets.dim() != 2 or len(inputs) != len(targets) or len(inputs) == 0:
-        raise ValueError(f"{name}: need inputs and targets [samples, hidden] of one non-zero length, got "
-                         f"{list(inputs.shape)} and {list(targets.shape)}")
+        raise ValueError(
+            f"{name}: need inputs and targets [samples, hidden] of one non-zero length, got "
+            f"{list(inputs.shape)} and {list(targets.shape)}"
+        )
     if not (torch.isfinite(inputs).all() and torch.isfinite(targets).all()):
         raise ValueError(f"{name}: inputs or targets contain NaN or infinite values")
 
@@ -232,7 +241,9 @@ def train_steerer(
         raise TypeError(f"train_steerer needs a ModuleRecipe, got {type(recipe).__name__}")
     _check_pairs("steering training set", train_inputs, train_targets)
     _check_pairs("steering validation set", validation_inputs, validation_targets)
-    if train_inputs.shape[1] != validation_inputs.shape[1] or {train_targets.shape[1], validation_targets.shape[1]} != {train_inputs.shape[1]}:
+    if train_inputs.shape[1] != validation_inputs.shape[1] or {train_targets.shape[1], validation_targets.shape[1]} != {
+        train_inputs.shape[1]
+    }:
         raise ValueError("inputs and targets must share one hidden size across training and validation")
     device = train_inputs.device
     train_inputs, train_targets = train_inputs.float(), train_targets.float()
@@ -275,8 +286,10 @@ def train_steerer(
         with torch.no_grad():
             validation_loss = float(loss_of(module(validation_inputs), validation_targets, recipe.validation_cosine_weight))
         if not math.isfinite(validation_loss):
-            raise FloatingPointError(f"steering module training diverged in epoch {epoch + 1} (validation loss "
-                                     f"{validation_loss}): lower the recipe's learning_rate")
+            raise FloatingPointError(
+                f"steering module training diverged in epoch {epoch + 1} (validation loss "
+                f"{validation_loss}): lower the recipe's learning_rate"
+            )
         if validation_loss < best_loss:
             best_loss, best_epoch, best_state = validation_loss, epoch, _snapshot(module)
         elif recipe.patience is not None and epoch - best_epoch >= recipe.patience:
@@ -309,8 +322,10 @@ def save_steerer(path: str | Path, module: Steerer, config: SteererConfig) -> No
     expected = Steerer.from_recipe(config.hidden_size, config.recipe).state_dict()
     shapes = {name: tuple(tensor.shape) for name, tensor in state.items()}
     if shapes != {name: tuple(tensor.shape) for name, tensor in expected.items()}:
-        raise ValueError(f"the module's weights {shapes} do not match the one its configuration describes "
-                         f"(hidden {config.hidden_size}, recipe {config.recipe})")
+        raise ValueError(
+            f"the module's weights {shapes} do not match the one its configuration describes "
+            f"(hidden {config.hidden_size}, recipe {config.recipe})"
+        )
     write_tensors(target, state, metadata={"kind": config.kind, "direction": config.direction})
     write_json(target.with_suffix(".json"), config.to_dict())
 

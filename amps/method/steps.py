@@ -56,8 +56,15 @@ class ScalingGrid:
     @classmethod
     def from_config(cls, config: Mapping) -> ScalingGrid:
         amps = config["amps"]
-        return cls(amps["estimator"], amps["vector"], amps["beta"], amps["r_anchor"], tuple(amps["beta_units"]),
-                   tuple(amps["anchor_quantiles"]), amps["max_factor"])
+        return cls(
+            amps["estimator"],
+            amps["vector"],
+            amps["beta"],
+            amps["r_anchor"],
+            tuple(amps["beta_units"]),
+            tuple(amps["anchor_quantiles"]),
+            amps["max_factor"],
+        )
 
 
 @dataclass(frozen=True)
@@ -74,18 +81,32 @@ class TrainSteerers(Step):
     threads: int
 
     READS: ClassVar[tuple[str, ...]] = (
-        "models.{model}.steering_layers", "models.{model}.module_width", *ScalingGrid.READS, "amps.seeds", *RECIPE_KEYS,
-        "seed", "threads",
+        "models.{model}.steering_layers",
+        "models.{model}.module_width",
+        *ScalingGrid.READS,
+        "amps.seeds",
+        *RECIPE_KEYS,
+        "seed",
+        "threads",
     )
 
     @classmethod
     def from_config(cls, config: Mapping, model: str) -> TrainSteerers:
         spec = config["models"][model]
-        return cls(model, spec["steering_layers"][0], ScalingGrid.from_config(config), config["amps"]["seeds"],
-                   recipe_of(config, spec.get("module_width")), config["seed"], config["threads"])
+        return cls(
+            model,
+            spec["steering_layers"][0],
+            ScalingGrid.from_config(config),
+            config["amps"]["seeds"],
+            recipe_of(config, spec.get("module_width")),
+            config["seed"],
+            config["threads"],
+        )
 
 
-def train_steerers(settings: TrainSteerers, benchmark_dir: str, activations: str, mcr: str, output_dir: str, summary: str) -> None:
+def train_steerers(
+    settings: TrainSteerers, benchmark_dir: str, activations: str, mcr: str, output_dir: str, summary: str
+) -> None:
     """Every module of one model (each direction; Learn-to-Steer and every AMPS candidate; each seed): the
     modules (safetensors + JSON) in ``output_dir`` and a CSV of their training summaries."""
     from amps.method.fit import train_modules
@@ -113,22 +134,45 @@ class SelectAmps(Step):
     threads: int
 
     READS: ClassVar[tuple[str, ...]] = (
-        *ModelSpec.READS, "models.{model}.batch_size", "models.{model}.steering_layers", *ScalingGrid.READS, "amps.seeds",
-        "amps.sign_confidence", "amps.sign_bootstrap", "amps.strengths", "amps.max_collapse", "steering.positions",
-        "evaluation.max_new_tokens", "seed", "threads",
+        *ModelSpec.READS,
+        "models.{model}.batch_size",
+        "models.{model}.steering_layers",
+        *ScalingGrid.READS,
+        "amps.seeds",
+        "amps.sign_confidence",
+        "amps.sign_bootstrap",
+        "amps.strengths",
+        "amps.max_collapse",
+        "steering.positions",
+        "evaluation.max_new_tokens",
+        "seed",
+        "threads",
     )
 
     @classmethod
     def from_config(cls, config: Mapping, model: str) -> SelectAmps:
         spec, amps = config["models"][model], config["amps"]
-        return cls(model, ModelSpec.from_config(config, model), spec["batch_size"], spec["steering_layers"][0],
-                   ScalingGrid.from_config(config), amps["seeds"], amps["sign_confidence"], amps["sign_bootstrap"],
-                   tuple(sorted(amps["strengths"])), amps["max_collapse"], config["steering"]["positions"],
-                   config["evaluation"]["max_new_tokens"], config["seed"], config["threads"])
+        return cls(
+            model,
+            ModelSpec.from_config(config, model),
+            spec["batch_size"],
+            spec["steering_layers"][0],
+            ScalingGrid.from_config(config),
+            amps["seeds"],
+            amps["sign_confidence"],
+            amps["sign_bootstrap"],
+            tuple(sorted(amps["strengths"])),
+            amps["max_collapse"],
+            config["steering"]["positions"],
+            config["evaluation"]["max_new_tokens"],
+            config["seed"],
+            config["threads"],
+        )
 
 
-def select_amps(settings: SelectAmps, benchmark_dir: str, model: str, activations: str, mcr: str, steerers: str,
-                output: str, scan: str) -> None:
+def select_amps(
+    settings: SelectAmps, benchmark_dir: str, model: str, activations: str, mcr: str, steerers: str, output: str, scan: str
+) -> None:
     """Every method's validation choice in both directions (JSON), and every scanned point (CSV)."""
     from amps.method.select import select_all
 
@@ -152,20 +196,46 @@ class SteeredEval(Step):
     threads: int
 
     READS: ClassVar[tuple[str, ...]] = (
-        *ModelSpec.READS, "models.{model}.batch_size", "models.{model}.steering_layers", "amps.vector", "amps.estimator",
-        "amps.strengths", *CURVE_KEYS, "steering.positions", "evaluation.max_new_tokens", "threads",
+        *ModelSpec.READS,
+        "models.{model}.batch_size",
+        "models.{model}.steering_layers",
+        "amps.vector",
+        "amps.estimator",
+        "amps.strengths",
+        *CURVE_KEYS,
+        "steering.positions",
+        "evaluation.max_new_tokens",
+        "threads",
     )
 
     @classmethod
     def from_config(cls, config: Mapping, model: str) -> SteeredEval:
         spec, amps = config["models"][model], config["amps"]
-        return cls(model, ModelSpec.from_config(config, model), spec["batch_size"], spec["steering_layers"][0], amps["vector"],
-                   amps["estimator"], tuple(sorted(amps["strengths"])), curve_of(config), config["steering"]["positions"],
-                   config["evaluation"]["max_new_tokens"], config["threads"])
+        return cls(
+            model,
+            ModelSpec.from_config(config, model),
+            spec["batch_size"],
+            spec["steering_layers"][0],
+            amps["vector"],
+            amps["estimator"],
+            tuple(sorted(amps["strengths"])),
+            curve_of(config),
+            config["steering"]["positions"],
+            config["evaluation"]["max_new_tokens"],
+            config["threads"],
+        )
 
 
-def steered_eval(settings: SteeredEval, benchmark_dir: str, model: str, activations: str, mcr: str, selection: str,
-                 steerers: str, answers_dir: str) -> None:
+def steered_eval(
+    settings: SteeredEval,
+    benchmark_dir: str,
+    model: str,
+    activations: str,
+    mcr: str,
+    selection: str,
+    steerers: str,
+    answers_dir: str,
+) -> None:
     """Every method in both directions on the test split, one answers table each (``<method>-<direction>.parquet``)."""
     from amps.method.steered_eval import evaluate_methods
 
@@ -198,10 +268,25 @@ class AblateAmps(Step):
     threads: int
 
     READS: ClassVar[tuple[str, ...]] = (
-        "amps.ablation.model", "models", *ModelSpec.READS, "models.{model}.batch_size", "models.{model}.steering_layers",
-        "amps.ablation.direction", "amps.vector", "amps.estimator", "amps.beta_units", "amps.anchor_quantiles",
-        "amps.max_factor", *RECIPE_KEYS, "amps.ablation.beta_units", "amps.ablation.samples", "amps.ablation.mc_seeds",
-        *EstimatorSettings.READS, "steering.positions", "evaluation.max_new_tokens", "threads",
+        "amps.ablation.model",
+        "models",
+        *ModelSpec.READS,
+        "models.{model}.batch_size",
+        "models.{model}.steering_layers",
+        "amps.ablation.direction",
+        "amps.vector",
+        "amps.estimator",
+        "amps.beta_units",
+        "amps.anchor_quantiles",
+        "amps.max_factor",
+        *RECIPE_KEYS,
+        "amps.ablation.beta_units",
+        "amps.ablation.samples",
+        "amps.ablation.mc_seeds",
+        *EstimatorSettings.READS,
+        "steering.positions",
+        "evaluation.max_new_tokens",
+        "threads",
     )
 
     @classmethod
@@ -209,15 +294,39 @@ class AblateAmps(Step):
         amps, ablation = config["amps"], config["amps"]["ablation"]
         model = ablation_model(config)
         spec = config["models"][model]
-        return cls(model, ModelSpec.from_config(config, model), spec["batch_size"], tuple(spec["steering_layers"]),
-                   ablation["direction"], amps["vector"], amps["estimator"], tuple(amps["beta_units"]),
-                   tuple(amps["anchor_quantiles"]), amps["max_factor"], recipe_of(config), tuple(ablation["beta_units"]),
-                   tuple(ablation["samples"]), ablation["mc_seeds"], EstimatorSettings.from_config(config),
-                   config["steering"]["positions"], config["evaluation"]["max_new_tokens"], config["seed"], config["threads"])
+        return cls(
+            model,
+            ModelSpec.from_config(config, model),
+            spec["batch_size"],
+            tuple(spec["steering_layers"]),
+            ablation["direction"],
+            amps["vector"],
+            amps["estimator"],
+            tuple(amps["beta_units"]),
+            tuple(amps["anchor_quantiles"]),
+            amps["max_factor"],
+            recipe_of(config),
+            tuple(ablation["beta_units"]),
+            tuple(ablation["samples"]),
+            ablation["mc_seeds"],
+            EstimatorSettings.from_config(config),
+            config["steering"]["positions"],
+            config["evaluation"]["max_new_tokens"],
+            config["seed"],
+            config["threads"],
+        )
 
 
-def ablate_amps(settings: AblateAmps, benchmark_dir: str, model: str, activations: str, mcr: str, selection: str,
-                output_dir: str, max_batch: str) -> None:
+def ablate_amps(
+    settings: AblateAmps,
+    benchmark_dir: str,
+    model: str,
+    activations: str,
+    mcr: str,
+    selection: str,
+    output_dir: str,
+    max_batch: str,
+) -> None:
     """Every variant of every ablation family on the ablation model, one answers table per family
     (``<family>.parquet``); the Monte Carlo re-estimates take at most ``max_batch`` samples per pass."""
     from amps.method.ablate import run_families

@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from amps.steering.activations import Activations
 from amps.core.io import read_table
 from amps.method.scaling import mcr_column
+from amps.steering.activations import Activations
 from amps.vocabulary import ORDERS
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,9 @@ def prompt_set(activations: Activations, layer: int, vector: str, records: pd.Da
     if not ids:
         raise ValueError("no records with a finite MCR to train the steering module on")
     if len(ids) < len(values):
-        log.warning("%d of %d records have no finite MCR and are left out of module training", len(values) - len(ids), len(values))
+        log.warning(
+            "%d of %d records have no finite MCR and are left out of module training", len(values) - len(ids), len(values)
+        )
     vectors = record_vectors(activations, layer, ids).base(vector).flatten(0, 1)
     record_mcr = mcr.loc[ids].to_numpy(dtype=np.float64)
     return PromptSet(plain_states(activations, layer, ids), vectors, np.tile(record_mcr, len(ORDERS)))

@@ -14,10 +14,10 @@ from typing import Callable, ContextManager
 
 import pandas as pd
 
+from amps.core.progress import progress
 from amps.data.benchmark import Benchmark
 from amps.models.evaluation import Question, answer_row, build_question
 from amps.models.interface import Batch, MultimodalModel
-from amps.core.progress import progress
 from amps.vocabulary import ORDERS, PROMPT_KINDS
 
 #: A per-batch steering context: entered around each batch's generation.
@@ -31,8 +31,11 @@ def evaluation_questions(records: pd.DataFrame, condition: str, instruction: str
     """
     if condition not in PROMPT_KINDS:
         raise ValueError(f"unknown condition {condition!r}; expected one of {PROMPT_KINDS}")
-    return [build_question(record, index, condition, instruction, order, condition)
-            for index, record in records.iterrows() for order in ORDERS]
+    return [
+        build_question(record, index, condition, instruction, order, condition)
+        for index, record in records.iterrows()
+        for order in ORDERS
+    ]
 
 
 @dataclass

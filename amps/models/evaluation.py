@@ -14,14 +14,13 @@ from typing import Callable, ContextManager, Iterable
 import numpy as np
 import pandas as pd
 
+from amps.core.progress import progress
 from amps.data import prompts
 from amps.data.benchmark import Benchmark
 from amps.models.interface import MultimodalModel
-from amps.core.progress import progress
 from amps.vocabulary import BASELINE_CONDITIONS, ORDERS
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
@@ -37,8 +36,9 @@ class Question:
     blank_image: bool = False
 
 
-def build_question(record, record_index: int, kind: str, instruction: str, order: str, condition: str,
-                   blank_image: bool = False) -> Question:
+def build_question(
+    record, record_index: int, kind: str, instruction: str, order: str, condition: str, blank_image: bool = False
+) -> Question:
     """The question of a record in ``order``: the ``conflict`` prompt or the ``agreeing`` control, with ``instruction``.
 
     ``agreeing`` asks with a context that supports the vision answer (``context_agreeing``); where a

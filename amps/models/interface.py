@@ -203,7 +203,11 @@ class MultimodalModel:
         return Batch(inputs, image_mask.to(self.device), text_mask, labels, context_mask)
 
     def _prompt_token_mask(
-        self, texts: list[str], prompts: Sequence[str], input_ids: torch.Tensor, image_mask: torch.Tensor,
+        self,
+        texts: list[str],
+        prompts: Sequence[str],
+        input_ids: torch.Tensor,
+        image_mask: torch.Tensor,
         contexts: Sequence[str | None] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Mark the tokens whose characters lie inside the user's prompt (and, given ``contexts``, inside each context).

@@ -45,8 +45,9 @@ class TrainToyModel(Step):
             stages=tuple(Stage(stage["name"], stage["share"], dict(stage["mix"])) for stage in training["stages"]),
             batch_size=training["batch_size"],
             learning_rate=training["learning_rate"],
-            preference=Preference(preference["steepness"], dict(preference["task_bias"]), preference["spread"],
-                                  tuple(world["image_strength"])),
+            preference=Preference(
+                preference["steepness"], dict(preference["task_bias"]), preference["spread"], tuple(world["image_strength"])
+            ),
             threads=config["threads"],
             seed=config["seed"],
         )

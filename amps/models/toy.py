@@ -31,11 +31,11 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from amps.data import corpus
-from amps.models.toy_plan import ToyArchitecture, TrainingPlan
 from amps.core.io import atomic_directory, write_json
-from amps.models.interface import MultimodalModel
 from amps.core.progress import progress
+from amps.data import corpus
+from amps.models.interface import MultimodalModel
+from amps.models.toy_plan import ToyArchitecture, TrainingPlan
 
 log = logging.getLogger(__name__)
 
@@ -200,8 +200,13 @@ def fit_toy_model(
                 hits.append(_first_token_accuracy(output.logits, batch.labels))
                 bar.update(1)
                 if len(losses) % 100 == 0:
-                    log.info("step %d (%s): loss %.3f, answer accuracy %.3f", len(losses), stage.name,
-                             np.mean(losses[-100:]), np.mean(hits[-100:]))
+                    log.info(
+                        "step %d (%s): loss %.3f, answer accuracy %.3f",
+                        len(losses),
+                        stage.name,
+                        np.mean(losses[-100:]),
+                        np.mean(hits[-100:]),
+                    )
             stage_accuracy[stage.name] = float(np.mean(hits[-50:])) if hits else float("nan")
     net.eval()
     output = Path(output_dir)

@@ -21,15 +21,13 @@ import pandas as pd
 from amps.metrics import conflict_metrics
 from amps.vocabulary import DIRECTIONS, METHOD_LABELS, TABLE_METHODS
 
-
 POINT_KEYS = ["model", "method", "direction", "seed", "strength"]
 
 
 def baseline_as_points(baseline: pd.DataFrame) -> pd.DataFrame:
     """The baseline's uninstructed and agreeing answers as the ``none`` method, listed under both directions."""
     kept = baseline[baseline["condition"].isin(["none", "agreeing"])]
-    kept = kept.assign(condition=kept["condition"].replace({"none": "conflict"}), method="none", seed=0,
-                       strength=0.0, main=True)
+    kept = kept.assign(condition=kept["condition"].replace({"none": "conflict"}), method="none", seed=0, strength=0.0, main=True)
     return pd.concat([kept.assign(direction=direction) for direction in DIRECTIONS], ignore_index=True)
 
 
@@ -47,7 +45,10 @@ def point_scores(answers: pd.DataFrame) -> pd.DataFrame:
     conflict = conflict_metrics(both[both["condition"] == "conflict"], keys)
     agreeing = (
         both[both["condition"] == "agreeing"]
-        .groupby(keys)["choice"].apply(lambda c: (c == "vision").mean()).rename("agreeing_accuracy").reset_index()
+        .groupby(keys)["choice"]
+        .apply(lambda c: (c == "vision").mean())
+        .rename("agreeing_accuracy")
+        .reset_index()
     )
     scores = conflict.merge(agreeing, on=keys, how="left")
     main = answers.groupby(POINT_KEYS)["main"].first().reset_index()
@@ -61,8 +62,10 @@ def point_scores(answers: pd.DataFrame) -> pd.DataFrame:
     scores["collapse"] = scores["s_other"].to_numpy() - ref["s_other"].to_numpy()
     scores["agreeing_change"] = scores["agreeing_accuracy"].to_numpy() - ref["agreeing_accuracy"].to_numpy()
     order = {method: rank for rank, method in enumerate(TABLE_METHODS)}
-    scores = scores.sort_values(["model", "direction", "task", "method", "seed", "strength"],
-                                key=lambda column: column.map(order) if column.name == "method" else column)
+    scores = scores.sort_values(
+        ["model", "direction", "task", "method", "seed", "strength"],
+        key=lambda column: column.map(order) if column.name == "method" else column,
+    )
     return scores.reset_index(drop=True)
 
 
@@ -88,11 +91,26 @@ def main_table(scores: pd.DataFrame) -> pd.DataFrame:
     wide = []
     for direction in DIRECTIONS:
         part = points[points["direction"] == direction].drop(columns="direction").set_index(["model", "method"])
-        keep = ["shift", "shift_sd", "collapse", "collapse_sd", "s_other", "agreeing_accuracy", "agreeing_accuracy_sd", "strength"]
+        keep = [
+            "shift",
+            "shift_sd",
+            "collapse",
+            "collapse_sd",
+            "s_other",
+            "agreeing_accuracy",
+            "agreeing_accuracy_sd",
+            "strength",
+        ]
         wide.append(part[keep].add_prefix(f"{direction}."))
     table = pd.concat(wide, axis=1).reset_index()
     table.insert(2, "label", table["method"].map(METHOD_LABELS))
-    table.insert(3, "seeds", points.groupby(["model", "method"])["seeds"].max().reindex(
-        pd.MultiIndex.from_frame(table[["model", "method"]])).to_numpy())
+    table.insert(
+        3,
+        "seeds",
+        points.groupby(["model", "method"])["seeds"]
+        .max()
+        .reindex(pd.MultiIndex.from_frame(table[["model", "method"]]))
+        .to_numpy(),
+    )
     order = {method: rank for rank, method in enumerate(TABLE_METHODS)}
     return table.sort_values(["model", "method"], key=lambda c: c.map(order) if c.name == "method" else c).reset_index(drop=True)

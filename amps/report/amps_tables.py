@@ -21,8 +21,16 @@ import pandas as pd
 from amps.method.curves import Curve, CurvePoint, CurveSettings
 from amps.metrics import conflict_metrics
 from amps.report.amps_scores import baseline_as_points, mean_sd
-from amps.vocabulary import ABLATION_FAMILIES, COMPARED, CURVE_METHODS, DIRECTIONS, LEARNED, METHOD_LABELS, SELECTED, TABLE_METHODS
-
+from amps.vocabulary import (
+    ABLATION_FAMILIES,
+    COMPARED,
+    CURVE_METHODS,
+    DIRECTIONS,
+    LEARNED,
+    METHOD_LABELS,
+    SELECTED,
+    TABLE_METHODS,
+)
 
 # ----------------------------------------------------------------------------- scores
 
@@ -43,8 +51,13 @@ def crossing(curve: pd.DataFrame, shift: float) -> dict[str, float]:
     ``curve`` is :func:`curve_of`'s (from no steering, by strength). The collapse is interpolated
     linearly in shift between the two neighbours; NaN everywhere if the curve never reaches it.
     """
-    empty = {"collapse": math.nan, "collapse_low": math.nan, "collapse_high": math.nan,
-             "strength_low": math.nan, "strength_high": math.nan}
+    empty = {
+        "collapse": math.nan,
+        "collapse_low": math.nan,
+        "collapse_high": math.nan,
+        "strength_low": math.nan,
+        "strength_high": math.nan,
+    }
     if not (math.isfinite(shift) and shift > 0):
         return empty
     shifts, collapses, strengths = (curve[column].to_numpy(dtype=float) for column in ("shift", "collapse", "strength"))
@@ -52,9 +65,13 @@ def crossing(curve: pd.DataFrame, shift: float) -> dict[str, float]:
         low, high = shifts[k - 1], shifts[k]
         if low <= shift <= high and high > low:
             weight = (shift - low) / (high - low)
-            return {"collapse": float(collapses[k - 1] + weight * (collapses[k] - collapses[k - 1])),
-                    "collapse_low": float(collapses[k - 1]), "collapse_high": float(collapses[k]),
-                    "strength_low": float(strengths[k - 1]), "strength_high": float(strengths[k])}
+            return {
+                "collapse": float(collapses[k - 1] + weight * (collapses[k] - collapses[k - 1])),
+                "collapse_low": float(collapses[k - 1]),
+                "collapse_high": float(collapses[k]),
+                "strength_low": float(strengths[k - 1]),
+                "strength_high": float(strengths[k]),
+            }
     return empty
 
 
@@ -69,8 +86,13 @@ def matched_table(scores: pd.DataFrame) -> pd.DataFrame:
     for (model, direction), part in whole.groupby(["model", "direction"], sort=True):
         amps = part[(part["method"] == "amps") & part["main"].astype(bool)]
         for seed, amps_row in amps.set_index("seed").iterrows():
-            row = {"model": model, "direction": direction, "seed": seed,
-                   "amps_shift": amps_row["shift"], "amps_collapse": amps_row["collapse"]}
+            row = {
+                "model": model,
+                "direction": direction,
+                "seed": seed,
+                "amps_shift": amps_row["shift"],
+                "amps_collapse": amps_row["collapse"],
+            }
             for method in COMPARED:
                 points = part[part["method"] == method]
                 if method in LEARNED:
@@ -110,10 +132,17 @@ def budget_table(scores: pd.DataFrame, budgets: list[float], settings: CurveSett
     rows = []
     for (model, direction, method, seed), points in whole.groupby(["model", "direction", "method", "seed"], sort=True):
         curve = curve_of(points)
-        measured = Curve([CurvePoint(*values) for values in curve[["strength", "shift", "collapse"]].itertuples(index=False)],
-                         settings)
-        row = {"model": model, "direction": direction, "method": method, "seed": seed,
-               "points": measured.measured, "resolved": measured.resolved}
+        measured = Curve(
+            [CurvePoint(*values) for values in curve[["strength", "shift", "collapse"]].itertuples(index=False)], settings
+        )
+        row = {
+            "model": model,
+            "direction": direction,
+            "method": method,
+            "seed": seed,
+            "points": measured.measured,
+            "resolved": measured.resolved,
+        }
         for budget in budgets:
             row[f"shift_within_{budget:g}"], row[f"strength_within_{budget:g}"] = within_budget(curve, budget)
         rows.append(row)
@@ -124,8 +153,9 @@ def budget_table(scores: pd.DataFrame, budgets: list[float], settings: CurveSett
     table = table.merge(resolved.reset_index(), on=["model", "direction", "method"])
     table.insert(3, "label", table["method"].map(METHOD_LABELS))
     order = {method: rank for rank, method in enumerate(TABLE_METHODS)}
-    return table.sort_values(["model", "direction", "method"], key=lambda c: c.map(order) if c.name == "method" else c
-                             ).reset_index(drop=True)
+    return table.sort_values(
+        ["model", "direction", "method"], key=lambda c: c.map(order) if c.name == "method" else c
+    ).reset_index(drop=True)
 
 
 def scale_table(main: pd.DataFrame, parameters: pd.Series, matched: pd.DataFrame) -> pd.DataFrame:
@@ -148,10 +178,38 @@ def scale_table(main: pd.DataFrame, parameters: pd.Series, matched: pd.DataFrame
 
 
 SELECTION_COLUMNS = [
-    "model", "direction", "method", "seed", "layer", "estimator", "strength", "validation_shift", "validation_collapse",
-    "within_bound", "at_grid_edge", "scaling", "link", "sensitivity_correlation", "sensitivity_low", "sensitivity_high",
-    "beta_sign", "beta_units", "anchor_quantile", "beta", "r_anchor", "max_factor", "normaliser", "factor_mean", "factor_sd",
-    "factor_min", "factor_p10", "factor_median", "factor_p90", "factor_max", "factor_share_zero", "factor_share_bound",
+    "model",
+    "direction",
+    "method",
+    "seed",
+    "layer",
+    "estimator",
+    "strength",
+    "validation_shift",
+    "validation_collapse",
+    "within_bound",
+    "at_grid_edge",
+    "scaling",
+    "link",
+    "sensitivity_correlation",
+    "sensitivity_low",
+    "sensitivity_high",
+    "beta_sign",
+    "beta_units",
+    "anchor_quantile",
+    "beta",
+    "r_anchor",
+    "max_factor",
+    "normaliser",
+    "factor_mean",
+    "factor_sd",
+    "factor_min",
+    "factor_p10",
+    "factor_median",
+    "factor_p90",
+    "factor_max",
+    "factor_share_zero",
+    "factor_share_bound",
     "train_mcr_sd",
 ]
 
@@ -178,15 +236,33 @@ def selection_table(selections: dict[str, dict]) -> pd.DataFrame:
                 extra = {}
                 if "scaling" in choice:
                     scaled, sign = choice["scaling"], choice["sign"]
-                    extra = {"scaling": scaled["name"], "link": link_text(sign), "sensitivity_correlation": sign["correlation"],
-                             "sensitivity_low": sign["low"], "sensitivity_high": sign["high"], "beta_sign": sign["sign"],
-                             **{key: scaled[key] for key in SELECTION_COLUMNS if key in scaled}}
+                    extra = {
+                        "scaling": scaled["name"],
+                        "link": link_text(sign),
+                        "sensitivity_correlation": sign["correlation"],
+                        "sensitivity_low": sign["low"],
+                        "sensitivity_high": sign["high"],
+                        "beta_sign": sign["sign"],
+                        **{key: scaled[key] for key in SELECTION_COLUMNS if key in scaled},
+                    }
                 for entry in choice["seeds"]:
-                    rows.append({"model": model, "direction": direction, "method": method, "seed": entry["seed"],
-                                 "layer": chosen["layer"], "estimator": chosen["estimator"], "train_mcr_sd": chosen["train_mcr_sd"],
-                                 "strength": entry["strength"], "validation_shift": entry["shift"],
-                                 "validation_collapse": entry["collapse"], "within_bound": entry["within_bound"],
-                                 "at_grid_edge": entry["at_grid_edge"], **extra})
+                    rows.append(
+                        {
+                            "model": model,
+                            "direction": direction,
+                            "method": method,
+                            "seed": entry["seed"],
+                            "layer": chosen["layer"],
+                            "estimator": chosen["estimator"],
+                            "train_mcr_sd": chosen["train_mcr_sd"],
+                            "strength": entry["strength"],
+                            "validation_shift": entry["shift"],
+                            "validation_collapse": entry["collapse"],
+                            "within_bound": entry["within_bound"],
+                            "at_grid_edge": entry["at_grid_edge"],
+                            **extra,
+                        }
+                    )
     # An undefined correlation is null in the JSON: a missing number here.
     table = pd.DataFrame(rows).reindex(columns=SELECTION_COLUMNS)
     for column in ("sensitivity_correlation", "sensitivity_low", "sensitivity_high"):
@@ -205,13 +281,33 @@ def ablation_table(ablations: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFr
         raise ValueError(f"no baseline answers of the ablation model {model!r} to take shift and collapse against")
     keys = ["family", "value", "method"]
     metrics = conflict_metrics(ablations.assign(condition="conflict"), keys)
-    unsteered = conflict_metrics(baseline_as_points(baseline).query("condition == 'conflict' and direction == @direction")
-                                  .assign(family="", value="", method="none"), keys).iloc[0]
+    unsteered = conflict_metrics(
+        baseline_as_points(baseline)
+        .query("condition == 'conflict' and direction == @direction")
+        .assign(family="", value="", method="none"),
+        keys,
+    ).iloc[0]
     target = "record_vision" if direction == "to_vision" else "record_text"
     metrics["shift"] = metrics[target] - unsteered[target]
     metrics["collapse"] = metrics["s_other"] - unsteered["s_other"]
-    described = ablations.groupby(keys)[["chosen", "beta", "r_anchor", "strength", "layer", "samples", "mc_seed_offset",
-                                         "estimator", "vector", "validation_loss"]].first().reset_index()
+    described = (
+        ablations.groupby(keys)[
+            [
+                "chosen",
+                "beta",
+                "r_anchor",
+                "strength",
+                "layer",
+                "samples",
+                "mc_seed_offset",
+                "estimator",
+                "vector",
+                "validation_loss",
+            ]
+        ]
+        .first()
+        .reset_index()
+    )
     table = metrics.merge(described, on=keys)
     table.insert(0, "model", model)
     table.insert(1, "direction", direction)
@@ -220,14 +316,34 @@ def ablation_table(ablations: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFr
     # Numeric values (β units, quantiles, layers) in numeric order; the others as text.
     table["value_number"] = pd.to_numeric(table["value"], errors="coerce")
     table = table.sort_values(["family_rank", "method", "value_number", "value"])
-    return table[["model", "direction", "family", "value", "method", "chosen", "shift", "collapse", "s_other", "vision_ratio",
-                  "rate_a", "beta", "r_anchor", "strength", "layer", "samples", "mc_seed_offset", "estimator", "vector",
-                  "validation_loss", "n_records"]].reset_index(drop=True)
+    return table[
+        [
+            "model",
+            "direction",
+            "family",
+            "value",
+            "method",
+            "chosen",
+            "shift",
+            "collapse",
+            "s_other",
+            "vision_ratio",
+            "rate_a",
+            "beta",
+            "r_anchor",
+            "strength",
+            "layer",
+            "samples",
+            "mc_seed_offset",
+            "estimator",
+            "vector",
+            "validation_loss",
+            "n_records",
+        ]
+    ].reset_index(drop=True)
 
 
 # ----------------------------------------------------------------------------- rendering
 
 
 # ----------------------------------------------------------------------------- CLI
-
-

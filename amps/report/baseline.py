@@ -27,8 +27,14 @@ class BaselineChecks:
     @classmethod
     def from_config(cls, config: Mapping) -> BaselineChecks:
         checks = config["evaluation"]["checks"]
-        return cls(checks["agreeing_accuracy"], checks["instruction_following"], tuple(checks["blank_image"]),
-                   tuple(checks["vision_ratio"]), tuple(checks["task_lean"]), checks["max_other"])
+        return cls(
+            checks["agreeing_accuracy"],
+            checks["instruction_following"],
+            tuple(checks["blank_image"]),
+            tuple(checks["vision_ratio"]),
+            tuple(checks["task_lean"]),
+            checks["max_other"],
+        )
 
 
 CHECK_COLUMNS = [
@@ -76,8 +82,9 @@ def toy_checks(scores: pd.DataFrame, checks: BaselineChecks) -> pd.DataFrame:
             "lowest_task_vision_ratio": tasks.min(),
             "highest_task_vision_ratio": tasks.max(),
         }
-        row["leans_both_ways"] = bool(row["lowest_task_vision_ratio"] <= checks.task_lean[0]
-                                      and row["highest_task_vision_ratio"] >= checks.task_lean[1])
+        row["leans_both_ways"] = bool(
+            row["lowest_task_vision_ratio"] <= checks.task_lean[0] and row["highest_task_vision_ratio"] >= checks.task_lean[1]
+        )
         agreeing = min(row["agreeing_accuracy"], row["agreeing_accuracy_image"], row["agreeing_accuracy_text"])
         following = min(row["follows_image_instruction"], row["follows_text_instruction"])
         row["passes"] = bool(

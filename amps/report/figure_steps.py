@@ -67,8 +67,9 @@ class PlotMcrSensitivity(Step):
         return cls(config["run_name"], benchmark_label(config), model_names(config))
 
 
-def plot_mcr_sensitivity(settings: PlotMcrSensitivity, mcr: str, sensitivity: str, correlations: str, scores_figure: str,
-                         scatter_figure: str) -> None:
+def plot_mcr_sensitivity(
+    settings: PlotMcrSensitivity, mcr: str, sensitivity: str, correlations: str, scores_figure: str, scatter_figure: str
+) -> None:
     """Sensitivity scores across models and tasks, and each record's MCR against its flip strength."""
     from amps.report.figures_mcr import draw_mcr_sensitivity
 
@@ -90,8 +91,9 @@ class PlotMcrValidation(Step):
         return cls(config["run_name"], benchmark_label(config), model_names(config))
 
 
-def plot_mcr_validation(settings: PlotMcrValidation, mcr: str, benchmark_dir: str, correlations: str, bins: str,
-                        output: str) -> None:
+def plot_mcr_validation(
+    settings: PlotMcrValidation, mcr: str, benchmark_dir: str, correlations: str, bins: str, output: str
+) -> None:
     """The MCR against the ground-truth balance, and the uninstructed vision share by MCR bin, per model."""
     from amps.report.figures_mcr import draw_mcr_validation
 
@@ -130,13 +132,23 @@ class PlotExamples(Step):
     examples: int
 
     READS: ClassVar[tuple[str, ...]] = (
-        "run_name", "benchmark.source", "amps.ablation.model", "models", "amps.ablation.direction", "amps.examples",
+        "run_name",
+        "benchmark.source",
+        "amps.ablation.model",
+        "models",
+        "amps.ablation.direction",
+        "amps.examples",
     )
 
     @classmethod
     def from_config(cls, config: Mapping) -> PlotExamples:
-        return cls(config["run_name"], benchmark_label(config), ablation_model(config), config["amps"]["ablation"]["direction"],
-                   config["amps"]["examples"])
+        return cls(
+            config["run_name"],
+            benchmark_label(config),
+            ablation_model(config),
+            config["amps"]["ablation"]["direction"],
+            config["amps"]["examples"],
+        )
 
 
 def plot_examples(settings: PlotExamples, mean_answers: str, amps_answers: str, benchmark_dir: str, output: str) -> None:

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from amps.report.figure_steps import PlotMcrSensitivity, PlotMcrValidation
 
 
-
 def _sensitivity_levels(tables: list[pd.DataFrame], score: str) -> list[float]:
     """The grid strengths a sensitivity score takes, in order (NaN, "beyond the grid", is not among them)."""
     values = pd.concat([table[score] for table in tables]).dropna().unique()
@@ -31,7 +30,8 @@ def _level_positions(scores: pd.Series, levels: list[float]) -> pd.Series:
     return scores.map(lambda value: len(levels) if pd.isna(value) else index[float(value)])
 
 
-def draw_mcr_sensitivity(settings: PlotMcrSensitivity, mcr: str, sensitivity: str, correlations: str, scores_figure: str, scatter_figure: str
+def draw_mcr_sensitivity(
+    settings: PlotMcrSensitivity, mcr: str, sensitivity: str, correlations: str, scores_figure: str, scatter_figure: str
 ) -> None:
     """Per-sample steering sensitivity across models and tasks, and the MCR against it.
 
@@ -50,7 +50,9 @@ def draw_mcr_sensitivity(settings: PlotMcrSensitivity, mcr: str, sensitivity: st
     tasks = sorted(pd.concat([table["task"] for table in sensitivity_tables]).unique())
     colormap = plt.get_cmap("viridis")
 
-    figure, axes = plt.subplots(len(SENSITIVITY_SCORES), len(DIRECTIONS), figsize=(max(7.0, 1.1 * len(tasks) * len(models) + 3), 7.0), squeeze=False)
+    figure, axes = plt.subplots(
+        len(SENSITIVITY_SCORES), len(DIRECTIONS), figsize=(max(7.0, 1.1 * len(tasks) * len(models) + 3), 7.0), squeeze=False
+    )
     width = 0.8 / len(models)
     for row, score in enumerate(SENSITIVITY_SCORES):
         levels = _sensitivity_levels(sensitivity_tables, score)
@@ -66,8 +68,14 @@ def draw_mcr_sensitivity(settings: PlotMcrSensitivity, mcr: str, sensitivity: st
                     x = task_index - 0.4 + width * (model_index + 0.5)
                     bottom = 0.0
                     for place, share in shares.items():
-                        axis.bar(x, share, width=width * 0.9, bottom=bottom, color=colors[place],
-                                 label=labels[place] if model_index == task_index == 0 else None)
+                        axis.bar(
+                            x,
+                            share,
+                            width=width * 0.9,
+                            bottom=bottom,
+                            color=colors[place],
+                            label=labels[place] if model_index == task_index == 0 else None,
+                        )
                         bottom += share
                     if task_index == 0 or len(models) > 1:
                         axis.text(x, 1.01, model, rotation=90, fontsize=6, ha="center", va="bottom")
@@ -76,7 +84,9 @@ def draw_mcr_sensitivity(settings: PlotMcrSensitivity, mcr: str, sensitivity: st
             axis.set_ylabel("share of test records")
             axis.set_title(f"{score.replace('_alpha', ' α')}, steering {direction.replace('_', ' ')}", fontsize=9)
         axes[row][-1].legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7, frameon=False)
-    figure.suptitle(textwrap.fill(f"Per-sample steering sensitivity: smallest α that flips / collapses each record {title}", 90), fontsize=10)
+    figure.suptitle(
+        textwrap.fill(f"Per-sample steering sensitivity: smallest α that flips / collapses each record {title}", 90), fontsize=10
+    )
     figure.tight_layout()
     save_figure(figure, scores_figure)
 
@@ -84,7 +94,9 @@ def draw_mcr_sensitivity(settings: PlotMcrSensitivity, mcr: str, sensitivity: st
     overall = table[(table["task"] == "all") & (table["estimator"] == "entropy") & (table["score"] == "flip_alpha")]
     levels = _sensitivity_levels(sensitivity_tables, "flip_alpha")
     task_colors = {task: plt.get_cmap("tab10")(index % 10) for index, task in enumerate(tasks)}
-    figure, axes = plt.subplots(len(DIRECTIONS), len(models), figsize=(max(7.0, 3.6 * len(models) + 1.5), 6.4), squeeze=False, sharey=True)
+    figure, axes = plt.subplots(
+        len(DIRECTIONS), len(models), figsize=(max(7.0, 3.6 * len(models) + 1.5), 6.4), squeeze=False, sharey=True
+    )
     jitter = np.random.default_rng(0)
     for column, (model, scores, mcr_table) in enumerate(zip(models, sensitivity_tables, mcr_tables)):
         joined = scores.merge(mcr_table[["record_id", "mcr"]], on="record_id", how="inner")
@@ -99,19 +111,27 @@ def draw_mcr_sensitivity(settings: PlotMcrSensitivity, mcr: str, sensitivity: st
             axis.set_xlabel("MCR (text share of the modality contribution)")
             found = overall[(overall["model"] == model) & (overall["direction"] == direction)]
             defined = len(found) and np.isfinite(found["spearman"].iloc[0])
-            rho = (f"ρ = {found['spearman'].iloc[0]:.2f} [{found['ci_low'].iloc[0]:.2f}, {found['ci_high'].iloc[0]:.2f}]"
-                   if defined else "ρ undefined (ties)")
+            rho = (
+                f"ρ = {found['spearman'].iloc[0]:.2f} [{found['ci_low'].iloc[0]:.2f}, {found['ci_high'].iloc[0]:.2f}]"
+                if defined
+                else "ρ undefined (ties)"
+            )
             axis.set_title(f"{model}, {direction.replace('_', ' ')}: {rho}", fontsize=8)
     for row, direction in enumerate(DIRECTIONS):
         axes[row][0].set_ylabel(f"flip α ({direction.replace('_', ' ')})")
-    handles = [plt.Line2D([], [], marker="o", linestyle="", color=color, label=task.replace("_", " ")) for task, color in task_colors.items()]
+    handles = [
+        plt.Line2D([], [], marker="o", linestyle="", color=color, label=task.replace("_", " "))
+        for task, color in task_colors.items()
+    ]
     axes[0][-1].legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7, frameon=False)
     figure.suptitle(textwrap.fill(f"MCR against the steering strength that flips each test record {title}", 80), fontsize=10)
     figure.tight_layout()
     save_figure(figure, scatter_figure)
 
 
-def draw_mcr_validation(settings: PlotMcrValidation, mcr: str, benchmark_dir: str, correlations: str, bins: str, output: str) -> None:
+def draw_mcr_validation(
+    settings: PlotMcrValidation, mcr: str, benchmark_dir: str, correlations: str, bins: str, output: str
+) -> None:
     """The MCR against the world's ground truth, one column per model.
 
     Top: each record's MCR (functional entropy) against its evidence balance (text strength minus
@@ -142,17 +162,23 @@ def draw_mcr_validation(settings: PlotMcrValidation, mcr: str, benchmark_dir: st
         shares = binned[binned["model"] == model]
         axis = axes[1][column]
         axis.bar(shares["bin"], shares["vision_share"], color=VISION_COLOR)
-        axis.set_xticks(shares["bin"], [f"{low:.2f}–{high:.2f}" for low, high in zip(shares["mcr_low"], shares["mcr_high"])],
-                        fontsize=6, rotation=30)
+        axis.set_xticks(
+            shares["bin"],
+            [f"{low:.2f}–{high:.2f}" for low, high in zip(shares["mcr_low"], shares["mcr_high"])],
+            fontsize=6,
+            rotation=30,
+        )
         axis.set_ylim(0, 1)
         axis.set_xlabel("MCR bin (test records)", fontsize=8)
         if column == 0:
             axis.set_ylabel("uninstructed S_vision", fontsize=8)
         axis.tick_params(labelsize=7)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="upper center", ncol=min(5, len(labels)), fontsize=7.5, frameon=False,
-                  bbox_to_anchor=(0.5, 0.96))
-    figure.suptitle(f"MCR against the ground-truth evidence balance ({settings.run_name}, {settings.benchmark_label})",
-                    fontsize=10)
+    figure.legend(
+        handles, labels, loc="upper center", ncol=min(5, len(labels)), fontsize=7.5, frameon=False, bbox_to_anchor=(0.5, 0.96)
+    )
+    figure.suptitle(
+        f"MCR against the ground-truth evidence balance ({settings.run_name}, {settings.benchmark_label})", fontsize=10
+    )
     figure.tight_layout(rect=(0, 0, 1, 0.9))
     save_figure(figure, output)

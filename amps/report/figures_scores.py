@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from amps.report.figure_steps import PlotExamples, PlotPreference, PlotSweep, PlotTradeoff
 
 
-
 def draw_preference(settings: PlotPreference, scores: str, output: str) -> None:
     """MC²-style preference bars: stacked S_vision / S_other / S_text per model, vision ratio beside.
 
@@ -78,7 +77,14 @@ def draw_sweep(settings: PlotSweep, scores: str, output: str) -> None:
         record = part[part["view"] == "record"].drop_duplicates("signed_alpha").sort_values("signed_alpha")
         x = pooled["signed_alpha"]
         axis.plot(x, pooled["vision_ratio"], "o-", color=VISION_COLOR, label="vision ratio (pooled)")
-        axis.plot(record["signed_alpha"], record["s_vision"], "s--", color=VISION_COLOR, alpha=0.7, label="records: image in both orders")
+        axis.plot(
+            record["signed_alpha"],
+            record["s_vision"],
+            "s--",
+            color=VISION_COLOR,
+            alpha=0.7,
+            label="records: image in both orders",
+        )
         axis.plot(x, pooled["s_other"], "^-", color=OTHER_COLOR, label="S_other (collapse)")
         axis.plot(x, pooled["rate_a"], ":", color="black", label='rate of "A"')
         axis.set_xscale("symlog", linthresh=smallest)
@@ -90,7 +96,15 @@ def draw_sweep(settings: PlotSweep, scores: str, output: str) -> None:
         axis.set_title(f"{model} (layer {int(pooled['layer'].iloc[0])})", fontsize=10)
     axes[0][0].set_ylabel("share")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.94), ncol=4 if len(models) > 1 else 2, fontsize=8, frameon=False)
+    figure.legend(
+        handles,
+        labels,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.94),
+        ncol=4 if len(models) > 1 else 2,
+        fontsize=8,
+        frameon=False,
+    )
     figure.suptitle(f"Uniform mean steering ({settings.run_name}, {settings.benchmark_label})", fontsize=10)
     figure.tight_layout(rect=(0, 0, 1, 0.9 if len(models) > 1 else 0.86))
     save_figure(figure, output)
@@ -123,14 +137,31 @@ def draw_tradeoff(settings: PlotTradeoff, scores: str, output: str) -> None:
                     curve = curve[curve["strength"] > 0].sort_values("strength")
                     if curve.empty:
                         continue
-                    axis.plot([0, *curve["collapse"]], [0, *curve["shift"]], marker=marker, color=color, markersize=2.5,
-                              linewidth=0.8, alpha=0.35 if seeded else 0.8, linestyle="--" if method == "p2s" else "-")
+                    axis.plot(
+                        [0, *curve["collapse"]],
+                        [0, *curve["shift"]],
+                        marker=marker,
+                        color=color,
+                        markersize=2.5,
+                        linewidth=0.8,
+                        alpha=0.35 if seeded else 0.8,
+                        linestyle="--" if method == "p2s" else "-",
+                    )
                 main = rows[rows["main"].astype(bool)]
-                axis.errorbar(main["collapse"].mean(), main["shift"].mean(),
-                              xerr=main["collapse"].std(ddof=1) if len(main) > 1 else None,
-                              yerr=main["shift"].std(ddof=1) if len(main) > 1 else None,
-                              marker=marker, color=color, markersize=8 if method != "instruction" else 11,
-                              markeredgecolor="black", markeredgewidth=0.5, linestyle="none", capsize=2, label=label)
+                axis.errorbar(
+                    main["collapse"].mean(),
+                    main["shift"].mean(),
+                    xerr=main["collapse"].std(ddof=1) if len(main) > 1 else None,
+                    yerr=main["shift"].std(ddof=1) if len(main) > 1 else None,
+                    marker=marker,
+                    color=color,
+                    markersize=8 if method != "instruction" else 11,
+                    markeredgecolor="black",
+                    markeredgewidth=0.5,
+                    linestyle="none",
+                    capsize=2,
+                    label=label,
+                )
             axis.axhline(0, color="black", linewidth=0.4)
             axis.axvline(0, color="black", linewidth=0.4)
             axis.set_title(f"{model}, {direction.replace('_', ' ')}", fontsize=9)
@@ -140,8 +171,9 @@ def draw_tradeoff(settings: PlotTradeoff, scores: str, output: str) -> None:
             axis.tick_params(labelsize=7)
     handles, labels = axes[0][0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="upper center", ncol=3, fontsize=7.5, frameon=False, bbox_to_anchor=(0.5, 0.955))
-    figure.suptitle(f"Shift vs collapse on the test split, measured curves ({settings.run_name}, {settings.benchmark_label})",
-                    fontsize=10)
+    figure.suptitle(
+        f"Shift vs collapse on the test split, measured curves ({settings.run_name}, {settings.benchmark_label})", fontsize=10
+    )
     figure.tight_layout(rect=(0, 0, 1, 0.88))
     save_figure(figure, output)
 
@@ -152,6 +184,7 @@ def example_records(mean_answers: pd.DataFrame, amps_answers: pd.DataFrame, targ
     Then records whose answers differ between the two, then any; in record order within each group,
     one record per task before a task repeats.
     """
+
     def follows(answers: pd.DataFrame) -> pd.Series:
         return answers.groupby("record_id")["choice"].apply(lambda choices: bool((choices == target).all()))
 
@@ -160,8 +193,10 @@ def example_records(mean_answers: pd.DataFrame, amps_answers: pd.DataFrame, targ
 
     amps_follows, mean_follows = follows(amps_answers), follows(mean_answers)
     differs = answer_text(amps_answers) != answer_text(mean_answers).reindex(amps_follows.index)
-    ranked = sorted(amps_follows.index, key=lambda record: (not (amps_follows[record] and not mean_follows.get(record, False)),
-                                                            not differs[record], record))
+    ranked = sorted(
+        amps_follows.index,
+        key=lambda record: (not (amps_follows[record] and not mean_follows.get(record, False)), not differs[record], record),
+    )
     tasks = amps_answers.groupby("record_id")["task"].first()
     chosen: list[str] = []
     for record in ranked:
@@ -183,8 +218,9 @@ def draw_examples(settings: PlotExamples, mean_answers: str, amps_answers: str, 
     chosen = example_records(mean_table, amps_table, target, settings.examples)
     benchmark = Benchmark(benchmark_dir)
     records = benchmark.records.set_index("record_id")
-    figure, axes = plt.subplots(len(chosen), 2, figsize=(9.5, 2.3 * len(chosen)), squeeze=False,
-                                gridspec_kw={"width_ratios": [1, 5]})
+    figure, axes = plt.subplots(
+        len(chosen), 2, figsize=(9.5, 2.3 * len(chosen)), squeeze=False, gridspec_kw={"width_ratios": [1, 5]}
+    )
     alpha = mean_table["strength"].max()
     for row, record_id in enumerate(chosen):
         record = records.loc[record_id]
@@ -192,16 +228,26 @@ def draw_examples(settings: PlotExamples, mean_answers: str, amps_answers: str, 
         image_axis.imshow(benchmark.image(record))
         image_axis.set_axis_off()
         option_a, option_b = prompts.options_for_order(record["answer_vision"], record["answer_text"], "vision_first")
-        lines = [f"Context: {record['context']}", f"Q: {record['question']}   A. {option_a}   B. {option_b}",
-                 f"image shows: {record['answer_vision']}   text says: {record['answer_text']}"]
+        lines = [
+            f"Context: {record['context']}",
+            f"Q: {record['question']}   A. {option_a}   B. {option_b}",
+            f"image shows: {record['answer_vision']}   text says: {record['answer_text']}",
+        ]
         for name, answers in ((f"mean steering, s = {alpha:g}", mean_table), ("AMPS", amps_table)):
             mine = answers[answers["record_id"] == record_id].set_index("order")
-            said = "; ".join(f"{order.replace('_', ' ')}: {mine.loc[order, 'answer']!r} → {mine.loc[order, 'choice']}"
-                             for order in ORDERS if order in mine.index)
+            said = "; ".join(
+                f"{order.replace('_', ' ')}: {mine.loc[order, 'answer']!r} → {mine.loc[order, 'choice']}"
+                for order in ORDERS
+                if order in mine.index
+            )
             lines.append(f"{name}: {said}")
-        text_axis.text(0, 0.5, "\n".join(textwrap.fill(line, 110) for line in lines), va="center", fontsize=7.5, family="monospace")
+        text_axis.text(
+            0, 0.5, "\n".join(textwrap.fill(line, 110) for line in lines), va="center", fontsize=7.5, family="monospace"
+        )
         text_axis.set_axis_off()
-    figure.suptitle(f"{settings.model_name}, steering {direction.replace('_', ' ')} "
-                    f"({settings.run_name}, {settings.benchmark_label})", fontsize=10)
+    figure.suptitle(
+        f"{settings.model_name}, steering {direction.replace('_', ' ')} ({settings.run_name}, {settings.benchmark_label})",
+        fontsize=10,
+    )
     figure.tight_layout()
     save_figure(figure, output)

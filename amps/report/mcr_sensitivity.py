@@ -24,13 +24,11 @@ are left out and counted.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 
-from amps.vocabulary import DIRECTIONS, ESTIMATORS, SENSITIVITY_SCORES
 from amps.statistics import bootstrap_interval, group_seed, spearman
-
+from amps.vocabulary import DIRECTIONS, ESTIMATORS, SENSITIVITY_SCORES
 
 SENSITIVITY_COLUMNS = ("record_id", "task", "direction", "flip_alpha", "collapse_alpha")
 
@@ -87,5 +85,3 @@ def correlations(mcr: pd.DataFrame, sensitivity: pd.DataFrame, model: str, resam
                         }
                     )
     return pd.DataFrame(rows)
-
-

@@ -14,13 +14,11 @@ Nothing here imports torch or transformers.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 
 from amps.statistics import bootstrap_interval, group_seed, spearman
 from amps.vocabulary import ESTIMATORS
-
 
 #: Quantile bins of a model's test MCR in the vision-share table.
 VISION_BINS = 5
@@ -47,8 +45,18 @@ def correlations(mcr: dict[str, pd.DataFrame], records: pd.DataFrame, resamples:
             finite = values[np.isfinite(values.to_numpy())]
             x, y = finite.to_numpy(), truth.reindex(finite.index).to_numpy(dtype=float)
             low, high, _defined = bootstrap_interval(x, y, resamples, group_seed(seed, model, estimator))
-            rows.append({"model": model, "estimator": estimator, "column": column, "spearman": spearman(x, y),
-                         "low": low, "high": high, "records": len(finite), "left_out": int(len(values) - len(finite))})
+            rows.append(
+                {
+                    "model": model,
+                    "estimator": estimator,
+                    "column": column,
+                    "spearman": spearman(x, y),
+                    "low": low,
+                    "high": high,
+                    "records": len(finite),
+                    "left_out": int(len(values) - len(finite)),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -66,9 +74,15 @@ def vision_by_bin(mcr: dict[str, pd.DataFrame], baselines: pd.DataFrame, bins: i
         for index, ids in values.groupby(labels).groups.items():
             chosen = answers[answers["record_id"].isin(ids)]["choice"]
             decided = (chosen != "other").sum()
-            rows.append({"model": model, "bin": int(index) + 1, "records": len(ids), "mcr_low": float(values[ids].min()),
-                         "mcr_high": float(values[ids].max()), "vision_share": float((chosen == "vision").mean()),
-                         "vision_ratio": float((chosen == "vision").sum() / decided) if decided else np.nan})
+            rows.append(
+                {
+                    "model": model,
+                    "bin": int(index) + 1,
+                    "records": len(ids),
+                    "mcr_low": float(values[ids].min()),
+                    "mcr_high": float(values[ids].max()),
+                    "vision_share": float((chosen == "vision").mean()),
+                    "vision_ratio": float((chosen == "vision").sum() / decided) if decided else np.nan,
+                }
+            )
     return pd.DataFrame(rows)
-
-

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 
-
 PAGE_STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #1f2328; }
 h1 { font-size: 1.2em; margin-bottom: 0.2em; }
@@ -25,9 +24,7 @@ def table_page(table_name: str, run_name: str, benchmark_label: str, body: str, 
     title = html.escape(f"{table_name} — run {run_name}")
     subtitle = html.escape(f"{rows} rows · benchmark: {benchmark_label} · from tables/{table_name}.csv")
     return (
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
         f"<title>{title}</title><style>{PAGE_STYLE}</style></head>\n"
         f"<body><h1>{title}</h1><p>{subtitle}</p>\n{body}\n</body></html>\n"
     )
-
-

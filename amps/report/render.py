@@ -12,8 +12,6 @@ import pandas as pd
 from amps.core.io import write_table, write_text
 
 
-
-
 def _cell(value) -> str:
     if isinstance(value, (bool, np.bool_)):
         return "yes" if value else "no"
@@ -32,8 +30,10 @@ def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
         spread = f"{column}_sd"
         if spread in frame.columns:
             sd = frame[spread]
-            cells = [f"{cell} ± {s:.3f}" if cell and isinstance(s, float) and math.isfinite(s) and s > 0 else cell
-                     for cell, s in zip(cells, sd)]
+            cells = [
+                f"{cell} ± {s:.3f}" if cell and isinstance(s, float) and math.isfinite(s) and s > 0 else cell
+                for cell, s in zip(cells, sd)
+            ]
         shown[column] = cells
     return shown
 
@@ -46,8 +46,19 @@ def to_markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$"}
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "±": r"$\pm$",
+}
 
 
 def _latex_escape(text: str) -> str:
@@ -59,11 +70,25 @@ def to_latex(frame: pd.DataFrame, caption: str) -> str:
     shown = display_frame(frame)
     header = " & ".join(_latex_escape(column) for column in shown.columns) + r" \\"
     body = [" & ".join(_latex_escape(cell) for cell in row) + r" \\" for row in shown.itertuples(index=False)]
-    return "\n".join([
-        r"\begin{table}[t]", r"\centering", r"\small", f"\\caption{{{_latex_escape(caption)}}}",
-        r"\begin{tabular}{" + "l" * len(shown.columns) + "}", r"\toprule", header, r"\midrule", *body,
-        r"\bottomrule", r"\end{tabular}", r"\end{table}",
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                r"\begin{table}[t]",
+                r"\centering",
+                r"\small",
+                f"\\caption{{{_latex_escape(caption)}}}",
+                r"\begin{tabular}{" + "l" * len(shown.columns) + "}",
+                r"\toprule",
+                header,
+                r"\midrule",
+                *body,
+                r"\bottomrule",
+                r"\end{tabular}",
+                r"\end{table}",
+            ]
+        )
+        + "\n"
+    )
 
 
 def write_report_table(csv_path: str, frame: pd.DataFrame, caption: str) -> None:

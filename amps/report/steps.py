@@ -160,8 +160,9 @@ class ValidateMcr(Step):
         return cls(config["run_name"], model_names(config), config["mcr"]["bootstrap"], config["seed"])
 
 
-def validate_mcr(settings: ValidateMcr, mcr: str, benchmark_dir: str, baselines: str, correlations_table: str,
-                 bins_table: str) -> None:
+def validate_mcr(
+    settings: ValidateMcr, mcr: str, benchmark_dir: str, baselines: str, correlations_table: str, bins_table: str
+) -> None:
     """The MCR against the world's ground-truth balance (``mcr`` and ``baselines``: comma-separated tables in the
     order of the models): correlations, and the uninstructed vision share by MCR bin."""
     import pandas as pd
@@ -192,18 +193,39 @@ class SummarizeAmps(Step):
     curve: CurveSettings
 
     READS: ClassVar[tuple[str, ...]] = (
-        "run_name", "benchmark.source", "models", "amps.ablation.model", "amps.collapse_budgets", *CURVE_KEYS,
+        "run_name",
+        "benchmark.source",
+        "models",
+        "amps.ablation.model",
+        "amps.collapse_budgets",
+        *CURVE_KEYS,
     )
 
     @classmethod
     def from_config(cls, config: Mapping) -> SummarizeAmps:
-        return cls(config["run_name"], benchmark_label(config), model_names(config), ablation_model(config),
-                   tuple(config["amps"]["collapse_budgets"]), curve_of(config))
+        return cls(
+            config["run_name"],
+            benchmark_label(config),
+            model_names(config),
+            ablation_model(config),
+            tuple(config["amps"]["collapse_budgets"]),
+            curve_of(config),
+        )
 
 
 def summarize_amps(
-    settings: SummarizeAmps, answers: str, baselines: str, selections: str, ablations: str,
-    scores: str, main: str, scale: str, matched: str, budget: str, selection: str, ablation: str,
+    settings: SummarizeAmps,
+    answers: str,
+    baselines: str,
+    selections: str,
+    ablations: str,
+    scores: str,
+    main: str,
+    scale: str,
+    matched: str,
+    budget: str,
+    selection: str,
+    ablation: str,
 ) -> None:
     """Every AMPS table from the steered answers, baselines, validation choices and ablations.
 
@@ -231,25 +253,39 @@ def summarize_amps(
     budget_frame = budget_table(table, settings.collapse_budgets, curve)
     chosen = {model: read_json(path) for model, path in zip(settings.models, split_paths(selections))}
     ablation_paths = split_paths(ablations)
-    ablation_answers = pd.concat([read_table(path) for path in ablation_paths], ignore_index=True) if ablation_paths else pd.DataFrame()
+    ablation_answers = (
+        pd.concat([read_table(path) for path in ablation_paths], ignore_index=True) if ablation_paths else pd.DataFrame()
+    )
     ablation_frame = ablation_table(ablation_answers, baseline)
     label = f"({run}, {settings.benchmark_label})"
-    write_report_table(main, main_frame.assign(run=run),
-                       f"Shift and collapse at each method's validation-chosen strength, both directions {label}")
-    write_report_table(scale, scale_table(main_frame, parameters, matched_frame).assign(run=run),
-                       f"Steering across model scales {label}")
-    write_report_table(matched, matched_frame.assign(run=run),
-                       "Collapse of each method where its measured curve reaches AMPS's shift, between the bracketing "
-                       f"measured points (other minus AMPS; mean ± sd over seeds) {label}")
-    write_report_table(budget, budget_frame.assign(run=run),
-                       f"Largest measured shift of each method with collapse within each budget; curves of at most "
-                       f"{curve.max_points} points, resolved where neighbours differ by at most {curve.tolerance:g} "
-                       f"(curves_resolved counts the seeds) {label}")
-    write_report_table(selection, selection_table(chosen).assign(run=run),
-                       f"Validation choices: each method's strength from its own validation outputs; AMPS's link, beta, "
-                       f"r_anchor and factors {label}")
-    write_report_table(ablation, ablation_frame.assign(run=run),
-                       f"Ablations on {settings.ablation_model} {label}")
+    write_report_table(
+        main,
+        main_frame.assign(run=run),
+        f"Shift and collapse at each method's validation-chosen strength, both directions {label}",
+    )
+    write_report_table(
+        scale, scale_table(main_frame, parameters, matched_frame).assign(run=run), f"Steering across model scales {label}"
+    )
+    write_report_table(
+        matched,
+        matched_frame.assign(run=run),
+        "Collapse of each method where its measured curve reaches AMPS's shift, between the bracketing "
+        f"measured points (other minus AMPS; mean ± sd over seeds) {label}",
+    )
+    write_report_table(
+        budget,
+        budget_frame.assign(run=run),
+        f"Largest measured shift of each method with collapse within each budget; curves of at most "
+        f"{curve.max_points} points, resolved where neighbours differ by at most {curve.tolerance:g} "
+        f"(curves_resolved counts the seeds) {label}",
+    )
+    write_report_table(
+        selection,
+        selection_table(chosen).assign(run=run),
+        f"Validation choices: each method's strength from its own validation outputs; AMPS's link, beta, "
+        f"r_anchor and factors {label}",
+    )
+    write_report_table(ablation, ablation_frame.assign(run=run), f"Ablations on {settings.ablation_model} {label}")
     log.info("main table:\n%s", to_markdown(main_frame))
     log.info("matched shift:\n%s", to_markdown(matched_frame))
     log.info("collapse budgets:\n%s", to_markdown(budget_frame))

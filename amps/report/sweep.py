@@ -8,8 +8,6 @@ import pandas as pd
 from amps.metrics import SWEEP_KEYS, score
 
 
-
-
 def sweep_scores(answers: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
     """Scores per model, direction, α, task and view, with order agreement and same-letter shares."""
     table = score(answers, SWEEP_KEYS)
@@ -21,5 +19,7 @@ def sweep_scores(answers: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
             shares["task"] = "all"
         agreement.append(shares)
     table = table.merge(pd.concat(agreement, ignore_index=True), on=SWEEP_KEYS + ["task"], how="left")
-    settings_columns = answers.groupby(["model", "direction", "alpha"])[["layer", "positions", "steer_norm", "reference_norm"]].first()
+    settings_columns = answers.groupby(["model", "direction", "alpha"])[
+        ["layer", "positions", "steer_norm", "reference_norm"]
+    ].first()
     return table.merge(settings_columns.reset_index(), on=SWEEP_KEYS, how="left")

@@ -30,13 +30,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from amps.core.io import read_json, read_tensors
+from amps.core.progress import progress
 from amps.data.benchmark import Benchmark
 from amps.models.evaluation import Question, make_question
-from amps.core.io import read_json, read_tensors
 from amps.models.interface import Batch, MultimodalModel
-from amps.core.progress import progress
 from amps.vocabulary import CONTRASTIVE_CONDITIONS, ORDERS, SPLITS
-
 
 
 def tensor_name(layer: int, kind: str) -> str:

@@ -27,7 +27,6 @@ from amps.models.interface import MultimodalModel
 from amps.vocabulary import POSITIONS
 
 
-
 def check_steering_args(model: MultimodalModel, layer: int, vectors: torch.Tensor, positions: str) -> None:
     """Raise a clear error for a layer out of range, a vector of the wrong size, or unknown positions."""
     if positions not in POSITIONS:
@@ -36,8 +35,7 @@ def check_steering_args(model: MultimodalModel, layer: int, vectors: torch.Tenso
         raise ValueError(f"steering layer {layer} is out of range: the model has {model.num_layers} decoder layers")
     if vectors.dim() not in (1, 2) or vectors.shape[-1] != model.hidden_size:
         raise ValueError(
-            f"steering vectors must have shape [{model.hidden_size}] or [batch, {model.hidden_size}], "
-            f"got {list(vectors.shape)}"
+            f"steering vectors must have shape [{model.hidden_size}] or [batch, {model.hidden_size}], got {list(vectors.shape)}"
         )
     if not torch.isfinite(vectors).all():
         raise ValueError("steering vectors contain NaN or infinite values")
@@ -82,7 +80,9 @@ def steer(
     if strengths.dim() > 1 or (strengths.dim() == 1 and (vectors.dim() != 2 or len(strengths) != len(vectors))):
         raise ValueError(f"alpha must be a number or one strength per vector row, got shape {list(strengths.shape)}")
     # Scaled in float32, then cast once to the layer's dtype; gradients reach learned vectors and strengths.
-    scaled = vectors.to(device=weight.device, dtype=torch.float32) * (strengths.unsqueeze(-1) if strengths.dim() == 1 else strengths)
+    scaled = vectors.to(device=weight.device, dtype=torch.float32) * (
+        strengths.unsqueeze(-1) if strengths.dim() == 1 else strengths
+    )
     # [1 or batch, 1, hidden]: broadcasts over positions.
     delta = (scaled if scaled.dim() == 2 else scaled.unsqueeze(0)).unsqueeze(1).to(weight.dtype)
 

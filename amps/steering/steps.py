@@ -23,14 +23,18 @@ class CollectActivations(Step):
     threads: int
 
     READS: ClassVar[tuple[str, ...]] = (
-        *ModelSpec.READS, "models.{model}.batch_size", "models.{model}.steering_layers", "threads",
+        *ModelSpec.READS,
+        "models.{model}.batch_size",
+        "models.{model}.steering_layers",
+        "threads",
     )
 
     @classmethod
     def from_config(cls, config: Mapping, model: str) -> CollectActivations:
         spec = config["models"][model]
-        return cls(model, ModelSpec.from_config(config, model), spec["batch_size"], tuple(spec["steering_layers"]),
-                   config["threads"])
+        return cls(
+            model, ModelSpec.from_config(config, model), spec["batch_size"], tuple(spec["steering_layers"]), config["threads"]
+        )
 
 
 def collect_activations(settings: CollectActivations, benchmark_dir: str, model: str, output: str, index: str) -> None:
@@ -94,28 +98,41 @@ class SteeringSweep(Step):
     threads: int
 
     READS: ClassVar[tuple[str, ...]] = (
-        *ModelSpec.READS, "models.{model}.batch_size", "models.{model}.steering_layers", "steering.alphas",
-        "steering.positions", "evaluation.max_new_tokens", "threads",
+        *ModelSpec.READS,
+        "models.{model}.batch_size",
+        "models.{model}.steering_layers",
+        "steering.alphas",
+        "steering.positions",
+        "evaluation.max_new_tokens",
+        "threads",
     )
 
     @classmethod
     def from_config(cls, config: Mapping, model: str) -> SteeringSweep:
         spec = config["models"][model]
-        return cls(model, ModelSpec.from_config(config, model), spec["batch_size"], spec["steering_layers"][0],
-                   tuple(config["steering"]["alphas"]), config["steering"]["positions"],
-                   config["evaluation"]["max_new_tokens"], config["threads"])
+        return cls(
+            model,
+            ModelSpec.from_config(config, model),
+            spec["batch_size"],
+            spec["steering_layers"][0],
+            tuple(config["steering"]["alphas"]),
+            config["steering"]["positions"],
+            config["evaluation"]["max_new_tokens"],
+            config["threads"],
+        )
 
 
-def steering_sweep(settings: SteeringSweep, benchmark_dir: str, model: str, activations: str, answers: str, records: str,
-                   sensitivity_table: str) -> None:
+def steering_sweep(
+    settings: SteeringSweep, benchmark_dir: str, model: str, activations: str, answers: str, records: str, sensitivity_table: str
+) -> None:
     """The mean-steering sweep of one model on the test split: its answers, the per-record table and the
     per-sample sensitivity (see :mod:`amps.steering.sweep`)."""
     import torch
 
     from amps.core.io import write_table
     from amps.data.benchmark import Benchmark
-    from amps.models.interface import load_model
     from amps.metrics import record_table, sensitivity, sweep_overview
+    from amps.models.interface import load_model
     from amps.steering.activations import Activations
     from amps.steering.sweep import sorted_alphas, sweep_answers
 
@@ -129,8 +146,17 @@ def steering_sweep(settings: SteeringSweep, benchmark_dir: str, model: str, acti
     test_records = benchmark.split("test")
     loaded = load_model(settings.model, model)
     table = sweep_answers(
-        loaded, benchmark, test_records, mean_diff, reference_norm, layer, alphas, settings.positions,
-        settings.batch_size, settings.max_new_tokens, desc=f"sweep {settings.model_name}",
+        loaded,
+        benchmark,
+        test_records,
+        mean_diff,
+        reference_norm,
+        layer,
+        alphas,
+        settings.positions,
+        settings.batch_size,
+        settings.max_new_tokens,
+        desc=f"sweep {settings.model_name}",
     )
     table.insert(0, "model", settings.model_name)
     table["layer"] = layer
@@ -142,5 +168,8 @@ def steering_sweep(settings: SteeringSweep, benchmark_dir: str, model: str, acti
     write_table(sensitivity_table, sensitivity(per_record))
     log.info(
         "sweep %s at layer %d (reference norm %.4g):\n%s",
-        settings.model_name, layer, reference_norm, sweep_overview(table).to_string(index=False),
+        settings.model_name,
+        layer,
+        reference_norm,
+        sweep_overview(table).to_string(index=False),
     )

@@ -26,6 +26,7 @@ from amps.models.interface import MultimodalModel
 from amps.steering.hook import scaled_direction, steer
 from amps.vocabulary import DIRECTIONS, ORDERS
 
+
 def sorted_alphas(alphas: Sequence[float]) -> list[float]:
     """The α grid as floats, sorted, each once (α = 0 is added by the sweep; the schema keeps the grid positive)."""
     return sorted(set(float(alpha) for alpha in alphas))
@@ -60,8 +61,14 @@ def sweep_answers(
                 return steer(model, layer, vector, positions)
 
             answers = ask(
-                model, benchmark, records, questions, batch_size, max_new_tokens,
-                batch_context=steering, desc=f"{desc} {direction} α={alpha:g}",
+                model,
+                benchmark,
+                records,
+                questions,
+                batch_size,
+                max_new_tokens,
+                batch_context=steering,
+                desc=f"{desc} {direction} α={alpha:g}",
             )
             frames.append(answers.assign(direction=direction, alpha=alpha, steer_norm=float(vector.norm())))
     return pd.concat(frames, ignore_index=True)

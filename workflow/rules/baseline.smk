@@ -9,20 +9,20 @@ rule evaluate_baseline:
         model=lambda wildcards: model_inputs(wildcards.model),
     output:
         f"{OUT}/baseline/{{model}}.parquet",
-    params:
-        settings=lambda wildcards: step_params(EvaluateBaseline, model=wildcards.model),
-        model=lambda wildcards: model_location(wildcards.model),
-    threads: config["threads"]
     log:
         f"{OUT}/logs/evaluate_baseline/{{model}}.log",
     benchmark:
         f"{OUT}/benchmarks/evaluate_baseline/{{model}}.tsv"
+    conda:
+        "../envs/amps.yaml"
+    threads: config["threads"]
     resources:
         mem_mb=lambda wildcards: model_resources(wildcards.model)["mem_mb"],
         runtime=lambda wildcards: model_resources(wildcards.model)["runtime"],
         gpu=lambda wildcards: model_resources(wildcards.model)["gpu"],
-    conda:
-        "../envs/amps.yaml"
+    params:
+        settings=lambda wildcards: step_params(EvaluateBaseline, model=wildcards.model),
+        model=lambda wildcards: model_location(wildcards.model),
     shell:
         "amps evaluate-baseline --settings {params.settings:q} --benchmark-dir {input.benchmark}"
         " --model {params.model} --output {output} > {log} 2>&1"

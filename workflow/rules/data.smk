@@ -6,16 +6,16 @@ rule prepare_benchmark:
     """Benchmark records (conflict world or MC²), their images and the steer-train/validation/test split."""
     output:
         directory(f"{OUT}/benchmark"),
-    params:
-        settings=step_params(PrepareBenchmark),
     log:
         f"{OUT}/logs/prepare_benchmark.log",
     benchmark:
         f"{OUT}/benchmarks/prepare_benchmark.tsv"
+    conda:
+        "../envs/amps.yaml"
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../envs/amps.yaml"
+    params:
+        settings=step_params(PrepareBenchmark),
     shell:
         "amps prepare-benchmark --settings {params.settings:q} --output-dir {output} > {log} 2>&1"

@@ -12,24 +12,24 @@ rule mcr_shard:
         model=lambda wildcards: model_inputs(wildcards.model),
     output:
         f"{OUT}/mcr/{{model}}/shard-{{shard}}-of-{MCR_SHARDS}.parquet",
-    wildcard_constraints:
-        shard=r"\d+",
-    params:
-        settings=lambda wildcards: step_params(McrShard, model=wildcards.model, shard=wildcards.shard),
-        model=lambda wildcards: model_location(wildcards.model),
-    threads: config["threads"]
     log:
         f"{OUT}/logs/mcr_shard/{{model}}/shard-{{shard}}-of-{MCR_SHARDS}.log",
     benchmark:
         f"{OUT}/benchmarks/mcr_shard/{{model}}/shard-{{shard}}-of-{MCR_SHARDS}.tsv"
+    wildcard_constraints:
+        shard=r"\d+",
+    conda:
+        "../envs/amps.yaml"
+    threads: config["threads"]
     resources:
         mem_mb=lambda wildcards: model_resources(wildcards.model, "mcr")["mem_mb"],
         runtime=lambda wildcards: model_resources(wildcards.model, "mcr")["runtime"],
         gpu=lambda wildcards: model_resources(wildcards.model, "mcr")["gpu"],
         # A memory budget, not a setting: estimates agree to float rounding whatever it is, so it reruns nothing.
         mcr_max_batch=config["mcr"]["max_batch"],
-    conda:
-        "../envs/amps.yaml"
+    params:
+        settings=lambda wildcards: step_params(McrShard, model=wildcards.model, shard=wildcards.shard),
+        model=lambda wildcards: model_location(wildcards.model),
     shell:
         "amps mcr-shard --settings {params.settings:q} --benchmark-dir {input.benchmark}"
         " --model {params.model} --output {output} --max-batch {resources.mcr_max_batch} > {log} 2>&1"
@@ -42,16 +42,16 @@ rule gather_mcr:
         shards=expand(f"{OUT}/mcr/{{{{model}}}}/shard-{{shard}}-of-{MCR_SHARDS}.parquet", shard=range(MCR_SHARDS)),
     output:
         f"{OUT}/mcr/{{model}}.parquet",
-    params:
-        settings=step_params(GatherMcr),
-        shards=lambda wildcards, input: ",".join(input.shards),
     log:
         f"{OUT}/logs/gather_mcr/{{model}}.log",
+    conda:
+        "../envs/amps.yaml"
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/amps.yaml"
+    params:
+        settings=step_params(GatherMcr),
+        shards=lambda wildcards, input: ",".join(input.shards),
     shell:
         "amps gather-mcr --settings {params.settings:q} --shards {params.shards}"
         " --benchmark-dir {input.benchmark} --output {output} > {log} 2>&1"

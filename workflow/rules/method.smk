@@ -20,18 +20,18 @@ rule train_steerers:
     output:
         modules=directory(f"{OUT}/amps/{{model}}/steerers"),
         summary=f"{OUT}/amps/{{model}}/steerer_training.csv",
-    params:
-        settings=lambda wildcards: step_params(TrainSteerers, model=wildcards.model),
-    threads: config["threads"]
     log:
         f"{OUT}/logs/train_steerers/{{model}}.log",
     benchmark:
         f"{OUT}/benchmarks/train_steerers/{{model}}.tsv"
+    conda:
+        "../envs/amps.yaml"
+    threads: config["threads"]
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../envs/amps.yaml"
+    params:
+        settings=lambda wildcards: step_params(TrainSteerers, model=wildcards.model),
     shell:
         "amps train-steerers --settings {params.settings:q} --benchmark-dir {input.benchmark}"
         " --activations {input.tensors} --mcr {input.mcr} --output-dir {output.modules} --summary {output.summary} > {log} 2>&1"
@@ -49,20 +49,20 @@ rule select_amps:
     output:
         choice=f"{OUT}/amps/{{model}}/selection.json",
         scan=f"{OUT}/amps/{{model}}/validation_scan.csv",
-    params:
-        settings=lambda wildcards: step_params(SelectAmps, model=wildcards.model),
-        model=lambda wildcards: model_location(wildcards.model),
-    threads: config["threads"]
     log:
         f"{OUT}/logs/select_amps/{{model}}.log",
     benchmark:
         f"{OUT}/benchmarks/select_amps/{{model}}.tsv"
+    conda:
+        "../envs/amps.yaml"
+    threads: config["threads"]
     resources:
         mem_mb=lambda wildcards: model_resources(wildcards.model, "select")["mem_mb"],
         runtime=lambda wildcards: model_resources(wildcards.model, "select")["runtime"],
         gpu=lambda wildcards: model_resources(wildcards.model, "select")["gpu"],
-    conda:
-        "../envs/amps.yaml"
+    params:
+        settings=lambda wildcards: step_params(SelectAmps, model=wildcards.model),
+        model=lambda wildcards: model_location(wildcards.model),
     shell:
         "amps select-amps --settings {params.settings:q} --benchmark-dir {input.benchmark} --model {params.model}"
         " --activations {input.tensors} --mcr {input.mcr} --steerers {input.steerers} --output {output.choice}"
@@ -85,22 +85,22 @@ rule steered_eval:
         steerers=f"{OUT}/amps/{{model}}/steerers",
     output:
         expand(f"{OUT}/amps/{{{{model}}}}/answers/{{method}}-{{direction}}.parquet", method=METHODS, direction=list(DIRECTIONS)),
+    log:
+        f"{OUT}/logs/steered_eval/{{model}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/steered_eval/{{model}}.tsv"
+    conda:
+        "../envs/amps.yaml"
+    threads: config["threads"]
+    resources:
+        mem_mb=lambda wildcards: model_resources(wildcards.model, "steered")["mem_mb"],
+        runtime=lambda wildcards: model_resources(wildcards.model, "steered")["runtime"],
+        gpu=lambda wildcards: model_resources(wildcards.model, "steered")["gpu"],
     params:
         settings=lambda wildcards: step_params(SteeredEval, model=wildcards.model),
         model=lambda wildcards: model_location(wildcards.model),
         # The folder of the answers tables (each output is <folder>/<method>-<direction>.parquet).
         answers=lambda wildcards, output: os.path.dirname(output[0]),
-    threads: config["threads"]
-    log:
-        f"{OUT}/logs/steered_eval/{{model}}.log",
-    benchmark:
-        f"{OUT}/benchmarks/steered_eval/{{model}}.tsv"
-    resources:
-        mem_mb=lambda wildcards: model_resources(wildcards.model, "steered")["mem_mb"],
-        runtime=lambda wildcards: model_resources(wildcards.model, "steered")["runtime"],
-        gpu=lambda wildcards: model_resources(wildcards.model, "steered")["gpu"],
-    conda:
-        "../envs/amps.yaml"
     shell:
         "amps steered-eval --settings {params.settings:q} --benchmark-dir {input.benchmark} --model {params.model}"
         " --activations {input.tensors} --mcr {input.mcr} --selection {input.selection} --steerers {input.steerers}"
@@ -118,24 +118,24 @@ rule ablate_amps:
         selection=f"{OUT}/amps/{ABLATION_MODEL}/selection.json",
     output:
         expand(f"{OUT}/amps/ablations/{{family}}.parquet", family=ABLATION_FAMILIES),
-    params:
-        settings=step_params(AblateAmps),
-        model=lambda wildcards: model_location(ABLATION_MODEL),
-        # The folder of the family tables (each output is <folder>/<family>.parquet).
-        output_dir=lambda wildcards, output: os.path.dirname(output[0]),
-    threads: config["threads"]
     log:
         f"{OUT}/logs/ablate_amps.log",
     benchmark:
         f"{OUT}/benchmarks/ablate_amps.tsv"
+    conda:
+        "../envs/amps.yaml"
+    threads: config["threads"]
     resources:
         mem_mb=model_resources(ABLATION_MODEL, "ablations")["mem_mb"],
         runtime=model_resources(ABLATION_MODEL, "ablations")["runtime"],
         gpu=model_resources(ABLATION_MODEL, "ablations")["gpu"],
         # A memory budget, not a setting (see mcr_shard).
         mcr_max_batch=config["mcr"]["max_batch"],
-    conda:
-        "../envs/amps.yaml"
+    params:
+        settings=step_params(AblateAmps),
+        model=lambda wildcards: model_location(ABLATION_MODEL),
+        # The folder of the family tables (each output is <folder>/<family>.parquet).
+        output_dir=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
         "amps ablate-amps --settings {params.settings:q} --benchmark-dir {input.benchmark} --model {params.model}"
         " --activations {input.tensors} --mcr {input.mcr} --selection {input.selection} --output-dir {params.output_dir}"

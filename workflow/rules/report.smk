@@ -18,6 +18,7 @@ from amps.vocabulary import ABLATION_FAMILIES, DIRECTIONS, METHODS
 # The examples figure shows the ablation model's answers in the ablations' direction.
 ABLATION_DIRECTION = config["amps"]["ablation"]["direction"]
 
+
 rule summarize_baseline:
     """Scores per model, condition, task and view; the toy-model behaviour checks."""
     input:
@@ -25,16 +26,16 @@ rule summarize_baseline:
     output:
         scores=f"{OUT}/tables/baseline_scores.csv",
         checks=f"{OUT}/tables/toy_model_checks.csv",
-    params:
-        settings=step_params(SummarizeBaseline),
-        answers=lambda wildcards, input: ",".join(input),
     log:
         f"{OUT}/logs/summarize_baseline.log",
+    conda:
+        "../envs/amps.yaml"
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/amps.yaml"
+    params:
+        settings=step_params(SummarizeBaseline),
+        answers=lambda wildcards, input: ",".join(input),
     shell:
         "amps summarize-baseline --settings {params.settings:q} --answers {params.answers}"
         " --scores {output.scores} --checks {output.checks} > {log} 2>&1"
@@ -52,15 +53,15 @@ rule plot_preference:
             category="Figures",
             labels={"figure": "preference"},
         ),
-    params:
-        settings=step_params(PlotPreference),
     log:
         f"{OUT}/logs/plot_preference.log",
+    conda:
+        "../envs/amps.yaml"
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/amps.yaml"
+    params:
+        settings=step_params(PlotPreference),
     shell:
         "amps plot-preference --settings {params.settings:q} --scores {input} --output {output.pdf} > {log} 2>&1"
 
@@ -72,17 +73,17 @@ rule summarize_sweep:
         records=expand(f"{OUT}/sweep/{{model}}/records.parquet", model=MODELS),
     output:
         f"{OUT}/tables/sweep_scores.csv",
+    log:
+        f"{OUT}/logs/summarize_sweep.log",
+    conda:
+        "../envs/amps.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         settings=step_params(SummarizeSweep),
         answers=lambda wildcards, input: ",".join(input.answers),
         records=lambda wildcards, input: ",".join(input.records),
-    log:
-        f"{OUT}/logs/summarize_sweep.log",
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    conda:
-        "../envs/amps.yaml"
     shell:
         "amps summarize-sweep --settings {params.settings:q} --answers {params.answers}"
         " --records {params.records} --scores {output} > {log} 2>&1"
@@ -100,15 +101,15 @@ rule plot_sweep:
             category="Figures",
             labels={"figure": "sweep"},
         ),
-    params:
-        settings=step_params(PlotSweep),
     log:
         f"{OUT}/logs/plot_sweep.log",
+    conda:
+        "../envs/amps.yaml"
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/amps.yaml"
+    params:
+        settings=step_params(PlotSweep),
     shell:
         "amps plot-sweep --settings {params.settings:q} --scores {input} --output {output.pdf} > {log} 2>&1"
 
@@ -119,16 +120,16 @@ rule summarize_mcr:
         expand(f"{OUT}/mcr/{{model}}.parquet", model=MODELS),
     output:
         f"{OUT}/tables/mcr_summary.csv",
-    params:
-        settings=step_params(SummarizeMcr),
-        tables=lambda wildcards, input: ",".join(input),
     log:
         f"{OUT}/logs/summarize_mcr.log",
+    conda:
+        "../envs/amps.yaml"
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/amps.yaml"
+    params:
+        settings=step_params(SummarizeMcr),
+        tables=lambda wildcards, input: ",".join(input),
     shell:
         "amps summarize-mcr --settings {params.settings:q} --tables {params.tables} --output {output} > {log} 2>&1"
 
@@ -140,17 +141,17 @@ rule mcr_sensitivity:
         sensitivity=expand(f"{OUT}/sweep/{{model}}/sensitivity.parquet", model=MODELS),
     output:
         f"{OUT}/tables/mcr_sensitivity.csv",
+    log:
+        f"{OUT}/logs/mcr_sensitivity.log",
+    conda:
+        "../envs/amps.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         settings=step_params(McrSensitivity),
         mcr=lambda wildcards, input: ",".join(input.mcr),
         sensitivity=lambda wildcards, input: ",".join(input.sensitivity),
-    log:
-        f"{OUT}/logs/mcr_sensitivity.log",
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    conda:
-        "../envs/amps.yaml"
     shell:
         "amps mcr-sensitivity --settings {params.settings:q} --mcr {params.mcr}"
         " --sensitivity {params.sensitivity} --output {output} > {log} 2>&1"
@@ -177,17 +178,17 @@ rule plot_mcr_sensitivity:
             category="Figures",
             labels={"figure": "mcr_vs_sensitivity"},
         ),
+    log:
+        f"{OUT}/logs/plot_mcr_sensitivity.log",
+    conda:
+        "../envs/amps.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         settings=step_params(PlotMcrSensitivity),
         mcr=lambda wildcards, input: ",".join(input.mcr),
         sensitivity=lambda wildcards, input: ",".join(input.sensitivity),
-    log:
-        f"{OUT}/logs/plot_mcr_sensitivity.log",
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    conda:
-        "../envs/amps.yaml"
     shell:
         "amps plot-mcr-sensitivity --settings {params.settings:q} --mcr {params.mcr} --sensitivity {params.sensitivity}"
         " --correlations {input.correlations} --scores-figure {output.scores_pdf}"
@@ -203,17 +204,17 @@ rule validate_mcr:
     output:
         correlations=f"{OUT}/tables/mcr_validation.csv",
         bins=f"{OUT}/tables/mcr_vision_by_bin.csv",
+    log:
+        f"{OUT}/logs/validate_mcr.log",
+    conda:
+        "../envs/amps.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         settings=step_params(ValidateMcr),
         mcr=lambda wildcards, input: ",".join(input.mcr),
         baselines=lambda wildcards, input: ",".join(input.baselines),
-    log:
-        f"{OUT}/logs/validate_mcr.log",
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    conda:
-        "../envs/amps.yaml"
     shell:
         "amps validate-mcr --settings {params.settings:q} --mcr {params.mcr} --benchmark-dir {input.benchmark}"
         " --baselines {params.baselines} --correlations-table {output.correlations} --bins-table {output.bins} > {log} 2>&1"
@@ -234,16 +235,16 @@ rule plot_mcr_validation:
             category="Figures",
             labels={"figure": "mcr_validation"},
         ),
-    params:
-        settings=step_params(PlotMcrValidation),
-        mcr=lambda wildcards, input: ",".join(input.mcr),
     log:
         f"{OUT}/logs/plot_mcr_validation.log",
+    conda:
+        "../envs/amps.yaml"
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/amps.yaml"
+    params:
+        settings=step_params(PlotMcrValidation),
+        mcr=lambda wildcards, input: ",".join(input.mcr),
     shell:
         "amps plot-mcr-validation --settings {params.settings:q} --mcr {params.mcr} --benchmark-dir {input.benchmark}"
         " --correlations {input.correlations} --bins {input.bins} --output {output.pdf} > {log} 2>&1"
@@ -269,6 +270,15 @@ rule summarize_amps:
         budget=multiext(f"{OUT}/tables/amps_budget", ".csv", ".md", ".tex"),
         selection=multiext(f"{OUT}/tables/amps_selection", ".csv", ".md", ".tex"),
         ablation=multiext(f"{OUT}/tables/amps_ablation", ".csv", ".md", ".tex"),
+    log:
+        f"{OUT}/logs/summarize_amps.log",
+    benchmark:
+        f"{OUT}/benchmarks/summarize_amps.tsv"
+    conda:
+        "../envs/amps.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         settings=step_params(SummarizeAmps),
         answers=lambda wildcards, input: ",".join(input.answers),
@@ -282,15 +292,6 @@ rule summarize_amps:
         budget=lambda wildcards, output: output.budget[0],
         selection=lambda wildcards, output: output.selection[0],
         ablation=lambda wildcards, output: output.ablation[0],
-    log:
-        f"{OUT}/logs/summarize_amps.log",
-    benchmark:
-        f"{OUT}/benchmarks/summarize_amps.tsv"
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../envs/amps.yaml"
     shell:
         "amps summarize-amps --settings {params.settings:q} --answers {params.answers} --baselines {params.baselines}"
         " --selections {params.selections} --ablations {params.ablations} --scores {output.scores}"
@@ -310,15 +311,15 @@ rule plot_tradeoff:
             category="Figures",
             labels={"figure": "amps_tradeoff"},
         ),
-    params:
-        settings=step_params(PlotTradeoff),
     log:
         f"{OUT}/logs/plot_tradeoff.log",
+    conda:
+        "../envs/amps.yaml"
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/amps.yaml"
+    params:
+        settings=step_params(PlotTradeoff),
     shell:
         "amps plot-tradeoff --settings {params.settings:q} --scores {input} --output {output.pdf} > {log} 2>&1"
 
@@ -337,23 +338,21 @@ rule plot_examples:
             category="Figures",
             labels={"figure": "amps_examples"},
         ),
-    params:
-        settings=step_params(PlotExamples),
     log:
         f"{OUT}/logs/plot_examples.log",
+    conda:
+        "../envs/amps.yaml"
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/amps.yaml"
+    params:
+        settings=step_params(PlotExamples),
     shell:
         "amps plot-examples --settings {params.settings:q} --mean-answers {input.mean} --amps-answers {input.amps}"
         " --benchmark-dir {input.benchmark} --output {output.pdf} > {log} 2>&1"
 
 
-REPORT_TABLES = sorted(
-    Path(path).stem for path in final_outputs() if path.startswith(f"{OUT}/tables/") and path.endswith(".csv")
-)
+REPORT_TABLES = sorted(Path(path).stem for path in final_outputs() if path.startswith(f"{OUT}/tables/") and path.endswith(".csv"))
 TABLE_CAPTIONS = Path(workflow.basedir) / "workflow" / "report" / "tables"
 
 
@@ -368,18 +367,18 @@ rule render_table:
             category="Tables",
             labels={"table": "{table}"},
         ),
-    params:
-        settings=lambda wildcards: step_params(RenderTable, table=wildcards.table),
-        # What the table shows, for the report's caption (one file per table; a missing one stops the run).
-        description=lambda wildcards: (TABLE_CAPTIONS / f"{wildcards.table}.rst").read_text(),
     log:
         f"{OUT}/logs/render_table/{{table}}.log",
     wildcard_constraints:
         table="[A-Za-z0-9_-]+",
+    conda:
+        "../envs/amps.yaml"
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/amps.yaml"
+    params:
+        settings=lambda wildcards: step_params(RenderTable, table=wildcards.table),
+        # What the table shows, for the report's caption (one file per table; a missing one stops the run).
+        description=lambda wildcards: (TABLE_CAPTIONS / f"{wildcards.table}.rst").read_text(),
     shell:
         "amps render-table --settings {params.settings:q} --table {input} --output {output} > {log} 2>&1"

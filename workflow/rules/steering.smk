@@ -11,20 +11,20 @@ rule collect_activations:
     output:
         tensors=f"{OUT}/activations/{{model}}.safetensors",
         index=f"{OUT}/activations/{{model}}.json",
-    params:
-        settings=lambda wildcards: step_params(CollectActivations, model=wildcards.model),
-        model=lambda wildcards: model_location(wildcards.model),
-    threads: config["threads"]
     log:
         f"{OUT}/logs/collect_activations/{{model}}.log",
     benchmark:
         f"{OUT}/benchmarks/collect_activations/{{model}}.tsv"
+    conda:
+        "../envs/amps.yaml"
+    threads: config["threads"]
     resources:
         mem_mb=lambda wildcards: model_resources(wildcards.model, "activations")["mem_mb"],
         runtime=lambda wildcards: model_resources(wildcards.model, "activations")["runtime"],
         gpu=lambda wildcards: model_resources(wildcards.model, "activations")["gpu"],
-    conda:
-        "../envs/amps.yaml"
+    params:
+        settings=lambda wildcards: step_params(CollectActivations, model=wildcards.model),
+        model=lambda wildcards: model_location(wildcards.model),
     shell:
         "amps collect-activations --settings {params.settings:q} --benchmark-dir {input.benchmark}"
         " --model {params.model} --output {output.tensors} --index {output.index} > {log} 2>&1"
@@ -41,20 +41,20 @@ rule steering_sweep:
         answers=f"{OUT}/sweep/{{model}}/answers.parquet",
         records=f"{OUT}/sweep/{{model}}/records.parquet",
         sensitivity=f"{OUT}/sweep/{{model}}/sensitivity.parquet",
-    params:
-        settings=lambda wildcards: step_params(SteeringSweep, model=wildcards.model),
-        model=lambda wildcards: model_location(wildcards.model),
-    threads: config["threads"]
     log:
         f"{OUT}/logs/steering_sweep/{{model}}.log",
     benchmark:
         f"{OUT}/benchmarks/steering_sweep/{{model}}.tsv"
+    conda:
+        "../envs/amps.yaml"
+    threads: config["threads"]
     resources:
         mem_mb=lambda wildcards: model_resources(wildcards.model, "sweep")["mem_mb"],
         runtime=lambda wildcards: model_resources(wildcards.model, "sweep")["runtime"],
         gpu=lambda wildcards: model_resources(wildcards.model, "sweep")["gpu"],
-    conda:
-        "../envs/amps.yaml"
+    params:
+        settings=lambda wildcards: step_params(SteeringSweep, model=wildcards.model),
+        model=lambda wildcards: model_location(wildcards.model),
     shell:
         "amps steering-sweep --settings {params.settings:q} --benchmark-dir {input.benchmark}"
         " --model {params.model} --activations {input.tensors} --answers {output.answers}"
