@@ -38,7 +38,7 @@ from amps.method.steerer import SteererConfig, train_steerer
 from amps.method.steps import SelectAmps, TrainSteerers
 from amps.method.vectors import load_mcr, prompt_set, record_vectors
 from amps.metrics import shift_and_collapse
-from amps.models.asking import answer_encoded, encode_questions, evaluation_questions
+from amps.models.asking import QuestionBatches, answer, evaluation_questions
 from amps.models.interface import MultimodalModel
 from amps.steering.activations import Activations
 from amps.vocabulary import DIRECTIONS
@@ -144,10 +144,12 @@ def main() -> None:
     splits = {}
     for split in ("validation", "test"):
         records = benchmark.split(split)
-        encoded = encode_questions(model, benchmark, records, evaluation_questions(records, "conflict"), spec["batch_size"])
+        encoded = QuestionBatches(
+            model, benchmark, records, evaluation_questions(records, "conflict"), spec["batch_size"], keep=True
+        )
         splits[split] = (
             encoded,
-            answer_encoded(model, encoded, config["evaluation"]["max_new_tokens"], desc=f"{split} unsteered"),
+            answer(model, encoded, config["evaluation"]["max_new_tokens"], desc=f"{split} unsteered"),
         )
     scale = record_vectors(stored, layer, benchmark.split("test")["record_id"].tolist()).prompt_scale
     identity = scaling.from_units(train.mcr, 0.0, 0.5, amps.grid.max_factor)
@@ -159,7 +161,7 @@ def main() -> None:
     def measure(module: torch.nn.Module, split: str, strength: float) -> tuple[float, float]:
         config_ = SteererConfig(model.hidden_size, layer, layer, "l2s", args.direction, amps.grid.vector, 0.0, 0.0, 0, recipe)
         encoded, unsteered = splits[split]
-        answers = answer_encoded(
+        answers = answer(
             model,
             encoded,
             config["evaluation"]["max_new_tokens"],

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from amps.data.benchmark import Benchmark
-from amps.models.evaluation import make_question
+from amps.models.asking import make_question
 from amps.steering.activations import Activations, contrastive_tensors, last_token_states, tensor_name
 from amps.steering.steps import CollectActivations, collect_activations
 from amps.vocabulary import ORDERS

@@ -30,7 +30,7 @@ from amps.method.steps import (
 )
 from amps.method.vectors import plain_states, record_vectors
 from amps.metrics import reaction_table, target_metrics
-from amps.models.asking import answer_encoded, encode_questions, evaluation_questions
+from amps.models.asking import QuestionBatches, answer, evaluation_questions
 from amps.report.figure_steps import PlotExamples, PlotTradeoff, plot_examples, plot_tradeoff
 from amps.report.steps import SummarizeAmps, summarize_amps
 from amps.steering.activations import Activations
@@ -118,19 +118,17 @@ def test_oracle_returning_the_true_vector_matches_prompt_to_steer(tiny_model, ti
     ids = records["record_id"].tolist()
     stored = Activations.load(activations_path)
     vectors = record_vectors(stored, 1, ids)
-    encoded = encode_questions(tiny_model, benchmark, records, evaluation_questions(records, "conflict"), 8)
+    encoded = QuestionBatches(tiny_model, benchmark, records, evaluation_questions(records, "conflict"), 8, keep=True)
     strength = 8.0
-    p2s = answer_encoded(
-        tiny_model, encoded, 2, VectorSteering(tiny_model, 1, vectors.base("per_sample"), "all").context(strength)
-    )
+    p2s = answer(tiny_model, encoded, 2, VectorSteering(tiny_model, 1, vectors.base("per_sample"), "all").context(strength))
     oracle = NearestPromptOracle(plain_states(stored, 1, ids), vectors.per_prompt.flatten(0, 1))
     config = SteererConfig(tiny_model.hidden_size, 1, 1, "l2s", "to_vision", "per_sample", 0.0, 0.0, 0, ModuleRecipe())
     steering = ModuleSteering(tiny_model, oracle, config, "all", vectors.prompt_scale)
-    learned = answer_encoded(tiny_model, encoded, 2, steering.context(strength))
+    learned = answer(tiny_model, encoded, 2, steering.context(strength))
     # The module reads, inside generation, the states the activations file holds (up to rounding).
     assert oracle.largest_distance < 1e-5 * float(oracle.states.norm(dim=-1).min())
     pd.testing.assert_frame_equal(p2s, learned)
-    unsteered = answer_encoded(tiny_model, encoded, 2)
+    unsteered = answer(tiny_model, encoded, 2)
     assert (unsteered["answer"] != p2s["answer"]).any()  # the vectors do move the answers
 
 
@@ -145,11 +143,11 @@ def test_amps_online_factors_scale_each_record_and_the_mean_vector_is_shared(tin
     assert float(vectors.base("per_sample").norm(dim=-1).mean()) == pytest.approx(
         vectors.reference_norm * float(vectors.per_prompt.norm(dim=-1).mean()) / vectors.typical_norm, rel=1e-5
     )
-    encoded = encode_questions(tiny_model, benchmark, records, evaluation_questions(records, "conflict"), 8)
+    encoded = QuestionBatches(tiny_model, benchmark, records, evaluation_questions(records, "conflict"), 8, keep=True)
     factors = np.linspace(0.0, 2.0, len(records))
     # Factor f at strength s steers like strength s·f: a record with factor 0 answers as unsteered.
-    scaled = answer_encoded(tiny_model, encoded, 2, VectorSteering(tiny_model, 1, mean, "all", factors).context(8.0))
-    plain = answer_encoded(tiny_model, encoded, 2)
+    scaled = answer(tiny_model, encoded, 2, VectorSteering(tiny_model, 1, mean, "all", factors).context(8.0))
+    plain = answer(tiny_model, encoded, 2)
     first = scaled["record_id"] == records["record_id"].iloc[0]
     pd.testing.assert_frame_equal(scaled[first].reset_index(drop=True), plain[first].reset_index(drop=True))
 

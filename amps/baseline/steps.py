@@ -43,21 +43,14 @@ def evaluate_baseline(settings: EvaluateBaseline, benchmark_dir: str, model: str
 
     from amps.core.io import write_table
     from amps.data.benchmark import Benchmark
-    from amps.models.evaluation import ask, baseline_questions
+    from amps.models.asking import QuestionBatches, answer, baseline_questions
     from amps.models.interface import load_model
 
     torch.set_num_threads(settings.threads)
     loaded = load_model(settings.model, model)
     benchmark = Benchmark(benchmark_dir)
     records = benchmark.split("test")
-    answers = ask(
-        loaded,
-        benchmark,
-        records,
-        baseline_questions(records),
-        settings.batch_size,
-        settings.max_new_tokens,
-        desc=f"baseline {settings.model_name}",
-    )
+    batches = QuestionBatches(loaded, benchmark, records, baseline_questions(records), settings.batch_size, keep=False)
+    answers = answer(loaded, batches, settings.max_new_tokens, desc=f"baseline {settings.model_name}")
     answers.insert(0, "model", settings.model_name)
     write_table(output, answers)

@@ -39,7 +39,7 @@ from amps.method import scaling
 from amps.method.fit import fit_module
 from amps.method.methods import ModuleSteering, VectorSteering
 from amps.method.vectors import mcr_of, mcr_values, prompt_set, record_vectors
-from amps.models.asking import EncodedQuestions, answer_encoded, encode_questions, evaluation_questions
+from amps.models.asking import QuestionBatches, answer, evaluation_questions
 from amps.models.interface import MultimodalModel, load_model
 from amps.steering.activations import Activations
 from amps.vocabulary import ABLATION_FAMILIES, DIRECTIONS, ESTIMATORS, MCR_FAMILIES, VECTORS
@@ -209,7 +209,7 @@ class AblationRun:
     test: pd.DataFrame
     chosen: dict
     default_mcr: pd.DataFrame
-    encoded: EncodedQuestions
+    encoded: QuestionBatches
     #: Samples per pass of the Monte Carlo re-estimates (the memory budget).
     max_batch: int
 
@@ -249,7 +249,7 @@ def family_answers(run: AblationRun, family: str) -> pd.DataFrame:
         }
         scale = record_vectors(run.stored, variant.layer, test_ids).prompt_scale
         steering = ModuleSteering(run.model, module, config, settings.positions, scale)
-        answers = answer_encoded(
+        answers = answer(
             run.model, run.encoded, max_new_tokens, steering.context(strength), desc=f"ablation {family} {variant.value}"
         )
         frames.append(answers.assign(method="amps", beta=config.beta, r_anchor=config.r_anchor, strength=strength, **described))
@@ -261,7 +261,7 @@ def family_answers(run: AblationRun, family: str) -> pd.DataFrame:
             vectors = record_vectors(run.stored, variant.layer, test_ids)
             factors = online_scaling.factors(mcr_of(values, test_ids).to_numpy(dtype=np.float64))
             steering = VectorSteering(run.model, variant.layer, sign * vectors.base("mean"), settings.positions, factors)
-            answers = answer_encoded(
+            answers = answer(
                 run.model,
                 run.encoded,
                 max_new_tokens,
@@ -318,7 +318,7 @@ def run_families(
         test=test,
         chosen=read_json(selection),
         default_mcr=read_table(mcr),
-        encoded=encode_questions(loaded, benchmark, test, evaluation_questions(test, "conflict"), settings.batch_size),
+        encoded=QuestionBatches(loaded, benchmark, test, evaluation_questions(test, "conflict"), settings.batch_size, keep=True),
         max_batch=max_batch,
     )
     tables = {family: family_answers(run, family) for family in ABLATION_FAMILIES}

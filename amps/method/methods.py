@@ -26,8 +26,7 @@ import torch
 
 from amps.method.steerer import SteererConfig, learned_steering, load_steerer
 from amps.method.vectors import ORDER_INDEX
-from amps.models.asking import BatchContext
-from amps.models.evaluation import Question
+from amps.models.asking import BatchContext, Question
 from amps.models.interface import Batch, MultimodalModel
 from amps.steering.hook import steer
 from amps.vocabulary import LEARNED

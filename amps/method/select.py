@@ -38,7 +38,7 @@ from amps.method.fit import scaling_candidates
 from amps.method.methods import VectorSteering, module_name, module_steering
 from amps.method.vectors import load_mcr, mcr_of, record_vectors
 from amps.metrics import reaction_table, shift_and_collapse
-from amps.models.asking import EncodedQuestions, answer_encoded, encode_questions, evaluation_questions
+from amps.models.asking import QuestionBatches, answer, evaluation_questions
 from amps.models.interface import MultimodalModel, load_model
 from amps.statistics import group_seed
 from amps.steering.activations import Activations
@@ -63,7 +63,7 @@ class Scanner:
     """What the scans share: the model, the encoded validation conflicts, their unsteered answers, the grid."""
 
     model: MultimodalModel
-    encoded: EncodedQuestions
+    encoded: QuestionBatches
     unsteered: pd.DataFrame
     grid: list[float]
     max_collapse: float
@@ -71,9 +71,7 @@ class Scanner:
 
     def answers(self, steering, strength: float, desc: str) -> pd.DataFrame:
         """The validation conflicts answered under ``steering`` at ``strength``."""
-        return answer_encoded(
-            self.model, self.encoded, self.max_new_tokens, steering.context(strength), desc=f"{desc} s={strength:g}"
-        )
+        return answer(self.model, self.encoded, self.max_new_tokens, steering.context(strength), desc=f"{desc} s={strength:g}")
 
     def scan(self, steering, target: str, desc: str) -> Scan:
         """Answers at each strength of the grid, weakest first, until two consecutive ones exceed the collapse bound."""
@@ -238,9 +236,11 @@ def select_all(
     train_mcr = mcr_table.reindex(benchmark.split("steer_train")["record_id"]).to_numpy(dtype=np.float64)
     vectors = record_vectors(Activations.load(activations), layer, record_ids)
     loaded = load_model(settings.model, model)
-    encoded = encode_questions(loaded, benchmark, validation, evaluation_questions(validation, "conflict"), settings.batch_size)
+    encoded = QuestionBatches(
+        loaded, benchmark, validation, evaluation_questions(validation, "conflict"), settings.batch_size, keep=True
+    )
     max_new_tokens = settings.max_new_tokens
-    unsteered = answer_encoded(loaded, encoded, max_new_tokens, desc="validation unsteered")
+    unsteered = answer(loaded, encoded, max_new_tokens, desc="validation unsteered")
     scanner = Scanner(loaded, encoded, unsteered, sorted(settings.strengths), settings.max_collapse, max_new_tokens)
     choices: dict = {
         "model": settings.model_name,

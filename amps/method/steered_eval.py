@@ -32,7 +32,7 @@ from amps.method.methods import VectorSteering, module_name, module_steering
 from amps.method.scaling import Scaling
 from amps.method.vectors import RecordVectors, load_mcr, mcr_of, record_vectors
 from amps.metrics import shift_and_collapse, target_metrics
-from amps.models.asking import answer_encoded, encode_questions, evaluation_questions
+from amps.models.asking import QuestionBatches, answer, evaluation_questions
 from amps.models.interface import MultimodalModel, load_model
 from amps.steering.activations import Activations
 from amps.vocabulary import DIRECTIONS, INSTRUCTION_FOR, METHODS
@@ -74,20 +74,20 @@ class TestRun:
     ):
         self.model, self.settings, self.max_new_tokens = model, settings, max_new_tokens
         self.encoded = {
-            (condition, instruction): encode_questions(
-                model, benchmark, records, evaluation_questions(records, condition, instruction), batch_size
+            (condition, instruction): QuestionBatches(
+                model, benchmark, records, evaluation_questions(records, condition, instruction), batch_size, keep=True
             )
             for condition, instruction in (("conflict", "none"), ("agreeing", "none"))
         }
         self.benchmark, self.records, self.batch_size = benchmark, records, batch_size
-        self.unsteered = answer_encoded(model, self.encoded["conflict", "none"], max_new_tokens, desc="test unsteered")
+        self.unsteered = answer(model, self.encoded["conflict", "none"], max_new_tokens, desc="test unsteered")
 
     def ask(self, condition: str, context, desc: str, instruction: str = "none") -> pd.DataFrame:
         key = (condition, instruction)
         if key not in self.encoded:
             questions = evaluation_questions(self.records, condition, instruction)
-            self.encoded[key] = encode_questions(self.model, self.benchmark, self.records, questions, self.batch_size)
-        return answer_encoded(self.model, self.encoded[key], self.max_new_tokens, context, desc=desc)
+            self.encoded[key] = QuestionBatches(self.model, self.benchmark, self.records, questions, self.batch_size, keep=True)
+        return answer(self.model, self.encoded[key], self.max_new_tokens, context, desc=desc)
 
     def curve(self, steering, direction: str, main: float, seed: int, desc: str) -> pd.DataFrame:
         """The measured curve of one steering (conflicts at every point) and the agreeing control at ``main``."""

@@ -33,7 +33,7 @@ import torch
 from amps.core.io import read_json, read_tensors
 from amps.core.progress import progress
 from amps.data.benchmark import Benchmark
-from amps.models.evaluation import Question, make_question
+from amps.models.asking import Question, QuestionBatches, make_question
 from amps.models.interface import Batch, MultimodalModel
 from amps.vocabulary import CONTRASTIVE_CONDITIONS, ORDERS, SPLITS
 
@@ -89,12 +89,9 @@ def collect_states(
         for condition in CONTRASTIVE_CONDITIONS
         for order in ORDERS
     }
-    questions = contrastive_questions(records)
-    with progress(total=len(questions), desc=desc, unit="prompt") as bar:
-        for start in range(0, len(questions), batch_size):
-            chunk = questions[start : start + batch_size]
-            images = [benchmark.image(records.iloc[question.record_index]) for question in chunk]
-            batch = model.encode(images, [question.prompt for question in chunk])
+    batches = QuestionBatches(model, benchmark, records, contrastive_questions(records), batch_size, keep=False)
+    with progress(total=batches.size, desc=desc, unit="prompt") as bar:
+        for chunk, batch in batches:
             captured = last_token_states(model, batch, layers)
             for row, question in enumerate(chunk):
                 for layer in layers:

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from amps.data.benchmark import Benchmark
-from amps.models.evaluation import ask, make_question
+from amps.models.asking import QuestionBatches, answer, make_question
 from amps.models.interface import MultimodalModel
 from amps.steering.hook import scaled_direction, steer
 from amps.vocabulary import DIRECTIONS, ORDERS
@@ -47,10 +47,12 @@ def sweep_answers(
 ) -> pd.DataFrame:
     """Answers of every record in both orders, unsteered and at each (direction, α).
 
-    The unsteered answers are asked once and listed under both directions at α = 0.
+    The prompts are encoded once; the unsteered answers are asked once and listed under both
+    directions at α = 0.
     """
     questions = [make_question(record, index, "none", order) for index, record in records.iterrows() for order in ORDERS]
-    unsteered = ask(model, benchmark, records, questions, batch_size, max_new_tokens, desc=f"{desc} α=0")
+    batches = QuestionBatches(model, benchmark, records, questions, batch_size, keep=True)
+    unsteered = answer(model, batches, max_new_tokens, desc=f"{desc} α=0")
     frames = []
     for direction, (sign, _target) in DIRECTIONS.items():
         frames.append(unsteered.assign(direction=direction, alpha=0.0, steer_norm=0.0))
@@ -60,15 +62,6 @@ def sweep_answers(
             def steering(_chunk, _batch, vector=vector):
                 return steer(model, layer, vector, positions)
 
-            answers = ask(
-                model,
-                benchmark,
-                records,
-                questions,
-                batch_size,
-                max_new_tokens,
-                batch_context=steering,
-                desc=f"{desc} {direction} α={alpha:g}",
-            )
+            answers = answer(model, batches, max_new_tokens, batch_context=steering, desc=f"{desc} {direction} α={alpha:g}")
             frames.append(answers.assign(direction=direction, alpha=alpha, steer_norm=float(vector.norm())))
     return pd.concat(frames, ignore_index=True)
