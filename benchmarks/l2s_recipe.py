@@ -31,12 +31,13 @@ from transformers import get_cosine_schedule_with_warmup
 
 from amps.core.config import load_config
 from amps.data.benchmark import Benchmark
+from amps.mcr.table import load_mcr
 from amps.method import scaling
 from amps.method.methods import ModuleSteering
 from amps.method.recipe import ModuleRecipe
 from amps.method.steerer import SteererConfig, train_steerer
 from amps.method.steps import SelectAmps, TrainSteerers
-from amps.method.vectors import load_mcr, prompt_set, record_vectors
+from amps.method.vectors import prompt_set, record_vectors
 from amps.metrics import shift_and_collapse
 from amps.models.asking import QuestionBatches, answer, evaluation_questions
 from amps.models.interface import MultimodalModel

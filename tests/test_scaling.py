@@ -14,6 +14,7 @@ import yaml
 
 from amps import statistics
 from amps.core.config import ConfigError, validate_config
+from amps.mcr.table import mcr_column
 from amps.method import scaling
 from amps.method.curves import CurveSettings
 
@@ -291,9 +292,9 @@ def test_choice_maximises_shift_within_the_collapse_bound():
 
 
 def test_estimator_names_map_to_mcr_columns():
-    assert scaling.mcr_column("entropy") == "mcr" and scaling.mcr_column("fisher") == "mcr_fisher"
+    assert mcr_column("entropy") == "mcr" and mcr_column("fisher") == "mcr_fisher"
     with pytest.raises(ValueError, match="unknown MCR estimator"):
-        scaling.mcr_column("variance")
+        mcr_column("variance")
 
 
 # --- config --------------------------------------------------------------------------------------------------------

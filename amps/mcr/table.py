@@ -1,7 +1,7 @@
 """The MCR tables: which records each shard job estimates, the gathered per-model table (checked for
-missing, duplicated and misplaced records) and the summary across models.
+missing, duplicated and misplaced records), and the one loader of a table's MCR per record.
 
-Nothing here imports torch or transformers: the gathering and summary jobs start in about a second.
+Nothing here imports torch or transformers: the gathering job starts in about a second.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from typing import Sequence
 
 import pandas as pd
 
-from amps.vocabulary import MODALITIES, ORDERS
+from amps.core.io import read_table
+from amps.vocabulary import ESTIMATORS, MODALITIES, ORDERS
 
 #: Columns of the MCR table (shards and the gathered table), in order.
 COLUMNS = [
@@ -77,3 +78,37 @@ def gather_shards(shard_tables: Sequence[pd.DataFrame], shard_names: Sequence[st
         return pd.DataFrame(columns=COLUMNS)
     gathered = pd.concat(filled, ignore_index=True).sort_values("record_index", kind="stable")
     return gathered.reset_index(drop=True)[COLUMNS]
+
+
+def mcr_column(estimator: str) -> str:
+    """The MCR table's column that γ reads: the functional entropy (``entropy``) or the Fisher term (``fisher``)."""
+    try:
+        return ESTIMATORS[estimator]
+    except KeyError:
+        raise ValueError(f"unknown MCR estimator {estimator!r}; expected one of {sorted(ESTIMATORS)}") from None
+
+
+def mcr_values(table: pd.DataFrame, estimator: str) -> pd.Series:
+    """MCR per record id of an MCR table; NaN where the estimate failed (a ``problem`` is named)."""
+    column = mcr_column(estimator)
+    missing = {"record_id", column, "problem"} - set(table.columns)
+    if missing:
+        raise ValueError(f"the MCR table lacks columns {sorted(missing)}")
+    indexed = table.set_index("record_id")
+    return indexed[column].astype(float).where(indexed["problem"].fillna("") == "")
+
+
+def load_mcr(path: str, estimator: str) -> pd.Series:
+    """MCR per record id from an MCR table file (NaN where the estimate failed)."""
+    try:
+        return mcr_values(read_table(path), estimator)
+    except ValueError as error:
+        raise ValueError(f"MCR table {path}: {error}") from None
+
+
+def mcr_of(mcr: pd.Series, record_ids: list[str]) -> pd.Series:
+    """The MCR of ``record_ids`` in order; every record must be in the table (NaN where it failed)."""
+    missing = [record_id for record_id in record_ids if record_id not in mcr.index]
+    if missing:
+        raise KeyError(f"{len(missing)} records have no MCR row, e.g. {missing[0]!r}")
+    return mcr.loc[record_ids]

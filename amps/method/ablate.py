@@ -35,10 +35,11 @@ import torch
 from amps.core.io import read_json, read_table, write_table
 from amps.data.benchmark import Benchmark
 from amps.mcr.records import estimate_records
+from amps.mcr.table import mcr_of, mcr_values
 from amps.method import scaling
 from amps.method.fit import fit_module
 from amps.method.methods import ModuleSteering, VectorSteering
-from amps.method.vectors import mcr_of, mcr_values, prompt_set, record_vectors
+from amps.method.vectors import prompt_set, record_vectors
 from amps.models.asking import QuestionBatches, answer, evaluation_questions
 from amps.models.interface import MultimodalModel, load_model
 from amps.steering.activations import Activations

@@ -32,18 +32,9 @@ import pandas as pd
 import torch
 
 from amps import statistics
-from amps.vocabulary import ESTIMATORS
 
 #: Bisection steps of the normaliser (the factor mean is then 1 to about 1e-12).
 NORMALISER_STEPS = 200
-
-
-def mcr_column(estimator: str) -> str:
-    """The MCR table's column that γ reads: the functional entropy (``entropy``) or the Fisher term (``fisher``)."""
-    try:
-        return ESTIMATORS[estimator]
-    except KeyError:
-        raise ValueError(f"unknown MCR estimator {estimator!r}; expected one of {sorted(ESTIMATORS)}") from None
 
 
 def gamma(mcr: np.ndarray, beta: float, r_anchor: float) -> np.ndarray:

@@ -33,10 +33,11 @@ import torch
 
 from amps.core.io import write_json, write_table
 from amps.data.benchmark import Benchmark
+from amps.mcr.table import load_mcr, mcr_of
 from amps.method import scaling
 from amps.method.fit import scaling_candidates
 from amps.method.methods import VectorSteering, module_name, module_steering
-from amps.method.vectors import load_mcr, mcr_of, record_vectors
+from amps.method.vectors import record_vectors
 from amps.metrics import reaction_table, shift_and_collapse
 from amps.models.asking import QuestionBatches, answer, evaluation_questions
 from amps.models.interface import MultimodalModel, load_model

@@ -27,10 +27,11 @@ import torch
 
 from amps.core.io import read_json, write_table
 from amps.data.benchmark import Benchmark
+from amps.mcr.table import load_mcr, mcr_of
 from amps.method.curves import measure_curve
 from amps.method.methods import VectorSteering, module_name, module_steering
 from amps.method.scaling import Scaling
-from amps.method.vectors import RecordVectors, load_mcr, mcr_of, record_vectors
+from amps.method.vectors import RecordVectors, record_vectors
 from amps.metrics import shift_and_collapse, target_metrics
 from amps.models.asking import QuestionBatches, answer, evaluation_questions
 from amps.models.interface import MultimodalModel, load_model

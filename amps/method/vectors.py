@@ -22,8 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from amps.core.io import read_table
-from amps.method.scaling import mcr_column
+from amps.mcr.table import mcr_of
 from amps.steering.activations import Activations
 from amps.vocabulary import ORDERS
 
@@ -83,32 +82,6 @@ def record_vectors(activations: Activations, layer: int, record_ids: list[str]) 
 def plain_states(activations: Activations, layer: int, record_ids: list[str]) -> torch.Tensor:
     """The plain prompts' states of ``record_ids``: [orders × records, hidden], order-major (as ``flatten``)."""
     return _per_order(activations, "plain", layer, activations.rows(record_ids)).flatten(0, 1)
-
-
-def mcr_values(table: pd.DataFrame, estimator: str) -> pd.Series:
-    """MCR per record id of an MCR table; NaN where the estimate failed (a ``problem`` is named)."""
-    column = mcr_column(estimator)
-    missing = {"record_id", column, "problem"} - set(table.columns)
-    if missing:
-        raise ValueError(f"the MCR table lacks columns {sorted(missing)}")
-    indexed = table.set_index("record_id")
-    return indexed[column].astype(float).where(indexed["problem"].fillna("") == "")
-
-
-def load_mcr(path: str, estimator: str) -> pd.Series:
-    """MCR per record id from an MCR table file (NaN where the estimate failed)."""
-    try:
-        return mcr_values(read_table(path), estimator)
-    except ValueError as error:
-        raise ValueError(f"MCR table {path}: {error}") from None
-
-
-def mcr_of(mcr: pd.Series, record_ids: list[str]) -> pd.Series:
-    """The MCR of ``record_ids`` in order; every record must be in the table (NaN where it failed)."""
-    missing = [record_id for record_id in record_ids if record_id not in mcr.index]
-    if missing:
-        raise KeyError(f"{len(missing)} records have no MCR row, e.g. {missing[0]!r}")
-    return mcr.loc[record_ids]
 
 
 @dataclass

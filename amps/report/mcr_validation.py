@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from amps.mcr.table import mcr_values
 from amps.statistics import bootstrap_interval, group_seed, spearman
 from amps.vocabulary import ESTIMATORS
 
@@ -39,9 +40,8 @@ def correlations(mcr: dict[str, pd.DataFrame], records: pd.DataFrame, resamples:
     truth = balance(records)
     rows = []
     for model, table in mcr.items():
-        indexed = table.set_index("record_id")
         for estimator, column in ESTIMATORS.items():
-            values = indexed[column].where(indexed["problem"].fillna("") == "").astype(float)
+            values = mcr_values(table, estimator)
             finite = values[np.isfinite(values.to_numpy())]
             x, y = finite.to_numpy(), truth.reindex(finite.index).to_numpy(dtype=float)
             low, high, _defined = bootstrap_interval(x, y, resamples, group_seed(seed, model, estimator))
@@ -66,7 +66,7 @@ def vision_by_bin(mcr: dict[str, pd.DataFrame], baselines: pd.DataFrame, bins: i
     rows = []
     for model, table in mcr.items():
         answers = uninstructed[uninstructed["model"] == model]
-        values = table.set_index("record_id")["mcr"].where(table.set_index("record_id")["problem"].fillna("") == "")
+        values = mcr_values(table, "entropy")
         values = values.reindex(answers["record_id"].unique()).dropna()
         if values.empty:
             continue
