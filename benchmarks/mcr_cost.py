@@ -25,7 +25,7 @@ on a CPU, where drawing one normal number costs as much as several hundred multi
 noise alone costs about two prefills (measured on the 2-core development machine: the whole
 estimator about seven).
 
-Targets (issue 4): at N = 32 the estimator is at least 10x faster than the naive way, and on the
+Targets: at N = 32 the estimator is at least 10x faster than the naive way, and on the
 576-image-token model it costs at most 3 prefills (both modalities). The script prints both, and
 exits with status 1 when a target is missed.
 

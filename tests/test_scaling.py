@@ -269,16 +269,6 @@ def test_records_without_mcr_are_left_out_of_the_sign_test():
     assert scaling.sign_test(mcr, pd.Series(np.ones(60)), 0.95, 100, seed=0).sign == 0
 
 
-def test_reaction_strength_is_the_first_flip_or_collapse():
-    flip = pd.Series([1.0, np.nan, 0.0, np.nan])
-    collapse = pd.Series([0.5, 2.0, np.nan, np.nan])
-    reaction = scaling.reaction_strength(flip, collapse)
-    assert reaction.iloc[:3].tolist() == [0.5, 2.0, 0.0] and math.isnan(reaction.iloc[3])
-
-
-# --- the choice ----------------------------------------------------------------------------------------------------
-
-
 def test_choice_maximises_shift_within_the_collapse_bound():
     scores = pd.DataFrame({"shift": [0.1, 0.4, 0.4, 0.9], "collapse": [0.0, 0.02, 0.01, 0.3]})
     assert scaling.choose(scores, 0.05) == (1, True)  # ties go to the earlier row

@@ -191,11 +191,6 @@ def factor_summary(factors: np.ndarray, max_factor: float) -> dict[str, float]:
     }
 
 
-def reaction_strength(flip_strength: pd.Series, collapse_strength: pd.Series) -> pd.Series:
-    """The smallest scanned strength at which a record reacts (flips or collapses); NaN if never."""
-    return pd.concat([flip_strength, collapse_strength], axis=1).min(axis=1, skipna=True)
-
-
 @dataclass(frozen=True)
 class SignTest:
     """The link between MCR and reaction strength: Spearman's ρ, its bootstrap interval, the sign it sets."""
