@@ -253,6 +253,11 @@ COMMANDS: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
         "print every model's GPUs, memory and expected time per stage for a config file",
         [("--config", "config YAML file")],
     ),
+    "config-docs": (
+        "amps.core.config_docs",
+        "write the reference of every config key (config/README.md) from the schema and the keys each step reads",
+        [("--output", "Markdown file to write")],
+    ),
 }
 
 

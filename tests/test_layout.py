@@ -148,3 +148,25 @@ def test_no_module_is_over_400_lines():
         if (lines := len(path.read_text().splitlines())) > 400
     }
     assert not long, long
+
+
+def test_the_readme_layout_table_is_true():
+    """Each stage of the README's table: its rule file holds exactly its rules, its subpackage their functions."""
+    readme = (REPO / "README.md").read_text()
+    table = readme.split("| stage | rule file | subpackage |", 1)[1].split("\n\n", 1)[0]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()[2:]]
+    rules = rule_commands()
+    listed: set[str] = set()
+    for _stage, rule_files, subpackage, names in rows:
+        package = subpackage.strip("`").rstrip("/")
+        assert (REPO / package / "__init__.py").is_file(), package
+        functions = re.findall(r"`(\w+)`", names)
+        for function in functions:
+            command = function.replace("_", "-")
+            assert command in COMMANDS, function
+            assert COMMANDS[command][0].startswith(package.replace("/", ".") + "."), (function, package)
+        smk = [REPO / path for path in re.findall(r"`([\w/.]+\.smk)`", rule_files)]
+        in_files = {rule for rule, (rule_file, _shell) in rules.items() if any(path.stem == rule_file for path in smk)}
+        assert in_files == ({f for f in functions if f in rules}), rule_files
+        listed |= set(functions)
+    assert set(rules) <= listed, sorted(set(rules) - listed)

@@ -135,7 +135,7 @@ def test_bad_sweep_settings_are_named_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match=r"steering\.positions': 'middle' is not one of"):
         validate_config(config)
     del config["steering"]
-    assert validate_config(config)["steering"] == {"alphas": [0.125, 0.25, 0.5, 1, 2, 4], "positions": "all"}
+    assert validate_config(config)["steering"] == {"alphas": [0.25, 0.5, 1, 2, 4], "positions": "all"}
     missing = [str(tmp_path / name) for name in ("bench", "model", "act.safetensors", "a.parquet", "r.parquet", "s.parquet")]
     with pytest.raises(FileNotFoundError, match="act.safetensors does not exist"):
         steering_sweep(build(SteeringSweep, TINY, model="tiny"), *missing)
