@@ -6,7 +6,10 @@ import math
 
 import pytest
 
+from amps.core.config import ConfigError
 from amps.method.curves import Curve, CurvePoint, CurveSettings, measure_curve
+
+from steps import config_with
 
 GRID = [0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 8, 10]
 
@@ -133,10 +136,9 @@ def test_max_points_caps_the_evaluations_and_the_curve_can_then_be_unresolved():
         ({"min_gap": 0.0}, "amps.curve.min_gap"),
     ],
 )
-def test_curve_settings_refuse_bad_values_naming_the_key(values, key):
-    section = {"tolerance": 0.05, "max_points": 24, "max_collapse": 0.3, "min_gap": 0.01, **values}
-    with pytest.raises(ValueError, match=key):
-        CurveSettings.from_config(section)
+def test_bad_curve_settings_are_refused_before_any_job_naming_the_key(values, key):
+    with pytest.raises(ConfigError, match=key):
+        config_with(amps={"curve": values, "collapse_budgets": [0.0]})
 
 
 def test_settings_from_config_and_grid_checks():

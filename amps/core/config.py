@@ -14,6 +14,7 @@ import jsonschema
 import yaml
 
 from amps.core.resources import fill_model_gpus
+from amps.method.recipe import ModuleRecipe
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -94,8 +95,8 @@ def check_semantics(config: dict, check_paths: bool = True) -> None:
 
 
 def _amps_problems(config: dict) -> list[str]:
-    """The ``amps`` section: β and r_anchor fixed together, the curve reaching the budgets, the ablation model, and the
-    Fisher term."""
+    """The ``amps`` section: β and r_anchor fixed together, the curve reaching the budgets, the ablation model, the
+    Fisher term, and the module recipe's fields together (:class:`amps.method.recipe.ModuleRecipe`)."""
     amps = config["amps"]
     problems = []
     if (amps["beta"] is None) != (amps["r_anchor"] is None):
@@ -110,6 +111,10 @@ def _amps_problems(config: dict) -> list[str]:
         problems.append(f"amps.ablation.model: {model!r} is not one of the models {sorted(config['models'])}")
     if not config["mcr"]["fisher"]:
         problems.append("mcr.fisher must be true: AMPS's estimator ablation compares the entropy and the Fisher term")
+    try:
+        ModuleRecipe.from_config(amps["module"])
+    except ValueError as error:
+        problems.append(f"amps.module: {error}")
     return problems
 
 

@@ -24,22 +24,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class CurveSettings:
-    """How dense a curve must be (the config's ``amps.curve`` section)."""
+    """How dense a curve must be (the config's ``amps.curve`` section; the schema checks its ranges)."""
 
     tolerance: float
     max_points: int
     max_collapse: float
     min_gap: float
-
-    def __post_init__(self) -> None:
-        if not 0 < self.tolerance <= 1:
-            raise ValueError(f"amps.curve.tolerance must lie in (0, 1], got {self.tolerance}")
-        if self.max_points < 1:
-            raise ValueError(f"amps.curve.max_points must be at least 1, got {self.max_points}")
-        if not 0 <= self.max_collapse <= 1:
-            raise ValueError(f"amps.curve.max_collapse must lie in [0, 1], got {self.max_collapse}")
-        if not self.min_gap > 0:
-            raise ValueError(f"amps.curve.min_gap must be positive, got {self.min_gap}")
 
     @classmethod
     def from_config(cls, section: dict) -> "CurveSettings":

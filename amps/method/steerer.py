@@ -35,7 +35,7 @@ from amps.core.io import read_json, read_tensors, write_json, write_tensors
 from amps.method.recipe import ModuleRecipe
 from amps.models.interface import MultimodalModel
 from amps.steering.hook import add_at_positions, check_steering_args
-from amps.vocabulary import LEARNED, POSITIONS
+from amps.vocabulary import LEARNED
 
 log = logging.getLogger(__name__)
 
@@ -360,8 +360,6 @@ def learned_steering(
     ``all``/``generated``, in every generation step after it. ``module`` is any map from
     [batch, hidden] states to [batch, hidden] vectors.
     """
-    if positions not in POSITIONS:
-        raise ValueError(f"unknown steering positions {positions!r}; expected one of {POSITIONS}")
     check_steering_args(model, steer_layer, torch.zeros(model.hidden_size), positions)
     if not 0 <= input_layer <= steer_layer:
         raise ValueError(f"input layer {input_layer} must lie between 0 and the steering layer {steer_layer}")
