@@ -33,7 +33,9 @@ def test_last_token_states_are_the_layer_outputs(tiny_model, tiny_benchmark_dir)
     benchmark = Benchmark(tiny_benchmark_dir)
     records = benchmark.split("test").head(3)
     questions = [make_question(record, index, "none", "vision_first") for index, record in records.iterrows()]
-    batch = tiny_model.encode([benchmark.image(record) for _, record in records.iterrows()], [q.prompt for q in questions])
+    batch = tiny_model.encode(
+        [benchmark.image(record["record_id"]) for _, record in records.iterrows()], [q.prompt for q in questions]
+    )
     states = last_token_states(tiny_model, batch, [0])
     with torch.no_grad():
         hidden = tiny_model.forward(batch, output_hidden_states=True).hidden_states
@@ -91,7 +93,7 @@ def test_file_holds_every_record_in_index_order(collected, tiny_benchmark_dir):
 def test_stored_difference_matches_a_direct_reading(collected, tiny_model, tiny_benchmark_dir):
     benchmark = Benchmark(tiny_benchmark_dir)
     record = benchmark.records.iloc[5]
-    image = benchmark.image(record)
+    image = benchmark.image(record["record_id"])
     difference = torch.zeros(32)
     for order in ORDERS:
         for condition, sign in (("image", 1.0), ("text", -1.0)):

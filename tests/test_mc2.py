@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
+import datasets
 import pandas as pd
 import pytest
 import yaml
@@ -77,8 +79,8 @@ def test_all_2000_real_records_load_with_images_and_split_by_task(real_records, 
     per_task = records.groupby(["task", "split"]).size().unstack()
     split_sizes = {"steer_train": 100, "test": 100, "validation": 50}  # 0.4 / 0.2 / 0.4 of 250
     assert per_task.to_dict("index") == {task: split_sizes for task in MC2_TASKS}
-    used_val = records["image_path"].str.contains("/val2014/COCO_val2014_").sum()
-    assert 0 < used_val < 2000 and all(Path(path).is_file() for path in records["image_path"])
+    dataset = datasets.load_from_disk(str(output))
+    assert dataset.num_rows == 2000 and dataset[1999]["image"].size == (8, 8)
     summary = json.loads((output / "summary.json").read_text())
     assert summary["records"] == 2000 and summary["skipped"] == []
 
@@ -118,8 +120,13 @@ def test_parser_reads_every_real_option_pair_in_both_orders(real_records):
 # ----------------------------------------------------------------------------- validation
 
 
-def test_good_records_load_in_file_order_with_absolute_image_paths(small_mc2):
+def test_good_records_load_through_datasets_in_file_order_with_absolute_image_paths(small_mc2, monkeypatch):
     path, coco, records = small_mc2
+
+    def not_needed(path):
+        raise AssertionError(f"a good file is read by datasets, not as plain JSON ({path})")
+
+    monkeypatch.setattr(mc2, "read_raw_records", not_needed)
     frame, skipped = mc2.load_mc2_records(mc2_settings(path, coco))
     assert skipped == []
     assert list(frame.columns) == [*MC2_KEYS, "image_path"]
@@ -247,23 +254,24 @@ def test_limit_keeps_the_first_records_of_each_task(small_mc2):
     assert list(frame["image_id"]) == expected
 
 
-def test_hub_download_asks_for_the_dataset_file(small_mc2, monkeypatch):
+def test_the_hub_dataset_loads_through_datasets(small_mc2, tmp_path, monkeypatch):
+    """A local folder laid out like the hub dataset repository stands in for it: datasets loads its records file
+    as it loads the hub's."""
     path, coco, records = small_mc2
-    calls = []
+    repo = tmp_path / "hub" / "271754echo" / "MC2"
+    repo.mkdir(parents=True)
+    shutil.copy(path, repo / "evaluate_final.json")
+    frame, skipped = mc2.load_mc2_records(mc2_settings("hub", coco, hub_repo=str(repo)))
+    assert frame[list(MC2_KEYS)].to_dict("records") == records and skipped == []
 
-    def fake_download(**kwargs):
-        calls.append(kwargs)
-        return str(path)
+    write_records(repo / "numbers.json", [{**record, "answer_text": 7} for record in records])
+    with pytest.raises(mc2.MC2RecordError, match="numbers.json of the hub dataset .*MC2 is not a JSON list of MC² records"):
+        mc2.load_mc2_records(mc2_settings("hub", coco, hub_repo=str(repo), hub_file="numbers.json"))
 
-    monkeypatch.setattr(mc2, "hf_hub_download", fake_download)
-    frame, _ = mc2.load_mc2_records(mc2_settings("hub", coco))
-    assert calls == [{"repo_id": "271754echo/MC2", "filename": "evaluate_final.json", "repo_type": "dataset"}]
-    assert len(frame) == len(records)
+    def offline(*args, **kwargs):
+        raise ConnectionError("no network")
 
-    def offline(**kwargs):
-        raise OSError("no network")
-
-    monkeypatch.setattr(mc2, "hf_hub_download", offline)
+    monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(RuntimeError, match="could not get evaluate_final.json from the hub dataset 271754echo/MC2"):
         mc2.load_mc2_records(mc2_settings("hub", coco))
 

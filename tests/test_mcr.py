@@ -180,7 +180,9 @@ def large_letter_logit_model(tiny_arch, benchmark: Benchmark, seed: int = 2) -> 
         hidden = torch.stack(
             [
                 net.model(
-                    **model.encode([benchmark.image(record)], [prompts.conflict_query(record, "vision_first").prompt]).inputs
+                    **model.encode(
+                        [benchmark.image(record["record_id"])], [prompts.conflict_query(record, "vision_first").prompt]
+                    ).inputs
                 ).last_hidden_state[0, -1]
                 for _, record in benchmark.records.iterrows()
             ]
@@ -213,7 +215,9 @@ def test_a_bf16_model_ranks_records_like_its_float32_copy(tiny_arch, tiny_benchm
     state = prefill.prefill(
         model,
         model.encode(
-            [benchmark.image(record)], [prompts.conflict_query(record, "text_first").prompt], contexts=[record["context"]]
+            [benchmark.image(record["record_id"])],
+            [prompts.conflict_query(record, "text_first").prompt],
+            contexts=[record["context"]],
         ),
     )
     assert state.option_logits.min() > 16 and state.option_logits.max() < 32

@@ -72,13 +72,15 @@ ESTIMATOR = EstimatorSettings(sigma=0.25, samples=32, answer="clean", fisher=Fal
 
 
 class RecordImages:
-    """The image source :func:`amps.mcr.records.estimate_record` reads (a Benchmark's ``image``): the record's own
-    rendered image, or the world's blank one."""
+    """The image source :func:`amps.mcr.records.estimate_record` reads (a Benchmark's ``image``, by record id): the
+    record's own rendered image, or the world's blank one."""
 
-    def __init__(self, blank: bool):
+    def __init__(self, records: list[dict], blank: bool):
+        self.records = {record["record_id"]: record for record in records}
         self.blank = blank
 
-    def image(self, record) -> Image.Image:
+    def image(self, record_id: str) -> Image.Image:
+        record = self.records[record_id]
         if self.blank:
             return world.blank_image(ARCH.image_size)
         return world.render_record_image(
@@ -103,7 +105,7 @@ def chosen_options(model: MultimodalModel, images: list[Image.Image], texts: lis
 
 def premise_accuracies(model: MultimodalModel, records: list[dict]) -> dict[str, float]:
     """Shares of prompts (each record in both option orders) answered with the expected option."""
-    real, blank = RecordImages(blank=False), RecordImages(blank=True)
+    real, blank = RecordImages(records, blank=False), RecordImages(records, blank=True)
     cases = {name: ([], [], []) for name in PREMISE}
     for record in records:
         for order in ORDERS:
@@ -111,9 +113,9 @@ def premise_accuracies(model: MultimodalModel, records: list[dict]) -> dict[str,
             vision = 0 if query.option_a == record["answer_vision"] else 1
             no_context = prompts.conflict_query({**record, "context": None}, order).prompt
             for name, image, text, expected in (
-                ("image_only", real.image(record), no_context, vision),
-                ("text_only", blank.image(record), query.prompt, 1 - vision),
-                ("conflict_follows_text", real.image(record), query.prompt, 1 - vision),
+                ("image_only", real.image(record["record_id"]), no_context, vision),
+                ("text_only", blank.image(record["record_id"]), query.prompt, 1 - vision),
+                ("conflict_follows_text", real.image(record["record_id"]), query.prompt, 1 - vision),
             ):
                 cases[name][0].append(image)
                 cases[name][1].append(text)
@@ -138,7 +140,7 @@ def trained_toy(tmp_path_factory, records) -> MultimodalModel:
 
 def mcr_table(model: MultimodalModel, records: list[dict], blank: bool, context: bool) -> pd.DataFrame:
     """Each record's MCR row by the pipeline's own estimator, with a blank image and/or without the context."""
-    images = RecordImages(blank)
+    images = RecordImages(records, blank)
     rows = [
         estimate_record(model, images, record if context else {**record, "context": None}, ESTIMATOR, 64) for record in records
     ]

@@ -4,6 +4,7 @@ import itertools
 import re
 from collections import Counter
 
+import datasets
 import numpy as np
 import pandas as pd
 import pytest
@@ -68,8 +69,39 @@ def test_prepared_benchmark_folder(tiny_benchmark_dir):
     benchmark = Benchmark(tiny_benchmark_dir)
     assert len(benchmark.records) == 20
     assert set(benchmark.records["split"]) == {"steer_train", "validation", "test"}
-    assert benchmark.image(benchmark.records.iloc[0]).size == (32, 32)
+    assert benchmark.image(benchmark.records.iloc[0]["record_id"]).size == (32, 32)
     assert not list(tiny_benchmark_dir.parent.glob(".*partial"))
+    with pytest.raises(KeyError, match="'nowhere-1' is not in the benchmark"):
+        benchmark.image("nowhere-1")
+    with pytest.raises(FileNotFoundError, match="holds no prepared benchmark"):
+        Benchmark(tiny_benchmark_dir.parent)
+
+
+def test_the_prepared_benchmark_round_trips_through_load_from_disk(tiny_benchmark_dir):
+    """A user's ``load_from_disk`` gets the records every step reads, each with the image that shows its answer."""
+    dataset = datasets.load_from_disk(str(tiny_benchmark_dir))
+    benchmark = Benchmark(tiny_benchmark_dir)
+    assert isinstance(dataset.features["image"], datasets.Image)
+    assert dataset.column_names == [*benchmark.records.columns, "image"]
+    assert list(benchmark.records.columns[:7]) == [
+        "record_id",
+        "image_id",
+        "task",
+        "question",
+        "answer_vision",
+        "answer_text",
+        "context",
+    ]
+    pd.testing.assert_frame_equal(dataset.remove_columns("image").to_pandas(), benchmark.records)
+    for row in (0, 13):
+        record = dataset[row]
+        shown = world.render_record_image(
+            record["task"], record["answer_vision"], record["image_id"], 32, record["image_strength"]
+        )
+        assert np.array_equal(np.asarray(record["image"].convert("RGB")), np.asarray(shown))
+        assert np.array_equal(np.asarray(benchmark.image(record["record_id"])), np.asarray(shown))
+        blank = np.asarray(benchmark.image(record["record_id"], blank=True))
+        assert (blank == np.array(world.BACKGROUND)).all()
 
 
 PREFERENCE = corpus.Preference(steepness=6.0, task_bias={"color": -2.0, "counting": 2.0}, spread=0.5, image_strength=(0.3, 1.0))

@@ -1,14 +1,18 @@
-"""The prepared benchmark folder: its records and images, the world's records, and the splits.
+"""The prepared benchmark: a ``datasets.Dataset`` on disk of the records with their images, the world's records,
+and the splits.
 
-A prepared benchmark is a folder with ``records.parquet`` (one row per record: the six MC² keys,
-``record_id``, ``split``, ``image_path`` and, where known, ``context_agreeing``) and, for the
-conflict world, the rendered ``images/``. Everything downstream reads only this folder, so the
-offline world and MC² go through the same evaluation code (:func:`amps.data.steps.prepare_benchmark`
-writes it).
+A prepared benchmark is a folder written by ``Dataset.save_to_disk`` (open it with
+``datasets.load_from_disk``): one row per record with ``record_id``, the six MC² keys, for the conflict
+world ``context_agreeing`` and the evidence strengths, ``split``, and ``image`` (a ``datasets.Image``
+holding the encoded image: the world's rendered PNG, MC²'s COCO JPEG), with ``summary.json`` beside it.
+Everything downstream reads only this folder, so the offline world and MC² go through the same evaluation
+code (:func:`amps.data.steps.prepare_benchmark` writes it). ``datasets`` is imported only where a folder is
+written or read: the steps that never touch the benchmark start without it.
 """
 
 from __future__ import annotations
 
+import io
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +20,11 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from amps.core.io import read_table
 from amps.data import world
 from amps.vocabulary import SPLITS
+
+#: The file ``Dataset.save_to_disk`` writes beside the data, by which a prepared benchmark is known.
+DATASET_STATE = "state.json"
 
 
 @dataclass(frozen=True)
@@ -71,27 +77,47 @@ def assign_splits(records: pd.DataFrame, fractions: Splits, seed: int) -> pd.Ser
     return split
 
 
-def world_records(spec: WorldSpec, seed: int, image_dir: Path) -> pd.DataFrame:
-    """The offline world's records, their images rendered into ``image_dir``."""
+def world_records(spec: WorldSpec, seed: int) -> tuple[pd.DataFrame, list[bytes]]:
+    """The offline world's records, and each one's image rendered and encoded as PNG."""
     records = pd.DataFrame(world.make_records(spec.tasks, spec.records_per_task, seed, tuple(spec.image_strength)))
+    images = []
     for record in records.itertuples():
         image = world.render_record_image(
             record.task, record.answer_vision, record.image_id, spec.image_size, record.image_strength
         )
-        image.save(image_dir / f"{record.image_id}.png")
-    records["image_path"] = [f"images/{image_id}.png" for image_id in records["image_id"]]
-    return records
+        encoded = io.BytesIO()
+        image.save(encoded, format="PNG")
+        images.append(encoded.getvalue())
+    return records, images
+
+
+def save_benchmark(folder: Path, records: pd.DataFrame, images: list[bytes]) -> None:
+    """Write ``records`` with their encoded ``images`` (one per row) into ``folder`` as a ``datasets.Dataset``."""
+    from datasets import Dataset
+    from datasets import Image as ImageFeature
+
+    table = Dataset.from_pandas(records, preserve_index=False)
+    # Bytes without a path: the images live in the dataset, whatever files they came from.
+    dataset = table.add_column("image", [{"bytes": data, "path": None} for data in images], feature=ImageFeature())
+    dataset.save_to_disk(str(folder))
 
 
 class Benchmark:
-    """A prepared benchmark folder: its records and their images."""
+    """A prepared benchmark folder: its records (a DataFrame, without the images) and their images."""
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
-        path = self.folder / "records.parquet"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist: run the prepare-benchmark step first")
-        self.records = read_table(path)
+        if not (self.folder / DATASET_STATE).is_file():
+            raise FileNotFoundError(
+                f"{self.folder} holds no prepared benchmark: run the prepare_benchmark step (snakemake --forcerun "
+                "prepare_benchmark where an earlier amps wrote the folder as records.parquet)"
+            )
+        from datasets import load_from_disk
+
+        dataset = load_from_disk(str(self.folder))
+        self.records = dataset.remove_columns("image").to_pandas()
+        self.images = dataset.select_columns("image")
+        self.rows = {record_id: row for row, record_id in enumerate(self.records["record_id"])}
 
     def split(self, name: str) -> pd.DataFrame:
         """The records of one split."""
@@ -99,9 +125,10 @@ class Benchmark:
             raise ValueError(f"unknown split {name!r}; expected one of {SPLITS}")
         return self.records[self.records["split"] == name].reset_index(drop=True)
 
-    def image(self, record, blank: bool = False) -> Image.Image:
-        """The RGB image of a record (``image_path`` is relative to the folder unless absolute), or with
-        ``blank`` a uniform image of its size (the blank-image control)."""
-        path = Path(record["image_path"])
-        image = Image.open(path if path.is_absolute() else self.folder / path).convert("RGB")
+    def image(self, record_id: str, blank: bool = False) -> Image.Image:
+        """The RGB image of a record, as ``datasets`` decodes it for any reader of the folder, or with ``blank`` a
+        uniform image of its size (the blank-image control)."""
+        if record_id not in self.rows:
+            raise KeyError(f"record {record_id!r} is not in the benchmark {self.folder}")
+        image = self.images[self.rows[record_id]]["image"].convert("RGB")
         return Image.new("RGB", image.size, world.BACKGROUND) if blank else image

@@ -1,22 +1,27 @@
-"""MC² records from the model hub or a local file, validated and joined to the user's COCO-2014 images.
+"""MC² records from the hub or a local file, loaded through ``datasets``, validated and joined to the user's
+COCO-2014 images.
 
 MC² ships only text (``evaluate_final.json``: a list of records with ``image_id``, ``task``,
-``question``, ``answer_vision``, ``answer_text``, ``context``); its images are COCO-2014 files,
+``question``, ``answer_vision``, ``answer_text``, ``context``; on the hub, a file of the dataset
+repository ``271754echo/MC2``); its images are COCO-2014 files,
 ``train2014/COCO_train2014_%012d.jpg`` or ``val2014/COCO_val2014_%012d.jpg`` under a folder the
-user names. Every record is checked before any model runs: a bad record (missing key, wrong type,
-empty or identical answers) or a missing or unreadable image is an error naming how many and which,
-unless ``on_bad_record: skip``, in which case each skip and its reason is returned for the summary.
+user names. ``datasets.load_dataset`` reads the records as a table. Every record is checked before any
+model runs: a bad record (missing key, wrong type, empty or identical answers) or a missing or
+unreadable image is an error naming how many and which, unless ``on_bad_record: skip``, in which case
+each skip and its reason is returned for the summary. A file whose table is not six columns of text
+(not JSON, not a list of objects, a key holding numbers or mixed types) is read as plain JSON instead,
+so that each bad record can be named.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
-from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError
 from PIL import Image
 
@@ -35,21 +40,51 @@ class MC2RecordError(ValueError):
     """Bad MC² records or images, with how many and which in the message."""
 
 
-def records_file(source: Mc2Source) -> Path:
-    """The local ``evaluate_final.json``: the configured path, or the hub file (downloaded once, then cached)."""
-    if source.records != "hub":
-        path = Path(source.records)
-        if not path.is_file():
-            raise FileNotFoundError(f"benchmark.mc2.records: {path} does not exist")
-        return path
-    repo, filename = source.hub_repo, source.hub_file
-    try:
-        return Path(hf_hub_download(repo_id=repo, filename=filename, repo_type="dataset"))
-    except (OSError, HfHubHTTPError) as error:
-        raise RuntimeError(
-            f"could not get {filename} from the hub dataset {repo} ({error}); download it and set "
-            "benchmark.mc2.records to its path"
-        ) from error
+def text_table(table) -> list[dict] | None:
+    """The rows of a ``datasets`` table whose MC² keys are all text columns (a missing value is None), else None."""
+    features = table.features
+    if any(getattr(features.get(key), "dtype", None) not in ("string", "large_string") for key in MC2_KEYS):
+        return None
+    return table.to_list()
+
+
+def raw_records(source: Mc2Source) -> list:
+    """The records of MC²'s file (the hub dataset's, or the configured local JSON) as ``datasets`` reads them.
+
+    Where datasets cannot read the file as a table of text columns, a local file is read as plain JSON
+    (:func:`read_raw_records`), so that the records datasets could not hold are named; a hub file is
+    an error that says how to have them named.
+    """
+    from datasets import load_dataset  # here: only the MC² benchmark needs the loader
+    from datasets.exceptions import DatasetGenerationError
+
+    if source.records == "hub":
+        repo, filename = source.hub_repo, source.hub_file
+        try:
+            rows = text_table(load_dataset(repo, data_files=filename, split="train"))
+        except (OSError, HfHubHTTPError) as error:
+            raise RuntimeError(
+                f"could not get {filename} from the hub dataset {repo} ({error}); download it and set "
+                "benchmark.mc2.records to its path"
+            ) from error
+        except DatasetGenerationError:
+            rows = None
+        if rows is None:
+            raise MC2RecordError(
+                f"{filename} of the hub dataset {repo} is not a JSON list of MC² records with text values: download it "
+                "and set benchmark.mc2.records to its path to have each bad record named"
+            )
+        return rows
+    path = Path(source.records)
+    if not path.is_file():
+        raise FileNotFoundError(f"benchmark.mc2.records: {path} does not exist")
+    # A local file's table is not worth keeping: it is cached for this read only.
+    with tempfile.TemporaryDirectory() as cache:
+        try:
+            rows = text_table(load_dataset("json", data_files=str(path), split="train", cache_dir=cache))
+        except DatasetGenerationError:
+            rows = None
+    return read_raw_records(path) if rows is None else rows
 
 
 def read_raw_records(path: Path) -> list:
@@ -68,7 +103,8 @@ def record_problem(record) -> str | None:
     """Why a raw record is unusable (missing keys, non-string or empty values, answers that agree), or None."""
     if not isinstance(record, dict):
         return f"not an object but a {type(record).__name__}"
-    missing = [key for key in MC2_KEYS if key not in record]
+    # A key some records lack is None in datasets' table of them.
+    missing = [key for key in MC2_KEYS if record.get(key) is None]
     if missing:
         return f"missing key(s) {', '.join(missing)}"
     not_text = [key for key in MC2_KEYS if not isinstance(record[key], str)]
@@ -162,7 +198,7 @@ def load_mc2_records(source: Mc2Source) -> tuple[pd.DataFrame, list[dict]]:
     if not any((coco_dir / layout.split("/")[0]).is_dir() for layout in COCO_LAYOUTS):
         raise FileNotFoundError(f"benchmark.mc2.coco_dir: {coco_dir} holds neither train2014/ nor val2014/")
 
-    raw = read_raw_records(records_file(source))
+    raw = raw_records(source)
     problems, usable = [], []
     for index, record in enumerate(raw):
         reason = record_problem(record)

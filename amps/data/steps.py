@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar, Mapping
 
-from amps.core.io import atomic_directory, write_json, write_table
+from amps.core.io import atomic_directory, write_json
 from amps.core.settings import Step
-from amps.data.benchmark import Mc2Source, Splits, WorldSpec, assign_splits, world_records
+from amps.data.benchmark import Mc2Source, Splits, WorldSpec, assign_splits, save_benchmark, world_records
 
 log = logging.getLogger(__name__)
 
@@ -57,17 +58,18 @@ class PrepareBenchmark(Step):
 
 
 def prepare_benchmark(settings: PrepareBenchmark, output_dir: str) -> None:
-    """Build the benchmark folder: ``records.parquet``, ``summary.json`` (counts per task and split, skipped
-    records) and, for the conflict world, ``images/``. The folder appears only when complete."""
+    """Build the benchmark folder: the records with their images as a ``datasets.Dataset`` (see
+    :mod:`amps.data.benchmark`) and ``summary.json`` (counts per task and split, skipped records). The folder
+    appears only when complete."""
     with atomic_directory(output_dir) as folder:
         skipped: list[dict] = []
         if settings.world is not None:
-            (folder / "images").mkdir()
-            records = world_records(settings.world, settings.seed, folder / "images")
+            records, images = world_records(settings.world, settings.seed)
         else:
             from amps.data import mc2  # here: the hub client is only needed for MC²
 
             records, skipped = mc2.load_mc2_records(settings.mc2)
+            images = [Path(path).read_bytes() for path in records.pop("image_path")]
         records = records.reset_index(drop=True)
         records.insert(
             0,
@@ -75,7 +77,7 @@ def prepare_benchmark(settings: PrepareBenchmark, output_dir: str) -> None:
             [f"{task}-{image_id}-{i}" for i, (task, image_id) in enumerate(zip(records["task"], records["image_id"]))],
         )
         records["split"] = assign_splits(records, settings.splits, settings.seed)
-        write_table(folder / "records.parquet", records)
+        save_benchmark(folder, records, images)
         counts = records.groupby(["task", "split"]).size().unstack(fill_value=0)
         write_json(
             folder / "summary.json",

@@ -119,7 +119,7 @@ def estimate_record(model: MultimodalModel, benchmark: Benchmark, record, settin
 
     Both orders are prefilled first, then scored inside one :func:`scoring_mode`.
     """
-    image = benchmark.image(record)
+    image = benchmark.image(record["record_id"])
     states = {
         order: prefill(
             model,

@@ -123,7 +123,10 @@ class QuestionBatches:
         return sum(len(chunk) for chunk in self.chunks)
 
     def _encode(self, chunk: list[Question]) -> Batch:
-        images = [self.benchmark.image(self.records.iloc[question.record_index], question.blank_image) for question in chunk]
+        images = [
+            self.benchmark.image(self.records.iloc[question.record_index]["record_id"], question.blank_image)
+            for question in chunk
+        ]
         return self.model.encode(images, [question.prompt for question in chunk])
 
     def __iter__(self) -> Iterator[tuple[list[Question], Batch]]:

@@ -225,7 +225,7 @@ def draw_examples(settings: PlotExamples, mean_answers: str, amps_answers: str, 
     for row, record_id in enumerate(chosen):
         record = records.loc[record_id]
         image_axis, text_axis = axes[row]
-        image_axis.imshow(benchmark.image(record))
+        image_axis.imshow(benchmark.image(record_id))
         image_axis.set_axis_off()
         option_a, option_b = prompts.options_for_order(record["answer_vision"], record["answer_text"], "vision_first")
         lines = [
