@@ -15,16 +15,36 @@ Nothing here imports torch or transformers: the table jobs that use it start in 
 
 from __future__ import annotations
 
+from typing import Iterable
+
 import numpy as np
 import pandas as pd
 
-from amps.vocabulary import DIRECTIONS, ORDERS
+from amps.vocabulary import CHOICES, DIRECTIONS, ORDERS
 
 SWEEP_KEYS = ["model", "direction", "alpha"]
 SCORE_COLUMNS = ["n", "s_vision", "s_text", "s_other", "vision_ratio", "rate_a"]
 
 
-def _shares(choices: pd.Series, letters: pd.Series) -> dict[str, float]:
+def modality_shares(choices: Iterable[str], letters: Iterable[str] | None = None) -> dict[str, float]:
+    """S_vision, S_text and S_other of a set of answers (they sum to 1), the vision ratio S_vision / (S_vision +
+    S_text) and the rate of answering "A"; ``n`` answers.
+
+    ``choices`` holds each answer's choice, ``vision``, ``text`` or ``other`` (:func:`amps.data.prompts.classify`);
+    ``letters`` each answer's letter, ``A``, ``B`` or empty (:func:`amps.data.prompts.parse_letter`): without
+    them the rate of "A" is NaN. Shares of no answers, and the ratio where none chose a modality, are NaN.
+
+    Example::
+
+        amps.modality_shares(["vision", "text", "vision", "other"], ["A", "A", "B", ""])
+        # {'n': 4, 's_vision': 0.5, 's_text': 0.25, 's_other': 0.25, 'vision_ratio': 0.667, 'rate_a': 0.5}
+    """
+    choices = choices if isinstance(choices, pd.Series) else pd.Series(list(choices), dtype=object)
+    letters = pd.Series(dtype=object) if letters is None else letters
+    letters = letters if isinstance(letters, pd.Series) else pd.Series(list(letters), dtype=object)
+    unknown = sorted(set(choices.unique()) - set(CHOICES))
+    if unknown:
+        raise ValueError(f"unknown answer choices {unknown}; expected {CHOICES} (amps.classify reads an answer's choice)")
     n = len(choices)
     s_vision = float((choices == "vision").mean()) if n else np.nan
     s_text = float((choices == "text").mean()) if n else np.nan
@@ -89,15 +109,15 @@ def score(answers: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
             group = group if isinstance(group, tuple) else (group,)
             base = dict(zip(group_keys, group))
             base.setdefault("task", "all")
-            rows.append({**base, "view": "pooled", **_shares(frame["choice"], frame["letter"])})
+            rows.append({**base, "view": "pooled", **modality_shares(frame["choice"], frame["letter"])})
             for order in ORDERS:
                 part = frame[frame["order"] == order]
-                rows.append({**base, "view": order, **_shares(part["choice"], part["letter"])})
+                rows.append({**base, "view": order, **modality_shares(part["choice"], part["letter"])})
             mask = np.ones(len(records), dtype=bool)
             for key, value in zip(group_keys, group):
                 mask &= (records[key] == value).to_numpy()
             chosen = records[mask]
-            shares = _shares(chosen["choice"], pd.Series(dtype=object))
+            shares = modality_shares(chosen["choice"])
             rate = letters_by_record.loc[tuple(group)] if group_keys else letters_by_record
             shares["rate_a"] = float(np.mean(rate))
             rows.append({**base, "view": "record", **shares})

@@ -16,6 +16,8 @@ MEAN_SPLIT = "steer_train"
 MC2_KEYS = ("image_id", "task", "question", "answer_vision", "answer_text", "context")
 #: Option order: "vision_first" puts answer_vision at A, "text_first" puts answer_text at A.
 ORDERS: tuple[str, str] = ("vision_first", "text_first")
+#: What an answer followed: the image's answer, the text's, or neither (no option, or both).
+CHOICES = ("vision", "text", "other")
 
 #: Baseline conditions: (prompt kind, instruction, blank image). The conflict record under each
 #: instruction; the agreeing control (a context that supports the image) under each instruction, which

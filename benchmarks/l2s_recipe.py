@@ -36,11 +36,12 @@ from amps.method import scaling
 from amps.method.methods import ModuleSteering
 from amps.method.recipe import ModuleRecipe
 from amps.method.steerer import SteererConfig, train_steerer
+from amps.method.steering_module import SteeringModule
 from amps.method.steps import SelectAmps, TrainSteerers
 from amps.method.vectors import prompt_set, record_vectors
 from amps.metrics import shift_and_collapse
 from amps.models.asking import QuestionBatches, answer, evaluation_questions
-from amps.models.interface import MultimodalModel
+from amps.models.interface import load_model
 from amps.steering.activations import Activations
 from amps.vocabulary import DIRECTIONS
 
@@ -141,7 +142,7 @@ def main() -> None:
     sign, target = DIRECTIONS[args.direction]
     train = prompt_set(stored, layer, amps.grid.vector, benchmark.split("steer_train"), mcr)
     validation = prompt_set(stored, layer, amps.grid.vector, benchmark.split("validation"), mcr)
-    model = MultimodalModel.load(run / "models" / args.model, device="cpu", dtype="float32")
+    model = load_model(run / "models" / args.model, device="cpu", dtype="float32")
     splits = {}
     for split in ("validation", "test"):
         records = benchmark.split(split)
@@ -166,7 +167,7 @@ def main() -> None:
             model,
             encoded,
             config["evaluation"]["max_new_tokens"],
-            ModuleSteering(model, module, config_, amps.positions, scale).context(strength),
+            ModuleSteering(model, SteeringModule(module, config_, scale, amps.positions)).context(strength),
         )
         return shift_and_collapse(answers, unsteered, target)
 

@@ -12,7 +12,7 @@ from amps.data import world
 from amps.data.benchmark import Splits, WorldSpec
 from amps.data.steps import PrepareBenchmark, prepare_benchmark
 from amps.models import toy
-from amps.models.interface import MultimodalModel
+from amps.models.interface import MultimodalModel, load_model
 from amps.models.toy_plan import ToyArchitecture
 
 from slurm_run import slurm_run  # noqa: F401 (a fixture: the completed test-config run that DAG tests share)
@@ -47,7 +47,7 @@ def tiny_model_dir(tmp_path_factory, tiny_arch) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tiny_model_dir) -> MultimodalModel:
     """The tiny model loaded back through the public loading path."""
-    return MultimodalModel.load(tiny_model_dir, device="cpu")
+    return load_model(tiny_model_dir, device="cpu")
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import shutil
 import pytest
 import torch
 
-from amps.models.interface import MultimodalModel, check_model_folder
+from amps.models.interface import check_model_folder, load_model
 
 
 def test_loading_reads_back_the_saved_weights(tiny_model_dir, tiny_model):
@@ -20,7 +20,7 @@ def test_loading_reads_back_the_saved_weights(tiny_model_dir, tiny_model):
 
 def test_missing_folder_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere does not exist"):
-        MultimodalModel.load(tmp_path / "nowhere")
+        load_model(tmp_path / "nowhere")
 
 
 def test_missing_weights_are_named(tiny_model_dir, tmp_path):
@@ -39,7 +39,7 @@ def test_pickle_weights_are_never_loaded(tiny_model_dir, tmp_path):
         weights.unlink()
     torch.save({}, pickled / "pytorch_model.bin")
     with pytest.raises(FileNotFoundError, match="safetensors"):
-        MultimodalModel.load(pickled)
+        load_model(pickled)
 
 
 def test_mismatched_weights_are_an_error(tiny_model_dir, tmp_path):
@@ -49,7 +49,7 @@ def test_mismatched_weights_are_an_error(tiny_model_dir, tmp_path):
     config["text_config"]["hidden_size"] *= 2
     (mismatched / "config.json").write_text(json.dumps(config))
     with pytest.raises((RuntimeError, ValueError), match="mismatch"):
-        MultimodalModel.load(mismatched)
+        load_model(mismatched)
 
 
 def test_unsupported_architecture_is_named(tiny_model_dir, tmp_path):
@@ -73,7 +73,7 @@ def test_remote_code_is_off_unless_asked(monkeypatch, tiny_model_dir):
         return original(*args, **kwargs)
 
     monkeypatch.setattr(models.AutoModelForImageTextToText, "from_pretrained", spy)
-    MultimodalModel.load(tiny_model_dir, device="cpu")
+    load_model(tiny_model_dir, device="cpu")
     assert seen["trust_remote_code"] is False and seen["use_safetensors"] is True
 
 
@@ -88,4 +88,4 @@ def test_missing_tensors_are_an_error(tiny_model_dir, tmp_path):
     del tensors[dropped]
     save_file(tensors, str(weights), metadata={"format": "pt"})
     with pytest.raises(ValueError, match=r"do not match its config \(missing_keys: .*up_proj"):
-        MultimodalModel.load(partial)
+        load_model(partial)

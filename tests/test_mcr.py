@@ -18,12 +18,12 @@ from transformers import LlavaForConditionalGeneration
 from amps.core.io import read_table
 from amps.data import prompts, world
 from amps.data.benchmark import Benchmark
-from amps.mcr import estimates, perturb, prefill, records
+from amps.mcr import estimates, measure, perturb, prefill, records
 from amps.mcr import table as mcr_tables
 from amps.mcr.settings import EstimatorSettings
 from amps.mcr.steps import GatherMcr, McrShard, gather_mcr, mcr_shard
 from amps.models import toy
-from amps.models.interface import MultimodalModel
+from amps.models.interface import MultimodalModel, load_model
 from amps.models.toy_plan import ToyArchitecture
 from amps.report.mcr_summary import summarize
 from amps.vocabulary import MODALITIES
@@ -128,7 +128,7 @@ def test_split_attention_equals_attention_over_the_whole_perturbed_cache(tiny_ar
 @pytest.mark.parametrize("family", TINY_FAMILIES)
 def test_every_family_reproduces_its_clean_answer_from_the_cache(family, tmp_path):
     # LLaVA-1.5 (BPE tokenizer), Qwen2-VL and Qwen2.5-VL (M-RoPE positions from the image grid).
-    model = MultimodalModel.load(build_tiny_model(family, tmp_path / family), device="cpu", dtype="float32")
+    model = load_model(build_tiny_model(family, tmp_path / family), device="cpu", dtype="float32")
     state = prefilled(model)
     assert state.last_position_ids.shape == ((3, 1, 1) if family.startswith("qwen") else (1, 1))
     scored = perturb.score_samples(model, state, 0, streams(1), settings(sigma=0.0, samples=2), MAX_BATCH)
@@ -141,7 +141,7 @@ def test_every_family_reproduces_its_clean_answer_from_the_cache(family, tmp_pat
 
 @pytest.mark.parametrize("family", TINY_FAMILIES)
 def test_option_logits_are_the_float32_product_of_the_final_hidden_state_and_two_output_rows(family, tmp_path):
-    model = MultimodalModel.load(build_tiny_model(family, tmp_path / family), device="cpu", dtype="float32")
+    model = load_model(build_tiny_model(family, tmp_path / family), device="cpu", dtype="float32")
     record = world.make_records(["color"], 1, seed=1)[0]
     image = world.render_record_image("color", record["answer_vision"], record["image_id"], 32)
     batch = model.encode([image], [prompts.conflict_query(record, "vision_first").prompt])
@@ -321,7 +321,7 @@ def test_a_non_finite_sample_is_reported_with_its_record(tiny_model, tiny_benchm
         scored["image"].f[2] = np.nan
         return scored
 
-    monkeypatch.setattr(records, "score_samples", poisoned)
+    monkeypatch.setattr(measure, "score_samples", poisoned)
     row = records.estimate_record(tiny_model, benchmark, record, settings(samples=4), MAX_BATCH)
     assert "image: 1 of 4 samples of f non-finite" in row["problem"]
     assert math.isnan(row["mcs_image"]) and math.isnan(row["mcr"]) and math.isfinite(row["mcs_text"])

@@ -23,6 +23,8 @@ an option line (3 tokens) scrambles which letter names which value whatever the 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -32,10 +34,10 @@ from PIL import Image
 from amps.data import prompts, world
 from amps.data.corpus import Preference
 from amps.mcr import prefill
-from amps.mcr.records import estimate_record
+from amps.mcr.measure import measure_mcr
 from amps.mcr.settings import EstimatorSettings
 from amps.models import toy
-from amps.models.interface import MultimodalModel
+from amps.models.interface import MultimodalModel, load_model
 from amps.models.toy_plan import Stage, ToyArchitecture, TrainingPlan
 from amps.vocabulary import ORDERS
 
@@ -72,15 +74,12 @@ ESTIMATOR = EstimatorSettings(sigma=0.25, samples=32, answer="clean", fisher=Fal
 
 
 class RecordImages:
-    """The image source :func:`amps.mcr.records.estimate_record` reads (a Benchmark's ``image``, by record id): the
-    record's own rendered image, or the world's blank one."""
+    """A record's image: its own rendered image, or the world's blank one."""
 
-    def __init__(self, records: list[dict], blank: bool):
-        self.records = {record["record_id"]: record for record in records}
+    def __init__(self, blank: bool):
         self.blank = blank
 
-    def image(self, record_id: str) -> Image.Image:
-        record = self.records[record_id]
+    def image(self, record) -> Image.Image:
         if self.blank:
             return world.blank_image(ARCH.image_size)
         return world.render_record_image(
@@ -105,7 +104,7 @@ def chosen_options(model: MultimodalModel, images: list[Image.Image], texts: lis
 
 def premise_accuracies(model: MultimodalModel, records: list[dict]) -> dict[str, float]:
     """Shares of prompts (each record in both option orders) answered with the expected option."""
-    real, blank = RecordImages(records, blank=False), RecordImages(records, blank=True)
+    real, blank = RecordImages(blank=False), RecordImages(blank=True)
     cases = {name: ([], [], []) for name in PREMISE}
     for record in records:
         for order in ORDERS:
@@ -113,9 +112,9 @@ def premise_accuracies(model: MultimodalModel, records: list[dict]) -> dict[str,
             vision = 0 if query.option_a == record["answer_vision"] else 1
             no_context = prompts.conflict_query({**record, "context": None}, order).prompt
             for name, image, text, expected in (
-                ("image_only", real.image(record["record_id"]), no_context, vision),
-                ("text_only", blank.image(record["record_id"]), query.prompt, 1 - vision),
-                ("conflict_follows_text", real.image(record["record_id"]), query.prompt, 1 - vision),
+                ("image_only", real.image(record), no_context, vision),
+                ("text_only", blank.image(record), query.prompt, 1 - vision),
+                ("conflict_follows_text", real.image(record), query.prompt, 1 - vision),
             ):
                 cases[name][0].append(image)
                 cases[name][1].append(text)
@@ -131,7 +130,7 @@ def trained_toy(tmp_path_factory, records) -> MultimodalModel:
     """The toy trained by PLAN and loaded back like any checkpoint; fails unless it reads both modalities."""
     folder = tmp_path_factory.mktemp("trained") / "toy-direction"
     toy.fit_toy_model(folder, ARCH, PLAN, TASKS)
-    model = MultimodalModel.load(folder, device="cpu", dtype="float32")
+    model = load_model(folder, device="cpu", dtype="float32")
     accuracies = premise_accuracies(model, records)
     short = {name: value for name, value in accuracies.items() if value < PREMISE[name]}
     assert not short, f"the toy did not learn what the MCR test needs: {accuracies} (thresholds {PREMISE})"
@@ -139,12 +138,11 @@ def trained_toy(tmp_path_factory, records) -> MultimodalModel:
 
 
 def mcr_table(model: MultimodalModel, records: list[dict], blank: bool, context: bool) -> pd.DataFrame:
-    """Each record's MCR row by the pipeline's own estimator, with a blank image and/or without the context."""
-    images = RecordImages(records, blank)
-    rows = [
-        estimate_record(model, images, record if context else {**record, "context": None}, ESTIMATOR, 64) for record in records
-    ]
-    table = pd.DataFrame(rows)
+    """Each record's MCR by the pipeline's own estimator (:func:`amps.mcr.measure.measure_mcr`), with a blank image
+    and/or without the context."""
+    images = RecordImages(blank)
+    asked = [{**record, "image": images.image(record), "context": record["context"] if context else None} for record in records]
+    table = pd.DataFrame([estimate.columns for estimate in measure_mcr(model, asked, **dataclasses.asdict(ESTIMATOR))])
     assert (table["problem"] == "").all() and table["mcr"].between(0, 1).all()
     return table
 

@@ -1,7 +1,7 @@
 """Tiny random-weight LLaVA-1.5, Qwen2-VL and Qwen2.5-VL, saved and reloaded, through the model interface.
 
 The same code that runs the real checkpoints runs here: folders written with ``save_pretrained``,
-loaded by :meth:`MultimodalModel.load`, inputs built with each family's chat template and left
+loaded by :func:`load_model`, inputs built with each family's chat template and left
 padding, and the baseline evaluation end to end on an MC²-format benchmark.
 """
 
@@ -22,7 +22,7 @@ from amps.data import prompts
 from amps.data.benchmark import Mc2Source, Splits
 from amps.data.steps import PrepareBenchmark, prepare_benchmark
 from amps.metrics import score
-from amps.models.interface import MultimodalModel, load_processor
+from amps.models.interface import MultimodalModel, load_model, load_processor
 from amps.models.qwen import ImageOnlyQwenProcessor, is_qwen_folder
 from amps.vocabulary import BASELINE_CONDITIONS, ORDERS
 
@@ -47,7 +47,7 @@ def model_dirs(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def models(model_dirs) -> dict[str, MultimodalModel]:
-    return {family: MultimodalModel.load(folder, device="cpu") for family, folder in model_dirs.items()}
+    return {family: load_model(folder, device="cpu") for family, folder in model_dirs.items()}
 
 
 def sample_batch() -> tuple[list[Image.Image], list[str]]:
@@ -81,7 +81,7 @@ def test_saved_folder_reloads_with_its_structure(family, model_dirs, models):
 
 
 def test_dtype_comes_from_the_config(model_dirs):
-    model = MultimodalModel.load(model_dirs["qwen2_5_vl"], device="cpu", dtype="bfloat16")
+    model = load_model(model_dirs["qwen2_5_vl"], device="cpu", dtype="bfloat16")
     assert {parameter.dtype for parameter in model.model.parameters()} == {torch.bfloat16}
     assert model.device == torch.device("cpu")
 

@@ -18,6 +18,7 @@ from amps.method.curves import CurveSettings
 from amps.method.methods import ModuleSteering, VectorSteering
 from amps.method.recipe import ModuleRecipe
 from amps.method.steerer import SteererConfig
+from amps.method.steering_module import SteeringModule
 from amps.method.steps import (
     AblateAmps,
     SelectAmps,
@@ -123,7 +124,7 @@ def test_oracle_returning_the_true_vector_matches_prompt_to_steer(tiny_model, ti
     p2s = answer(tiny_model, encoded, 2, VectorSteering(tiny_model, 1, vectors.base("per_sample"), "all").context(strength))
     oracle = NearestPromptOracle(plain_states(stored, 1, ids), vectors.per_prompt.flatten(0, 1))
     config = SteererConfig(tiny_model.hidden_size, 1, 1, "l2s", "to_vision", "per_sample", 0.0, 0.0, 0, ModuleRecipe())
-    steering = ModuleSteering(tiny_model, oracle, config, "all", vectors.prompt_scale)
+    steering = ModuleSteering(tiny_model, SteeringModule(oracle, config, vectors.prompt_scale, "all"))
     learned = answer(tiny_model, encoded, 2, steering.context(strength))
     # The module reads, inside generation, the states the activations file holds (up to rounding).
     assert oracle.largest_distance < 1e-5 * float(oracle.states.norm(dim=-1).min())

@@ -1,6 +1,6 @@
 """The steering module: the published Learn-to-Steer recipe against a plain reference loop, a tuned
 recipe learns a linear target, the best epoch is kept, the recipe is checked, modules save as
-safetensors, and they steer in the same pass."""
+safetensors (how they steer: test_steering_module.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import math
 
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file
 
 from amps.core.config import ConfigError
@@ -19,26 +18,17 @@ from amps.method.steerer import (
     SHUFFLE_SEED_OFFSET,
     Steerer,
     SteererConfig,
-    learned_steering,
     load_steerer,
     save_steerer,
     schedule_factor,
     steering_loss,
     train_steerer,
 )
-from amps.steering.activations import last_token_states
-from amps.steering.hook import steer
 
-from conftest import forward_hooks
 from steps import config_with
 
 #: A recipe tuned for the small linear problems below (the published one is meant for thousands of prompts).
 FAST = ModuleRecipe(width=8, standardize_inputs=True, learning_rate=0.03, batch_size=100, epochs=100, warmup_epochs=5)
-PROMPTS = [
-    "Text context: The shape is blue.\nWhat color is the shape?\nA. red\nB. blue\n"
-    "Answer the question by selecting the correct answer A or B.",
-    "Text context: The square is on the left.\nWhere is the square?\nA. left\nB. right",
-]
 
 
 def _linear_problem(samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -388,63 +378,3 @@ def test_saving_refuses_a_module_its_config_does_not_describe_and_old_files(tmp_
     (tmp_path / "m.json").write_text(json.dumps(stored))
     with pytest.raises(ValueError, match="without its recipe"):
         load_steerer(tmp_path / "m.safetensors")
-
-
-# ----------------------------------------------------------------------------- steering in the pass
-
-
-def _batch(model):
-    images = [Image.new("RGB", (32, 32), color) for color in ((220, 30, 30), (40, 70, 230))]
-    return model.encode(images, PROMPTS)
-
-
-def _random_module(model, seed: int) -> Steerer:
-    module = Steerer(model.hidden_size, 8, generator=torch.Generator().manual_seed(seed))
-    with torch.no_grad():
-        module.decoder.weight.mul_(20.0)  # large enough to change the logits
-    return module.eval()
-
-
-@pytest.mark.parametrize("input_layer", [0, 1])
-def test_learned_steering_equals_steering_with_the_predicted_vectors(tiny_model, input_layer):
-    """The module reads the prompt's state in the steered pass itself: same logits as steering with
-    vectors predicted from a separate unsteered pass (the input layer comes before the steering)."""
-    batch = _batch(tiny_model)
-    module = _random_module(tiny_model, 0)
-    states = last_token_states(tiny_model, batch, [input_layer])[input_layer]
-    with torch.no_grad():
-        vectors = 1.5 * module(states)
-        with steer(tiny_model, 1, vectors, "all"):
-            expected = tiny_model.forward(batch).logits
-        with learned_steering(tiny_model, module, input_layer, 1, strength=1.5, positions="all"):
-            steered = tiny_model.forward(batch).logits
-        plain = tiny_model.forward(batch).logits
-    torch.testing.assert_close(steered, expected, atol=1e-5, rtol=1e-5)
-    assert (steered - plain).abs().max() > 1e-2
-
-
-def test_learned_steering_adds_no_forward_pass_and_is_removed(tiny_model):
-    batch = _batch(tiny_model)
-    hooks = forward_hooks(tiny_model)
-    calls = []
-    handle = tiny_model.decoder_layers[0].register_forward_hook(lambda _m, _a, output: calls.append(output.shape[1]))
-    try:
-        tiny_model.generate(batch, max_new_tokens=3)
-        plain_calls = list(calls)
-        calls.clear()
-        with learned_steering(tiny_model, _random_module(tiny_model, 1), 1, 1, strength=1.0, positions="all"):
-            tiny_model.generate(batch, max_new_tokens=3)
-    finally:
-        handle.remove()
-    assert calls == plain_calls and len(calls) >= 1 and calls[0] > 1
-    assert forward_hooks(tiny_model) == hooks
-
-
-def test_learned_steering_refuses_bad_layers(tiny_model):
-    module = _random_module(tiny_model, 0)
-    with pytest.raises(ValueError, match="between 0 and the steering layer"):
-        with learned_steering(tiny_model, module, 1, 0):
-            pass
-    with pytest.raises(ValueError, match="out of range"):
-        with learned_steering(tiny_model, module, 0, 5):
-            pass

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from amps.models.interface import MultimodalModel
+from amps.models.interface import MultimodalModel, load_model
 from amps.steering.hook import scaled_direction, steer
 
 from conftest import forward_hooks
@@ -25,7 +25,7 @@ COLORS = [(220, 30, 30), (40, 70, 230), (30, 190, 40)]
 def family_model(request, tmp_path_factory) -> MultimodalModel:
     """A tiny random-weight model of each family of the model interface, loaded through the public path."""
     folder = build_tiny_model(request.param, tmp_path_factory.mktemp(request.param) / "model")
-    return MultimodalModel.load(folder, device="cpu")
+    return load_model(folder, device="cpu")
 
 
 def _batch(model: MultimodalModel, rows: list[int]):

@@ -47,7 +47,7 @@ def evaluate_baseline(settings: EvaluateBaseline, benchmark_dir: str, model: str
     from amps.models.interface import load_model
 
     torch.set_num_threads(settings.threads)
-    loaded = load_model(settings.model, model)
+    loaded = load_model(model, **settings.model.load_options)
     benchmark = Benchmark(benchmark_dir)
     records = benchmark.split("test")
     batches = QuestionBatches(loaded, benchmark, records, baseline_questions(records), settings.batch_size, keep=False)

@@ -7,8 +7,10 @@ the wrong type or an impossible setting stops the run with a message naming it.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from pathlib import Path
+from typing import Any, Mapping
 
 import jsonschema
 import yaml
@@ -45,6 +47,22 @@ def _with_defaults(validator_class):
 
 def _key_path(error: jsonschema.ValidationError) -> str:
     return ".".join(str(part) for part in error.absolute_path) or "(top level)"
+
+
+@functools.cache
+def _section_validator(section: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(load_schema()["properties"][section])
+
+
+def check_section_values(section: str, values: Mapping[str, Any]) -> None:
+    """Check some keys of one config section by the schema's rules, naming each bad one in a :class:`ConfigError`.
+
+    For the Python API's arguments that are config keys (:func:`amps.mcr.measure.measure_mcr`): the schema
+    stays the one place of their rules.
+    """
+    errors = sorted(_section_validator(section).iter_errors(dict(values)), key=lambda error: list(error.absolute_path))
+    if errors:
+        raise ConfigError("; ".join(f"{section}.{_key_path(error)}: {error.message}" for error in errors))
 
 
 def validate_config(config: dict, check_paths: bool = True) -> dict:

@@ -90,6 +90,16 @@ class ModelSpec:
         spec = config["models"][model]
         return cls(spec["device"], spec["dtype"], spec["device_map"], spec["trust_remote_code"], spec["gpus"])
 
+    @property
+    def load_options(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`amps.models.interface.load_model` (the GPUs are claimed before loading)."""
+        return {
+            "device": self.device,
+            "dtype": self.dtype,
+            "device_map": self.device_map,
+            "trust_remote_code": self.trust_remote_code,
+        }
+
 
 def benchmark_label(config: Mapping) -> str:
     """How figures and pages name the benchmark (``benchmark.source``)."""

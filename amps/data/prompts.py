@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Mapping
 
 from amps.vocabulary import ORDERS
 
@@ -69,8 +69,16 @@ def options_for_order(answer_vision: str, answer_text: str, order: str) -> tuple
     raise ValueError(f"unknown option order {order!r}; expected one of {ORDERS}")
 
 
-def conflict_query(record: dict, order: str, instruction: Instruction = "none") -> Query:
-    """The query for an MC²-format record in one option order."""
+def conflict_query(record: Mapping, order: str, instruction: Instruction = "none") -> Query:
+    """The query for an MC²-format record (``question``, ``answer_vision``, ``answer_text``, ``context``) in one
+    option order (``vision_first`` or ``text_first``), with one of MC²'s preference instructions or none.
+
+    Example::
+
+        query = amps.conflict_query(record, "text_first")
+        query.prompt                    # 'Text context: ...\nWhat colour is the bus?\nA. blue\nB. red\nAnswer the ...'
+        query.option_a, query.option_b  # ('blue', 'red')
+    """
     option_a, option_b = options_for_order(record["answer_vision"], record["answer_text"], order)
     prompt = build_prompt(record["question"], option_a, option_b, record["context"], instruction)
     return Query(prompt, option_a, option_b)
@@ -120,6 +128,12 @@ def parse_letter(answer: str, option_a: str, option_b: str) -> Literal["A", "B"]
     letter ("A. red B. blue") or the text after it names only the other option ("A. blue").
     Without a letter, the answer is the one option it names on word boundaries, the longer option's
     span removed first (so "unhappy" never counts as "happy"); naming both or neither is ``None``.
+
+    Example::
+
+        amps.parse_letter("The answer is (B) blue", "red", "blue")   # 'B'
+        amps.parse_letter("a blue ball", "red", "blue")              # 'B' (no letter: the option it names)
+        amps.parse_letter("A. blue", "red", "blue")                  # None (the letter and its text disagree)
     """
     text = answer.replace("*", "").strip()
     starts = [match.end() for match in (_ALONE.match(text), _AT_START.match(text), *_AFTER_LEAD_IN.finditer(text)) if match]
@@ -136,8 +150,14 @@ def parse_letter(answer: str, option_a: str, option_b: str) -> Literal["A", "B"]
     return letter  # type: ignore[return-value]
 
 
-def classify(answer: str, record: dict, order: str) -> Choice:
-    """Which modality an answer followed for a record asked in ``order``."""
+def classify(answer: str, record: Mapping, order: str) -> Choice:
+    """Which modality an answer followed for a record asked in ``order``: ``vision``, ``text`` or ``other``
+    (:func:`parse_letter` found no option).
+
+    Example::
+
+        amps.classify("B", record, "text_first")   # 'vision': in that order B is the image's answer
+    """
     option_a, option_b = options_for_order(record["answer_vision"], record["answer_text"], order)
     letter = parse_letter(answer, option_a, option_b)
     if letter is None:

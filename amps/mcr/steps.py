@@ -49,7 +49,7 @@ def mcr_shard(settings: McrShard, benchmark_dir: str, model: str, output: str, m
     from amps.models.interface import load_model
 
     torch.set_num_threads(settings.threads)
-    loaded = load_model(settings.model, model)
+    loaded = load_model(model, **settings.model.load_options)
     benchmark = Benchmark(benchmark_dir)
     indices = shard_range(len(benchmark.records), settings.shard, settings.shards)
     desc = f"mcr {settings.model_name} shard {settings.shard + 1}/{settings.shards}"

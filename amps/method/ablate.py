@@ -39,6 +39,7 @@ from amps.mcr.table import mcr_of, mcr_values
 from amps.method import scaling
 from amps.method.fit import fit_module
 from amps.method.methods import ModuleSteering, VectorSteering
+from amps.method.steering_module import SteeringModule
 from amps.method.vectors import prompt_set, record_vectors
 from amps.models.asking import QuestionBatches, answer, evaluation_questions
 from amps.models.interface import MultimodalModel, load_model
@@ -249,7 +250,7 @@ def family_answers(run: AblationRun, family: str) -> pd.DataFrame:
             "validation_loss": history["validation_loss"],
         }
         scale = record_vectors(run.stored, variant.layer, test_ids).prompt_scale
-        steering = ModuleSteering(run.model, module, config, settings.positions, scale)
+        steering = ModuleSteering(run.model, SteeringModule(module, config, scale, settings.positions))
         answers = answer(
             run.model, run.encoded, max_new_tokens, steering.context(strength), desc=f"ablation {family} {variant.value}"
         )
@@ -308,7 +309,7 @@ def run_families(
     torch.set_num_threads(settings.threads)
     benchmark = Benchmark(benchmark_dir)
     test = benchmark.split("test")
-    loaded = load_model(settings.model, model)
+    loaded = load_model(model, **settings.model.load_options)
     run = AblationRun(
         settings=settings,
         model=loaded,

@@ -20,9 +20,9 @@ from amps.core.io import atomic_directory, write_table
 from amps.data.benchmark import Benchmark
 from amps.mcr.table import load_mcr
 from amps.method import scaling
-from amps.method.methods import module_name
 from amps.method.recipe import ModuleRecipe
 from amps.method.steerer import Steerer, SteererConfig, save_steerer, train_steerer
+from amps.method.steering_module import module_name
 from amps.method.vectors import PromptSet, prompt_set
 from amps.steering.activations import Activations
 from amps.vocabulary import DIRECTIONS

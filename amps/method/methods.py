@@ -24,12 +24,12 @@ from typing import ContextManager
 import numpy as np
 import torch
 
-from amps.method.steerer import SteererConfig, learned_steering, load_steerer
+from amps.method.steerer import load_steerer
+from amps.method.steering_module import SteeringModule
 from amps.method.vectors import ORDER_INDEX
 from amps.models.asking import BatchContext, Question
 from amps.models.interface import Batch, MultimodalModel
-from amps.steering.hook import steer
-from amps.vocabulary import LEARNED
+from amps.steering.hook import SteeringVector
 
 
 @dataclass
@@ -53,47 +53,31 @@ class VectorSteering:
             records = torch.tensor([question.record_index for question in chunk], dtype=torch.long)
             orders = torch.tensor([ORDER_INDEX[question.order] for question in chunk], dtype=torch.long)
             alpha = strength if factors is None else strength * factors[records]
-            return steer(self.model, self.layer, self.vectors[orders, records], self.positions, alpha)
+            return SteeringVector(self.vectors[orders, records], self.layer, self.positions).apply(self.model, alpha)
 
         return enter
 
 
 @dataclass
 class ModuleSteering:
-    """A learned module's prediction × ``scale`` × strength, read and added in the same forward pass.
-
-    ``scale`` (:attr:`amps.method.vectors.RecordVectors.prompt_scale`) gives a typical predicted vector the
-    strength unit's length, as for the prompt vectors it was trained on.
-    """
+    """A trained module steering every batch at the strength of the scan point: its prediction × scale × strength,
+    read and added in the same forward pass (:class:`amps.method.steering_module.SteeringModule`)."""
 
     model: MultimodalModel
-    module: torch.nn.Module
-    config: SteererConfig
-    positions: str
-    scale: float
+    steering: SteeringModule
 
     def context(self, strength: float) -> BatchContext:
         def enter(_chunk: list[Question], _batch: Batch) -> ContextManager:
-            return learned_steering(
-                self.model, self.module, self.config.input_layer, self.config.steer_layer, strength * self.scale, self.positions
-            )
+            return self.steering.apply(self.model, strength)
 
         return enter
 
 
-def module_name(method: str, direction: str, seed_index: int, scaling_name: str = "b0") -> str:
-    """File stem of a trained module: ``l2s-<direction>-seed<k>``, ``amps-<direction>-<scaling>-seed<k>``.
-
-    AMPS with β = 0 (scaling ``b0``) is Learn-to-Steer: it names the Learn-to-Steer module.
-    """
-    if method == "l2s" or scaling_name == "b0":
-        return f"l2s-{direction}-seed{seed_index}"
-    if method == "amps":
-        return f"amps-{direction}-{scaling_name}-seed{seed_index}"
-    raise ValueError(f"{method!r} has no trained module; expected one of {LEARNED}")
-
-
 def module_steering(model: MultimodalModel, steerers: str | Path, name: str, positions: str, scale: float) -> ModuleSteering:
-    """The :class:`ModuleSteering` of the module ``name`` in the folder ``steerers``."""
+    """The :class:`ModuleSteering` of the module ``name`` in the folder ``steerers``.
+
+    ``scale`` (:attr:`amps.method.vectors.RecordVectors.prompt_scale`) gives a typical predicted vector the
+    strength unit's length, as for the prompt vectors it was trained on.
+    """
     module, config = load_steerer(Path(steerers) / f"{name}.safetensors")
-    return ModuleSteering(model, module, config, positions, scale)
+    return ModuleSteering(model, SteeringModule(module, config, scale, positions))

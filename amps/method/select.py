@@ -36,7 +36,8 @@ from amps.data.benchmark import Benchmark
 from amps.mcr.table import load_mcr, mcr_of
 from amps.method import scaling
 from amps.method.fit import scaling_candidates
-from amps.method.methods import VectorSteering, module_name, module_steering
+from amps.method.methods import VectorSteering, module_steering
+from amps.method.steering_module import module_name
 from amps.method.vectors import record_vectors
 from amps.metrics import reaction_table, shift_and_collapse
 from amps.models.asking import QuestionBatches, answer, evaluation_questions
@@ -236,7 +237,7 @@ def select_all(
     mcr_table = load_mcr(mcr, settings.grid.estimator)
     train_mcr = mcr_table.reindex(benchmark.split("steer_train")["record_id"]).to_numpy(dtype=np.float64)
     vectors = record_vectors(Activations.load(activations), layer, record_ids)
-    loaded = load_model(settings.model, model)
+    loaded = load_model(model, **settings.model.load_options)
     encoded = QuestionBatches(
         loaded, benchmark, validation, evaluation_questions(validation, "conflict"), settings.batch_size, keep=True
     )
@@ -252,6 +253,8 @@ def select_all(
         "train_mcr_sd": scaling.mcr_spread(train_mcr),
         "reference_norm": vectors.reference_norm,
         "typical_norm": vectors.typical_norm,
+        # Where the scans added their vectors: a module loaded from this run (amps.load_steering_module) steers there.
+        "positions": settings.positions,
     }
     tables = []
     for direction in DIRECTIONS:

@@ -29,8 +29,9 @@ from amps.core.io import read_json, write_table
 from amps.data.benchmark import Benchmark
 from amps.mcr.table import load_mcr, mcr_of
 from amps.method.curves import measure_curve
-from amps.method.methods import VectorSteering, module_name, module_steering
+from amps.method.methods import VectorSteering, module_steering
 from amps.method.scaling import Scaling
+from amps.method.steering_module import module_name
 from amps.method.vectors import RecordVectors, record_vectors
 from amps.metrics import shift_and_collapse, target_metrics
 from amps.models.asking import QuestionBatches, answer, evaluation_questions
@@ -167,7 +168,7 @@ def evaluate_methods(
     vectors = record_vectors(Activations.load(activations), layer, record_ids)
     test_mcr = mcr_of(load_mcr(mcr, settings.estimator), record_ids)
     chosen = read_json(selection)
-    loaded = load_model(settings.model, model)
+    loaded = load_model(model, **settings.model.load_options)
     parameters = sum(parameter.numel() for parameter in loaded.model.parameters())
     run = TestRun(loaded, benchmark, records, settings, settings.batch_size, settings.max_new_tokens)
     tables = {}

@@ -13,28 +13,22 @@ loss ``mse + l1 − w·cosine`` per sample with ``w`` ramped linearly to 0.1 ove
 epochs, and the epoch with the best validation loss kept. Targets scaled to zero (AMPS) have no
 direction: they count in the squared and absolute terms but not in the cosine term.
 
-At inference :func:`learned_steering` reads the hidden state in the same forward pass that it
-steers: a hook on the input layer takes the last prompt position during generation's prefill and
-predicts each row's vector, and a hook on the steering layer (the same or a later layer) adds it.
-No extra forward pass, no Monte Carlo. A module is saved as safetensors (weights, and input
-statistics when it standardises) with a JSON file of its configuration and recipe beside it.
+At inference the module reads the hidden state in the same forward pass that it steers
+(:mod:`amps.method.steering_module`). A module is saved as safetensors (weights, and input statistics when
+it standardises) with a JSON file of its configuration and recipe beside it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
 from amps.core.io import read_json, read_tensors, write_json, write_tensors
 from amps.method.recipe import ModuleRecipe
-from amps.models.interface import MultimodalModel
-from amps.steering.hook import add_at_positions, check_steering_args
 from amps.vocabulary import LEARNED
 
 log = logging.getLogger(__name__)
@@ -341,48 +335,3 @@ def load_steerer(path: str | Path) -> tuple[Steerer, SteererConfig]:
     module = Steerer.from_recipe(config.hidden_size, config.recipe)
     module.load_state_dict(read_tensors(target))
     return module.eval(), config
-
-
-@contextlib.contextmanager
-def learned_steering(
-    model: MultimodalModel,
-    module: torch.nn.Module,
-    input_layer: int,
-    steer_layer: int,
-    strength: float = 1.0,
-    positions: str = "all",
-) -> Iterator[None]:
-    """Steer with ``strength × module(h)`` inside the block, ``h`` read in the same forward pass.
-
-    During the prefill (a pass over more than one position) the input layer's output at the last
-    prompt position is taken for every row and the module predicts that row's vector; the steering
-    layer adds it at ``positions`` (as :func:`amps.steering.hook.steer` does) in that pass and, for
-    ``all``/``generated``, in every generation step after it. ``module`` is any map from
-    [batch, hidden] states to [batch, hidden] vectors.
-    """
-    check_steering_args(model, steer_layer, torch.zeros(model.hidden_size), positions)
-    if not 0 <= input_layer <= steer_layer:
-        raise ValueError(f"input layer {input_layer} must lie between 0 and the steering layer {steer_layer}")
-    weight = next(model.decoder_layers[steer_layer].parameters())
-    module = module.to(weight.device)
-    predicted: dict[str, torch.Tensor] = {}
-
-    def read_state(_module, _args, output):
-        if output.shape[1] > 1:
-            with torch.no_grad():
-                vectors = strength * module(output[:, -1, :].float())
-            predicted["delta"] = vectors.to(weight.dtype).unsqueeze(1)
-
-    def add_vector(_module, _args, output):
-        if "delta" not in predicted:
-            raise RuntimeError("the steering layer ran before the module read the prompt's state")
-        return add_at_positions(output, predicted["delta"], positions)
-
-    # The reading hook is registered first: on a shared layer it sees the output before steering.
-    handles = [model.decoder_layers[input_layer].register_forward_hook(read_state)]
-    handles.append(model.decoder_layers[steer_layer].register_forward_hook(add_vector))
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from amps.mcr.table import mcr_of
-from amps.steering.activations import Activations
+from amps.steering.activations import Activations, mean_direction
 from amps.vocabulary import ORDERS
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,7 @@ class RecordVectors:
         if vector == "per_sample":
             return self.per_prompt * self.prompt_scale
         if vector == "mean":
-            direction = self.mean_diff / self.mean_diff.norm().clamp(min=1e-12) * self.reference_norm
-            return direction.expand_as(self.per_prompt).clone()
+            return mean_direction(self.mean_diff, self.reference_norm).expand_as(self.per_prompt).clone()
         raise ValueError(f"unknown steering vector {vector!r}; expected per_sample or mean")
 
 

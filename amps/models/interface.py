@@ -1,7 +1,7 @@
 """One interface over the multimodal models amps runs on.
 
 The toy LLaVA models of the offline world, LLaVA-1.5 (llava-hf), Qwen2-VL and Qwen2.5-VL all load
-through ``AutoModelForImageTextToText`` / ``AutoProcessor`` from a folder or hub id, and expose the
+(:func:`load_model`) through ``AutoModelForImageTextToText`` / ``AutoProcessor`` from a folder or hub id, and expose the
 same operations: batched inputs for (image, prompt) pairs with the chat template and left padding,
 the decoder layers and hidden size, which sequence positions hold image tokens and which hold the
 user's text, and greedy batched generation.
@@ -16,10 +16,9 @@ from typing import Sequence
 
 import torch
 from PIL import Image
-from transformers import AutoModelForImageTextToText, AutoProcessor
+from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel
 
 from amps.core.config import is_local_path
-from amps.core.settings import ModelSpec
 
 #: Model families the interface knows, keyed by ``config.model_type``.
 FAMILIES = ("llava", "qwen2_vl", "qwen2_5_vl")
@@ -90,7 +89,18 @@ def check_model_folder(path: str | Path) -> None:
 
 
 class MultimodalModel:
-    """A loaded image-text model with the operations amps needs, whatever its family."""
+    """A loaded image-text model with the operations amps needs, whatever its family.
+
+    ``model`` is the transformers model, ``processor`` its processor (its tokenizer pads on the left from
+    here on: amps reads each row's last prompt position). :func:`load_model` builds one from a folder or
+    hub id; a model and processor loaded otherwise are wrapped directly.
+
+    Example::
+
+        model = amps.MultimodalModel(AutoModelForImageTextToText.from_pretrained(path), AutoProcessor.from_pretrained(path))
+        batch = model.encode([image], ["What colour is the bus?"])
+        model.generate(batch, max_new_tokens=8)     # ['A. red']
+    """
 
     def __init__(self, model: torch.nn.Module, processor, device: torch.device | None = None):
         self.model = model.eval()
@@ -103,49 +113,12 @@ class MultimodalModel:
         self.device = device or next(model.parameters()).device
         self.image_token_id: int = model.config.image_token_id
 
-    @classmethod
-    def load(
-        cls,
-        path: str | Path,
-        device: str = "auto",
-        dtype: str = "auto",
-        device_map: str | None = None,
-        trust_remote_code: bool = False,
-    ) -> "MultimodalModel":
-        """Load a model and its processor from a saved folder or hub id.
-
-        ``device_map`` (e.g. ``"auto"``) shards large models over the visible GPUs; otherwise the
-        model is moved to ``device``. Remote code runs only when ``trust_remote_code`` is set.
-        """
-        if is_local_path(str(path)):
-            check_model_folder(path)
-        target = resolve_device(device)
-        torch_dtype = resolve_dtype(dtype, target)
-        model, loading = AutoModelForImageTextToText.from_pretrained(
-            str(path),
-            dtype=torch_dtype,
-            device_map=device_map,
-            trust_remote_code=trust_remote_code,
-            use_safetensors=True,
-            output_loading_info=True,
-        )
-        # transformers re-initialises weights it could not load and only warns; a half-random model
-        # would silently produce meaningless results, so that is an error here.
-        problems = {kind: loading.get(kind) for kind in ("missing_keys", "mismatched_keys") if loading.get(kind)}
-        if problems:
-            details = "; ".join(f"{kind}: {sorted(map(str, keys))[:5]}" for kind, keys in problems.items())
-            raise ValueError(f"the weights in {path} do not match its config ({details})")
-        if device_map is None:
-            model = model.to(target)
-        processor = load_processor(path, trust_remote_code=trust_remote_code)
-        return cls(model, processor, None if device_map else target)
-
     # ------------------------------------------------------------------ structure
 
     @property
     def decoder_layers(self) -> torch.nn.ModuleList:
         """The language model's decoder layers, in order."""
-        return self.model.get_decoder().layers
+        return decoder_layers(self.model)
 
     @property
     def num_layers(self) -> int:
@@ -153,7 +126,7 @@ class MultimodalModel:
 
     @property
     def hidden_size(self) -> int:
-        return self.model.config.get_text_config().hidden_size
+        return hidden_size(self.model)
 
     def option_token_ids(self) -> tuple[int, int]:
         """Token ids of the answers "A" and "B" as the model would generate them first."""
@@ -299,9 +272,63 @@ class MultimodalModel:
         return self.model(**batch.inputs, **kwargs)
 
 
-def load_model(spec: ModelSpec, path: str | Path) -> MultimodalModel:
-    """Load a step's model from ``path`` as its settings say: device, dtype, sharding and remote code."""
-    return MultimodalModel.load(path, spec.device, spec.dtype, spec.device_map, spec.trust_remote_code)
+def load_model(
+    path: str | Path,
+    device: str = "auto",
+    dtype: str = "auto",
+    device_map: str | None = None,
+    trust_remote_code: bool = False,
+) -> MultimodalModel:
+    """Load a model and its processor from a saved folder or hub id, as every pipeline step loads its model.
+
+    ``device`` ``auto`` is CUDA when available, else the CPU; ``dtype`` ``auto`` is bfloat16 on a GPU and
+    float32 on the CPU. ``device_map`` (e.g. ``"auto"``) shards a large model over the visible GPUs instead.
+    Remote code runs only with ``trust_remote_code``. A local folder must hold ``config.json`` and safetensors
+    weights that match it: weights transformers would have to re-initialise are an error, not a warning.
+
+    Example::
+
+        model = amps.load_model("results/offline-default/models/toy-s")
+        model.family, model.num_layers      # ('llava', 4)
+        model.model, model.processor        # the transformers model and its processor
+    """
+    if is_local_path(str(path)):
+        check_model_folder(path)
+    target = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, target)
+    model, loading = AutoModelForImageTextToText.from_pretrained(
+        str(path),
+        dtype=torch_dtype,
+        device_map=device_map,
+        trust_remote_code=trust_remote_code,
+        use_safetensors=True,
+        output_loading_info=True,
+    )
+    # transformers re-initialises weights it could not load and only warns; a half-random model
+    # would silently produce meaningless results, so that is an error here.
+    problems = {kind: loading.get(kind) for kind in ("missing_keys", "mismatched_keys") if loading.get(kind)}
+    if problems:
+        details = "; ".join(f"{kind}: {sorted(map(str, keys))[:5]}" for kind, keys in problems.items())
+        raise ValueError(f"the weights in {path} do not match its config ({details})")
+    if device_map is None:
+        model = model.to(target)
+    processor = load_processor(path, trust_remote_code=trust_remote_code)
+    return MultimodalModel(model, processor, None if device_map else target)
+
+
+def decoder_layers(model: MultimodalModel | PreTrainedModel) -> torch.nn.ModuleList:
+    """The language model's decoder layers of an amps model or of a transformers image-text model, in order."""
+    if isinstance(model, MultimodalModel):
+        return model.decoder_layers
+    if not isinstance(model, PreTrainedModel):
+        raise TypeError(f"expected an amps MultimodalModel or a transformers model, got {type(model).__name__}")
+    return model.get_decoder().layers
+
+
+def hidden_size(model: MultimodalModel | PreTrainedModel) -> int:
+    """The width of the language model's hidden states (what a steering vector adds to)."""
+    network = model.model if isinstance(model, MultimodalModel) else model
+    return network.config.get_text_config().hidden_size
 
 
 def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:

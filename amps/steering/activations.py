@@ -20,6 +20,7 @@ The file ``{model}.safetensors`` holds, for each layer ``L`` of the model's stee
   records, the unit of the steering strength α (see :mod:`amps.steering.hook`).
 
 Rows follow ``record_ids`` of the JSON index beside it, which also lists each row's split and task.
+:func:`load_mean_vector` gives a run's mean vector as a :class:`~amps.steering.hook.SteeringVector`.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from amps.core.progress import progress
 from amps.data.benchmark import Benchmark
 from amps.models.asking import Question, QuestionBatches, make_question
 from amps.models.interface import Batch, MultimodalModel
-from amps.vocabulary import CONTRASTIVE_CONDITIONS, ORDERS, SPLITS
+from amps.steering.hook import SteeringVector
+from amps.vocabulary import CONTRASTIVE_CONDITIONS, DIRECTIONS, ORDERS, SPLITS
 
 
 def tensor_name(layer: int, kind: str) -> str:
@@ -187,3 +189,32 @@ class Activations:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
         return torch.tensor([row for row, name in enumerate(self.index["splits"]) if name == split], dtype=torch.long)
+
+
+def mean_direction(mean_diff: torch.Tensor, reference_norm: float) -> torch.Tensor:
+    """The mean vector at strength 1: the steering-training records' mean difference, as long as the strength
+    unit (the mean hidden-state norm)."""
+    return mean_diff / mean_diff.norm().clamp(min=1e-12) * reference_norm
+
+
+def load_mean_vector(
+    activations: str | Path, direction: str = "to_vision", layer: int | None = None, positions: str = "all"
+) -> SteeringVector:
+    """The mean steering vector of a pipeline run's activations file (``results/<run>/activations/<model>.safetensors``).
+
+    At strength 1 it is as long as the mean hidden-state norm at ``layer`` (the model's steering layer unless
+    given), and points toward following the image (``to_vision``) or the text (``to_text``): the vector of
+    the pipeline's mean steering, whose validation-chosen strength is in ``amps/<model>/selection.json``.
+
+    Example::
+
+        vector = amps.load_mean_vector("results/offline-default/activations/toy-s.safetensors", "to_text")
+        with vector.apply(model.model, strength=0.5):
+            output = model.model.generate(**inputs, max_new_tokens=8)
+    """
+    if direction not in DIRECTIONS:
+        raise ValueError(f"unknown steering direction {direction!r}; expected one of {list(DIRECTIONS)}")
+    stored = Activations.load(activations)
+    layer = stored.steering_layer if layer is None else layer
+    vector = DIRECTIONS[direction][0] * mean_direction(stored.get("mean_diff", layer), float(stored.get("mean_norm", layer)))
+    return SteeringVector(vector, layer, positions)

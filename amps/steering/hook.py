@@ -1,6 +1,8 @@
 """Activation steering: add a vector to one decoder layer's output while a block runs.
 
-:func:`steer` is the one hook every steering method uses. It adds ``alpha * vector`` to the
+:class:`SteeringVector` is a vector for one layer that :meth:`~SteeringVector.apply` adds while a block
+runs (``with vector.apply(model): model.generate(...)``). :func:`steer` is the one hook every steering
+method uses. It adds ``alpha * vector`` to the
 residual stream that a decoder layer outputs, with either one vector for the whole batch or one
 vector per batch row (so per-sample vectors work inside batched ``generate``), at the positions
 chosen by ``positions``, and removes itself on exit even when the block raises.
@@ -19,24 +21,28 @@ training records). ``alpha = 1`` thus adds a vector as long as a typical hidden 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from dataclasses import dataclass
+from typing import ContextManager, Iterator
 
 import torch
+from transformers import PreTrainedModel
 
-from amps.models.interface import MultimodalModel
+from amps.models.interface import MultimodalModel, decoder_layers, hidden_size
 from amps.vocabulary import POSITIONS
 
+#: What the steering hooks steer: an amps model, or a transformers image-text model used directly.
+SteerableModel = MultimodalModel | PreTrainedModel
 
-def check_steering_args(model: MultimodalModel, layer: int, vectors: torch.Tensor, positions: str) -> None:
+
+def check_steering_args(model: SteerableModel, layer: int, vectors: torch.Tensor, positions: str) -> None:
     """Raise a clear error for a layer out of range, a vector of the wrong size, or unknown positions."""
     if positions not in POSITIONS:
         raise ValueError(f"unknown steering positions {positions!r}; expected one of {POSITIONS}")
-    if not 0 <= layer < model.num_layers:
-        raise ValueError(f"steering layer {layer} is out of range: the model has {model.num_layers} decoder layers")
-    if vectors.dim() not in (1, 2) or vectors.shape[-1] != model.hidden_size:
-        raise ValueError(
-            f"steering vectors must have shape [{model.hidden_size}] or [batch, {model.hidden_size}], got {list(vectors.shape)}"
-        )
+    layers, width = len(decoder_layers(model)), hidden_size(model)
+    if not 0 <= layer < layers:
+        raise ValueError(f"steering layer {layer} is out of range: the model has {layers} decoder layers")
+    if vectors.dim() not in (1, 2) or vectors.shape[-1] != width:
+        raise ValueError(f"steering vectors must have shape [{width}] or [batch, {width}], got {list(vectors.shape)}")
     if not torch.isfinite(vectors).all():
         raise ValueError("steering vectors contain NaN or infinite values")
 
@@ -59,7 +65,7 @@ def add_at_positions(output: torch.Tensor, delta: torch.Tensor, positions: str) 
 
 @contextlib.contextmanager
 def steer(
-    model: MultimodalModel,
+    model: SteerableModel,
     layer: int,
     vectors: torch.Tensor,
     positions: str = "all",
@@ -69,11 +75,12 @@ def steer(
 
     ``vectors`` is ``[hidden]`` (the same vector for every row) or ``[batch, hidden]`` (row ``i``
     of every forward pass gets ``vectors[i]``; the batch size must then match). ``alpha`` is a
-    number or a ``[batch]`` tensor of per-row strengths. The hook is removed on exit, also on error.
+    number or a ``[batch]`` tensor of per-row strengths. ``model`` is an amps model or the transformers
+    model itself. The hook is removed on exit, also on error.
     """
     vectors = torch.as_tensor(vectors)
     check_steering_args(model, layer, vectors, positions)
-    layer_module = model.decoder_layers[layer]
+    layer_module = decoder_layers(model)[layer]
     # The layer's own weights say where its output lives (layers may sit on different GPUs when sharded).
     weight = next(layer_module.parameters())
     strengths = torch.as_tensor(alpha).to(device=weight.device, dtype=torch.float32)
@@ -106,3 +113,28 @@ def scaled_direction(direction: torch.Tensor, alpha: float, reference_norm: floa
     if norm == 0.0:
         raise ValueError("cannot scale a zero steering direction")
     return direction * (alpha * reference_norm / norm)
+
+
+@dataclass(frozen=True)
+class SteeringVector:
+    """A steering vector for one decoder layer: ``strength × vector`` is added to that layer's output.
+
+    ``vector`` is ``[hidden]`` (every row) or ``[batch, hidden]`` (one per row of the batch being steered),
+    at strength 1; ``positions`` says where it is added (:data:`amps.vocabulary.POSITIONS`). :meth:`apply`
+    steers any forward pass or ``generate`` call inside its ``with`` block.
+
+    Example::
+
+        vector = amps.load_mean_vector("results/offline-default/activations/toy-s.safetensors", "to_vision")
+        with vector.apply(model.model, strength=0.5):
+            output = model.model.generate(**inputs, max_new_tokens=8)
+    """
+
+    vector: torch.Tensor
+    layer: int
+    positions: str = "all"
+
+    def apply(self, model: SteerableModel, strength: float | torch.Tensor = 1.0) -> ContextManager[None]:
+        """Steer ``model`` (an amps model or the transformers model) inside the block; the hook goes on exit, also on
+        error. ``strength`` is a number or one per vector row."""
+        return steer(model, self.layer, self.vector, self.positions, strength)

@@ -55,7 +55,7 @@ def collect_activations(settings: CollectActivations, benchmark_dir: str, model:
     mean_rows = torch.tensor((records["split"] == MEAN_SPLIT).tolist())
     if not mean_rows.any():
         raise ValueError(f"the benchmark in {benchmark_dir} has no {MEAN_SPLIT} records to build the mean vector from")
-    loaded = load_model(settings.model, model)
+    loaded = load_model(model, **settings.model.load_options)
     out_of_range = [layer for layer in layers if layer >= loaded.num_layers]
     if out_of_range:
         raise ValueError(f"steering_layers {out_of_range} are beyond the model's {loaded.num_layers} decoder layers")
@@ -144,7 +144,7 @@ def steering_sweep(
     reference_norm = float(stored.get("mean_norm", layer))
     benchmark = Benchmark(benchmark_dir)
     test_records = benchmark.split("test")
-    loaded = load_model(settings.model, model)
+    loaded = load_model(model, **settings.model.load_options)
     table = sweep_answers(
         loaded,
         benchmark,

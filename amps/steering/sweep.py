@@ -23,7 +23,7 @@ import torch
 from amps.data.benchmark import Benchmark
 from amps.models.asking import QuestionBatches, answer, make_question
 from amps.models.interface import MultimodalModel
-from amps.steering.hook import scaled_direction, steer
+from amps.steering.hook import SteeringVector, scaled_direction
 from amps.vocabulary import DIRECTIONS, ORDERS
 
 
@@ -60,7 +60,7 @@ def sweep_answers(
             vector = sign * scaled_direction(mean_diff, alpha, reference_norm)
 
             def steering(_chunk, _batch, vector=vector):
-                return steer(model, layer, vector, positions)
+                return SteeringVector(vector, layer, positions).apply(model)
 
             answers = answer(model, batches, max_new_tokens, batch_context=steering, desc=f"{desc} {direction} α={alpha:g}")
             frames.append(answers.assign(direction=direction, alpha=alpha, steer_norm=float(vector.norm())))
