@@ -243,7 +243,7 @@ def test_amps_steps_end_to_end(tiny_model_dir, tiny_benchmark_dir, activations_p
                 rows = scanned[
                     (scanned["direction"] == direction)
                     & (scanned["method"] == scanned_as)
-                    & (scanned["candidate"].fillna("") == candidate)
+                    & (scanned["candidate"].astype("string").fillna("") == candidate)
                     & (scanned["seed"] == entry["seed"])
                     & (scanned["strength"] == entry["strength"])
                 ]
