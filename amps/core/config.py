@@ -86,7 +86,8 @@ def validate_config(config: dict, check_paths: bool = True) -> dict:
 
 
 def check_semantics(config: dict, check_paths: bool = True) -> None:
-    """Checks beyond the schema: split fractions, steering layers within depth, paths that exist (if ``check_paths``)."""
+    """Checks beyond the schema: split fractions, steering layers within depth, image pixel bounds, and paths that
+    exist (if ``check_paths``)."""
     problems = []
     splits = config["benchmark"]["splits"]
     if abs(sum(splits.values()) - 1.0) > 1e-9:
@@ -98,6 +99,11 @@ def check_semantics(config: dict, check_paths: bool = True) -> None:
                 problems.append(f"models.{name}.steering_layers: layer {layer} is beyond the model's {depth} decoder layers")
         if check_paths and model["source"] == "pretrained" and is_local_path(model["path"]) and not Path(model["path"]).exists():
             problems.append(f"models.{name}.path: {model['path']} does not exist")
+        pixels = {key: model[key] for key in ("min_pixels", "max_pixels") if model[key] is not None}
+        if pixels and model["source"] == "toy":
+            problems.append(f"models.{name}: {' and '.join(pixels)} apply to Qwen2-VL-family processors, not to a toy LLaVA")
+        if len(pixels) == 2 and pixels["min_pixels"] > pixels["max_pixels"]:
+            problems.append(f"models.{name}: min_pixels {pixels['min_pixels']} is above max_pixels {pixels['max_pixels']}")
     benchmark = config["benchmark"]
     if benchmark["source"] == "mc2":
         mc2 = benchmark["mc2"]

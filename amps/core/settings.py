@@ -69,7 +69,7 @@ class Step:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """How a step loads its model (``models.<name>``): device, dtype, sharding, remote code and its GPUs.
+    """How a step loads its model (``models.<name>``): device, dtype, sharding, remote code, image preprocessing and its GPUs.
 
     A step's settings hold it under ``model``: each job claims that many GPUs before it imports torch
     (:func:`amps.core.devices.job_devices`).
@@ -80,15 +80,28 @@ class ModelSpec:
     device_map: str | None
     trust_remote_code: bool
     gpus: int
+    pad_to_square: bool = False
+    min_pixels: int | None = None
+    max_pixels: int | None = None
 
     READS: ClassVar[tuple[str, ...]] = tuple(
-        f"models.{{model}}.{key}" for key in ("device", "dtype", "device_map", "trust_remote_code", "gpus")
+        f"models.{{model}}.{key}"
+        for key in ("device", "dtype", "device_map", "trust_remote_code", "gpus", "pad_to_square", "min_pixels", "max_pixels")
     )
 
     @classmethod
     def from_config(cls, config: Mapping, model: str) -> ModelSpec:
         spec = config["models"][model]
-        return cls(spec["device"], spec["dtype"], spec["device_map"], spec["trust_remote_code"], spec["gpus"])
+        return cls(
+            spec["device"],
+            spec["dtype"],
+            spec["device_map"],
+            spec["trust_remote_code"],
+            spec["gpus"],
+            spec["pad_to_square"],
+            spec["min_pixels"],
+            spec["max_pixels"],
+        )
 
     @property
     def load_options(self) -> dict[str, Any]:
@@ -98,6 +111,9 @@ class ModelSpec:
             "dtype": self.dtype,
             "device_map": self.device_map,
             "trust_remote_code": self.trust_remote_code,
+            "pad_to_square": self.pad_to_square,
+            "min_pixels": self.min_pixels,
+            "max_pixels": self.max_pixels,
         }
 
 

@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+import transformers
+from packaging.version import Version
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel
+from transformers.utils import is_torchvision_available
 
 from amps.core.config import is_local_path
 
@@ -26,6 +29,21 @@ FAMILIES = ("llava", "qwen2_vl", "qwen2_5_vl")
 _INTERNAL_POSITIONS = ("qwen2_vl", "qwen2_5_vl")
 #: Files without which a saved model folder cannot load.
 REQUIRED_MODEL_FILES = ("config.json",)
+#: The transformers releases amps runs on: the MCR passes ``cache=`` and reads ``output.cache`` (from 5.24).
+TRANSFORMERS_SUPPORTED = (Version("5.24"), Version("6"))
+
+
+def check_transformers_version(version: str = transformers.__version__) -> None:
+    """Fail, naming the version, where transformers is outside the releases amps supports."""
+    low, high = TRANSFORMERS_SUPPORTED
+    if not low <= Version(version) < high:
+        raise RuntimeError(
+            f"amps needs transformers >={low},<{high} (the MCR's cache= argument exists from 5.24); found {version}: "
+            f"pip install 'transformers>={low},<{high}'"
+        )
+
+
+check_transformers_version()
 
 
 @dataclass
@@ -93,7 +111,8 @@ class MultimodalModel:
 
     ``model`` is the transformers model, ``processor`` its processor (its tokenizer pads on the left from
     here on: amps reads each row's last prompt position). :func:`load_model` builds one from a folder or
-    hub id; a model and processor loaded otherwise are wrapped directly.
+    hub id; a model and processor loaded otherwise are wrapped directly. With ``pad_to_square`` every image
+    is padded to a square of the processor's image mean before the processor sees it (:func:`pad_to_square`).
 
     Example::
 
@@ -102,9 +121,10 @@ class MultimodalModel:
         model.generate(batch, max_new_tokens=8)     # ['A. red']
     """
 
-    def __init__(self, model: torch.nn.Module, processor, device: torch.device | None = None):
+    def __init__(self, model: torch.nn.Module, processor, device: torch.device | None = None, pad_to_square: bool = False):
         self.model = model.eval()
         self.processor = processor
+        self.pad_to_square = pad_to_square
         self.tokenizer = processor.tokenizer
         self.tokenizer.padding_side = "left"
         self.family: str = model.config.model_type
@@ -159,6 +179,9 @@ class MultimodalModel:
         if contexts is not None and (len(contexts) != len(prompts) or not locate_prompt):
             raise ValueError("contexts need one entry per prompt and locate_prompt=True")
         texts = [self.render(prompt) for prompt in prompts]
+        if self.pad_to_square:
+            background = self.processor.image_processor.image_mean
+            images = [pad_to_square(image, background) for image in images]
         processed = self.processor(text=texts, images=list(images), padding=True, return_tensors="pt")
         inputs = {key: value for key, value in processed.items() if isinstance(value, torch.Tensor)}
         image_mask = inputs["input_ids"] == self.image_token_id
@@ -278,6 +301,9 @@ def load_model(
     dtype: str = "auto",
     device_map: str | None = None,
     trust_remote_code: bool = False,
+    pad_to_square: bool = False,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
 ) -> MultimodalModel:
     """Load a model and its processor from a saved folder or hub id, as every pipeline step loads its model.
 
@@ -285,6 +311,8 @@ def load_model(
     float32 on the CPU. ``device_map`` (e.g. ``"auto"``) shards a large model over the visible GPUs instead.
     Remote code runs only with ``trust_remote_code``. A local folder must hold ``config.json`` and safetensors
     weights that match it: weights transformers would have to re-initialise are an error, not a warning.
+    ``pad_to_square`` pads images as LLaVA-1.5 was trained (:func:`pad_to_square`); ``min_pixels`` and
+    ``max_pixels`` bound a Qwen2-VL-family processor's resizing (``None``: the processor's own).
 
     Example::
 
@@ -294,6 +322,7 @@ def load_model(
     """
     if is_local_path(str(path)):
         check_model_folder(path)
+    pixels = {key: value for key, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if value is not None}
     target = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, target)
     model, loading = AutoModelForImageTextToText.from_pretrained(
@@ -312,8 +341,17 @@ def load_model(
         raise ValueError(f"the weights in {path} do not match its config ({details})")
     if device_map is None:
         model = model.to(target)
+    if pixels and model.config.model_type not in _INTERNAL_POSITIONS:
+        raise ValueError(f"{', '.join(pixels)} apply to Qwen2-VL-family processors; {path} is {model.config.model_type}")
     processor = load_processor(path, trust_remote_code=trust_remote_code)
-    return MultimodalModel(model, processor, None if device_map else target)
+    if pixels:
+        # The Qwen image processors read their pixel bounds from ``size`` (shortest_edge: the fewest pixels).
+        image_processor = processor.image_processor
+        bounds = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
+        image_processor.size = type(image_processor.size)(
+            **{**dict(image_processor.size), **{key: value for key, value in bounds.items() if value is not None}}
+        )
+    return MultimodalModel(model, processor, None if device_map else target, pad_to_square)
 
 
 def decoder_layers(model: MultimodalModel | PreTrainedModel) -> torch.nn.ModuleList:
@@ -337,12 +375,33 @@ def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
 
 
 def load_processor(path: str | Path, trust_remote_code: bool = False):
-    """Load a model's processor; Qwen2-VL-family folders get the image-only processor when needed."""
-    try:
-        return AutoProcessor.from_pretrained(str(path), trust_remote_code=trust_remote_code)
-    except (ImportError, ValueError, OSError) as error:
-        from amps.models import qwen
+    """Load a model's processor.
 
-        if qwen.is_qwen_folder(path):
-            return qwen.ImageOnlyQwenProcessor.from_pretrained(path)
-        raise RuntimeError(f"could not load the processor of {path}: {error}") from error
+    Qwen2-VL-family processors cannot be built without torchvision, so without it those models get the
+    image-only processor (:mod:`amps.models.qwen`); every other failure, such as a download error, is raised as is.
+    """
+    from amps.models import qwen
+
+    if not is_torchvision_available() and qwen.is_qwen_folder(path):
+        return qwen.ImageOnlyQwenProcessor.from_pretrained(path)
+    return AutoProcessor.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+
+
+def pad_to_square(image: Image.Image, background: Sequence[float]) -> Image.Image:
+    """``image`` centred on a square of its longer side, filled with ``background`` (the processor's image mean, 0-1).
+
+    LLaVA-1.5 was trained and evaluated on images padded this way; llava-hf's processor instead resizes the
+    short side and centre-crops, which drops the edges of a wide image (a quarter of a 640x480 COCO image).
+
+    Example::
+
+        pad_to_square(Image.new("RGB", (640, 480)), [0.48, 0.46, 0.41]).size    # (640, 640)
+    """
+    width, height = image.size
+    if width == height:
+        return image
+    side = max(width, height)
+    # LLaVA's own expand2square truncates the mean to integers; so does this, for the same pixels.
+    square = Image.new("RGB", (side, side), tuple(int(255 * channel) for channel in background))
+    square.paste(image.convert("RGB"), ((side - width) // 2, (side - height) // 2))
+    return square
