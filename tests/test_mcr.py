@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 from scipy.stats import spearmanr
-from transformers import LlavaForConditionalGeneration
+from transformers import DynamicCache, LlavaForConditionalGeneration
 
 from amps.core.io import read_table
 from amps.data import prompts, world
@@ -69,9 +69,8 @@ def test_zero_noise_gives_zero_entropy_and_zero_fisher_term(tiny_model, state):
 def test_noise_on_one_modality_leaves_the_other_bit_identical(state):
     before = [(keys.clone(), values.clone()) for keys, values in state.layers]
     for modality, other in (("text", "image"), ("image", "text")):
-        copies = perturb.ModalityCopies(state, modality, rows=3)
-        noise = perturb.draw_noise(torch.Generator().manual_seed(5), torch.empty((3, *perturb.noise_shape(state, modality))))
-        own = copies.perturb(perturb.noise_scales(state, modality, 1.0), noise)
+        copies = perturb.ModalityCopies(state, modality)
+        own = copies.perturb(perturb.noise_scales(state, modality, 1.0), torch.Generator().manual_seed(5), rows=3)
         other_positions = state.positions[other]
         # The other modality's entries are shared, unperturbed: bit for bit the prefill's.
         assert set(other_positions.tolist()) <= set(copies.shared_positions.tolist())
@@ -99,9 +98,8 @@ def test_split_attention_equals_attention_over_the_whole_perturbed_cache(tiny_ar
     )
     state = prefilled(model)
     for modality in MODALITIES:
-        copies = perturb.ModalityCopies(state, modality, rows=3)
-        noise = perturb.draw_noise(torch.Generator().manual_seed(2), torch.empty((3, *perturb.noise_shape(state, modality))))
-        own = copies.perturb(perturb.noise_scales(state, modality, 2.0), noise)
+        copies = perturb.ModalityCopies(state, modality)
+        own = copies.perturb(perturb.noise_scales(state, modality, 2.0), torch.Generator().manual_seed(2), rows=3)
         with perturb.scoring_mode(model), torch.no_grad():
             split = perturb.option_log_probability(model, state, copies.shared, own, 0)
         order = torch.cat([state.positions[modality], copies.shared_positions]).argsort()
@@ -116,7 +114,7 @@ def test_split_attention_equals_attention_over_the_whole_perturbed_cache(tiny_ar
             output = model.model(
                 input_ids=state.last_token.expand(3, 1),
                 position_ids=state.last_position_ids.expand(3, 1),
-                cache=perturb.cache_of(whole),
+                cache=DynamicCache(ddp_cache_data=whole),
                 use_cache=True,
             )
         plain = output.logits[:, -1, list(state.option_ids)].log_softmax(dim=-1)[:, 0]
@@ -227,12 +225,14 @@ def test_a_bf16_model_ranks_records_like_its_float32_copy(tiny_arch, tiny_benchm
     assert 0.8 < ratio < 1.25
 
 
-def test_samples_do_not_depend_on_how_passes_are_cut(tiny_model, state):
+@pytest.mark.parametrize("max_batch", [1, 3, 32])
+def test_samples_do_not_depend_on_how_passes_are_cut(tiny_model, state, max_batch):
     whole = perturb.score_samples(tiny_model, state, 1, streams(3), settings(samples=10), 64)
-    cut = perturb.score_samples(tiny_model, state, 1, streams(3), settings(samples=10), 3)
+    cut = perturb.score_samples(tiny_model, state, 1, streams(3), settings(samples=10), max_batch)
     for modality in MODALITIES:
         assert np.allclose(whole[modality].f, cut[modality].f, rtol=0, atol=1e-7)
         assert np.allclose(whole[modality].fisher, cut[modality].fisher, rtol=1e-4, atol=0)
+        assert whole[modality].f.std() > 1e-4  # distinct samples: a shifted or repeated draw would not match
 
 
 def test_standard_error_falls_as_one_over_root_n_and_matches_the_spread(tiny_model, state):

@@ -39,6 +39,10 @@ Choices, and why:
   clean entries of the other positions are shared by all rows through a split attention
   (:func:`split_attention`, registered with transformers' attention interface), which reads them
   once per pass. The cost beyond the prefill thus follows the perturbed entries, not the cache.
+* Memory: a pass holds one copy of the perturbed entries per row and little more. Each sample's
+  noise is drawn into a one-sample buffer and written into its row, the rows' entries reach the
+  attention without a cache (which would concatenate the fed token onto a copy of them), and the
+  Fisher term's gradient is reduced to squared norms layer by layer as the backward pass produces it.
 * The Fisher term's gradient is taken by autograd with respect to the perturbed entries and mapped
   to the noise by the chain rule (the perturbation is affine), in the same pass as ``f``.
 * Randomness: each (record, option order, modality) has its own generator seeded from the config

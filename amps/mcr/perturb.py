@@ -1,16 +1,22 @@
 """The MCR's perturbations: seeded Gaussian noise on one modality's cached keys and values, scored in batched
-one-token passes through a split attention that reads the shared clean entries once per pass."""
+one-token passes through a split attention that reads the shared clean entries once per pass.
+
+Memory: a pass holds one copy of the perturbed entries per row and little else. The noise is drawn one
+sample at a time into a one-sample buffer, the rows' entries reach the attention as they are (no cache
+concatenates the fed token onto them), and the Fisher term's gradient is reduced layer by layer as the
+backward pass produces it (:mod:`amps.core.memory` has the formula, :func:`pass_rows` the rows that fit).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import numpy as np
 import torch
-from transformers import AttentionInterface, DynamicCache
+from transformers import AttentionInterface
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from amps.mcr.prefill import Prefill, option_logits_float32
@@ -71,17 +77,6 @@ def stream_seed(seed: int, record_id: str, order: str, modality: str, stream: st
     return int.from_bytes(digest, "big") & (2**63 - 1)
 
 
-def draw_noise(generator: torch.Generator, out: torch.Tensor) -> torch.Tensor:
-    """Fill ``out`` ([samples, *noise shape]) with standard normal noise, one sample after another.
-
-    Drawing sample by sample from the stream means that cutting it into passes of any size never
-    changes a sample.
-    """
-    for sample in out:
-        sample.normal_(generator=generator)
-    return out
-
-
 def split_attention(
     module: torch.nn.Module,
     query: torch.Tensor,
@@ -92,16 +87,18 @@ def split_attention(
     dropout: float = 0.0,
     **kwargs,
 ) -> tuple[torch.Tensor, None]:
-    """Attention of one query per row over shared cache entries plus the row's own entries.
+    """Attention of one fed token per row over shared cache entries, the row's own entries and itself.
 
-    ``key``/``value`` [rows, kv_heads, own + 1, head_dim] are the row's own entries (the perturbed
-    positions, then the fed token); ``kwargs["mcr_shared"][layer]`` holds the clean entries every
-    row shares, [1, kv_heads, shared, head_dim]. Keys are cached after their rotary embedding, so
-    attention over the union is attention over the whole cache: the shared keys are read once per
-    pass (one matrix product for all rows) instead of once per row. Registered with transformers'
-    attention interface, so it serves every model that dispatches attention through it.
+    ``key``/``value`` [rows, kv_heads, 1, head_dim] are the fed token's; ``kwargs["mcr_own"][layer]``
+    holds each row's own entries (the perturbed positions), [rows, kv_heads, own, head_dim], and
+    ``kwargs["mcr_shared"][layer]`` the clean entries every row shares, [1, kv_heads, shared, head_dim].
+    Keys are cached after their rotary embedding, so attention over the three parts is attention over
+    the whole cache: the shared keys are read once per pass (one matrix product for all rows) instead
+    of once per row, and no cache concatenates the fed token onto a copy of the rows' entries.
+    Registered with transformers' attention interface, so it serves every model that dispatches
+    attention through it.
     """
-    if query.shape[2] != 1:
+    if query.shape[2] != 1 or key.shape[2] != 1:
         raise ValueError(f"split attention scores one fed token per row, got {query.shape[2]} query positions")
     if attention_mask is not None:
         masked = ~attention_mask if attention_mask.dtype == torch.bool else attention_mask != 0
@@ -110,6 +107,7 @@ def split_attention(
     if kwargs.get("sliding_window") is not None:
         raise ValueError("split attention attends to the whole cache; this model's layer uses a sliding window")
     shared_keys, shared_values = kwargs["mcr_shared"][module.layer_idx]
+    own_keys, own_values = kwargs["mcr_own"][module.layer_idx]
     rows, heads, _, head_dim = query.shape
     kv_heads = key.shape[1]
     groups = heads // kv_heads
@@ -117,11 +115,18 @@ def split_attention(
     grouped = query.reshape(rows, kv_heads, groups, head_dim)
     by_head = grouped.transpose(0, 1).reshape(kv_heads, rows * groups, head_dim)
     shared_scores = torch.bmm(by_head, shared_keys[0].transpose(1, 2)).reshape(kv_heads, rows, groups, -1).transpose(0, 1)
-    own_scores = torch.matmul(grouped, key.transpose(2, 3))
-    weights = torch.cat([shared_scores, own_scores], dim=-1).mul(scaling).softmax(dim=-1, dtype=torch.float32).to(query.dtype)
-    shared_weights, own_weights = weights.split([shared_scores.shape[-1], own_scores.shape[-1]], dim=-1)
+    own_scores = torch.matmul(grouped, own_keys.transpose(2, 3))
+    fed_scores = torch.matmul(grouped, key.transpose(2, 3))
+    parts = [shared_scores.shape[-1], own_scores.shape[-1], 1]
+    scores = torch.cat([shared_scores, own_scores, fed_scores], dim=-1)
+    weights = scores.mul(scaling).softmax(dim=-1, dtype=torch.float32).to(query.dtype)
+    shared_weights, own_weights, fed_weights = weights.split(parts, dim=-1)
     shared_part = torch.bmm(shared_weights.transpose(0, 1).reshape(kv_heads, rows * groups, -1), shared_values[0])
-    output = shared_part.reshape(kv_heads, rows, groups, head_dim).transpose(0, 1) + torch.matmul(own_weights, value)
+    output = (
+        shared_part.reshape(kv_heads, rows, groups, head_dim).transpose(0, 1)
+        + torch.matmul(own_weights, own_values)
+        + fed_weights * value
+    )
     return output.reshape(rows, heads, 1, head_dim).transpose(1, 2), None
 
 
@@ -134,11 +139,11 @@ class ModalityCopies:
     """Per-row perturbed copies of one modality's cache entries, and the clean entries all rows share.
 
     A row's cache is the union of its own entries at the modality's positions (``clean + scale *
-    noise``, written into ``buffers`` reused from pass to pass) and the ``shared`` entries everywhere
-    else: the clean entries themselves, held once for all rows.
+    noise``, written by :meth:`perturb`) and the ``shared`` entries everywhere else: the clean entries
+    themselves, held once for all rows.
     """
 
-    def __init__(self, state: Prefill, modality: str, rows: int):
+    def __init__(self, state: Prefill, modality: str):
         positions = state.positions[modality].cpu()
         length = state.layers[0][0].shape[2]
         is_shared = torch.ones(length, dtype=torch.bool)
@@ -152,35 +157,28 @@ class ModalityCopies:
             (keys[:, :, position_index(positions.to(keys.device))], values[:, :, position_index(positions.to(values.device))])
             for keys, values in state.layers
         ]
-        self.buffers = [
-            (keys.new_empty((rows, *keys.shape[1:])), values.new_empty((rows, *values.shape[1:]))) for keys, values in self.clean
-        ]
+        # One sample's noise, drawn whole: a sample's values then never depend on how passes are cut.
+        self.noise = state.layers[0][0].new_empty(noise_shape(state, modality))
 
     def perturb(
-        self, scales: list[tuple[torch.Tensor, torch.Tensor]], noise: torch.Tensor
+        self, scales: list[tuple[torch.Tensor, torch.Tensor]], generator: torch.Generator, rows: int
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """The perturbed entries for ``len(noise)`` rows: ``clean + scale * noise`` per layer, as (keys, values)."""
-        rows = noise.shape[0]
-        layers = []
-        for index, ((keys, values), (clean_keys, clean_values)) in enumerate(zip(self.buffers, self.clean)):
-            key_scale, value_scale = scales[index]
-            torch.addcmul(clean_keys, key_scale, noise[:, index, 0].to(keys.device), out=keys[:rows])
-            torch.addcmul(clean_values, value_scale, noise[:, index, 1].to(values.device), out=values[:rows])
-            layers.append((keys[:rows], values[:rows]))
+        """The next ``rows`` samples of ``generator``'s stream as perturbed entries, ``clean + scale * noise``, per layer.
+
+        Each sample is drawn into the one-sample buffer and written into its row of every layer, so
+        the full noise of a pass is never held. Fresh tensors per pass: a smaller pass (the last one,
+        or one retried after running out of memory) holds only its own rows.
+        """
+        layers = [
+            (keys.new_empty((rows, *keys.shape[1:])), values.new_empty((rows, *values.shape[1:]))) for keys, values in self.clean
+        ]
+        for row in range(rows):
+            self.noise.normal_(generator=generator)
+            for index, ((keys, values), (clean_keys, clean_values)) in enumerate(zip(layers, self.clean)):
+                key_scale, value_scale = scales[index]
+                torch.addcmul(clean_keys[0], key_scale[0], self.noise[index, 0].to(keys.device), out=keys[row])
+                torch.addcmul(clean_values[0], value_scale[0], self.noise[index, 1].to(values.device), out=values[row])
         return layers
-
-
-def cache_of(layers: list[tuple[torch.Tensor, torch.Tensor]]) -> DynamicCache:
-    """A DynamicCache holding ``layers`` as they are.
-
-    ``DynamicCache(ddp_cache_data=...)`` would copy every tensor once more (it concatenates onto an
-    empty one), so the tensors are placed in the initialised layers directly. The forward then
-    appends the fed token by concatenation, leaving these tensors unchanged.
-    """
-    cache = DynamicCache(ddp_cache_data=[(keys[:, :, :0], values[:, :, :0]) for keys, values in layers])
-    for layer, (keys, values) in zip(cache.layers, layers):
-        layer.keys, layer.values = keys, values
-    return cache
 
 
 @contextlib.contextmanager
@@ -217,7 +215,7 @@ def option_log_probability(
     """log f for each row: the log softmax over (A, B) of option ``target`` after feeding the last token.
 
     ``own`` are each row's own cache entries, ``shared`` the entries all rows share (see
-    :func:`split_attention`). Must run inside :func:`scoring_mode`.
+    :func:`split_attention`); the forward keeps no cache. Must run inside :func:`scoring_mode`.
     """
     count = own[0][0].shape[0]
     position_ids = state.last_position_ids.expand(*state.last_position_ids.shape[:-2], count, 1)
@@ -226,9 +224,9 @@ def option_log_probability(
         state.option_ids,
         input_ids=state.last_token.expand(count, 1),
         position_ids=position_ids,
-        cache=cache_of(own),
-        use_cache=True,
+        use_cache=False,
         mcr_shared=shared,
+        mcr_own=own,
     )
     return option_logits.log_softmax(dim=-1)[:, target]
 
@@ -238,18 +236,65 @@ def sample_plan(samples: int, max_batch: int) -> list[int]:
     return [min(max_batch, samples - start) for start in range(0, samples, max_batch)]
 
 
-def fisher_terms(gradients: Sequence[torch.Tensor], scales: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-    """``|grad_eps log f|^2`` per row from the gradients of ``log f`` with respect to the perturbed entries.
+def fisher_terms(
+    log_f: torch.Tensor, own: list[tuple[torch.Tensor, torch.Tensor]], scales: list[tuple[torch.Tensor, torch.Tensor]]
+) -> torch.Tensor:
+    """``|grad_eps log f|^2`` per row, from a backward pass of ``log f`` to the perturbed entries ``own``.
 
     The perturbation is affine (``entry = clean + scale * eps``), so ``grad_eps = scale * grad_entry``.
-    ``gradients`` alternate keys and values, layer by layer.
+    Each entry's gradient is reduced to its rows' squared norms as soon as the backward pass has
+    produced it, and let go: one layer's gradient is alive at a time, never the whole gradient. Rows
+    are independent, so the gradient of the sum holds each row's own gradient.
     """
-    total = torch.zeros(gradients[0].shape[0], dtype=torch.float32, device=gradients[0].device)
-    for index, gradient in enumerate(gradients):
-        scaled = gradient * scales[index // 2][index % 2].to(gradient.device)
-        # A norm over one contiguous axis: far faster than reducing over the positions axis in place.
-        total += torch.linalg.vector_norm(scaled.flatten(1), dim=1, dtype=torch.float32).to(total.device) ** 2
+    entries = [part for pair in own for part in pair]
+    squares: dict[int, torch.Tensor] = {}
+
+    def reduce(index: int):
+        def hook(entry: torch.Tensor) -> None:
+            scaled = entry.grad.mul_(scales[index // 2][index % 2].to(entry.grad.device))  # the gradient is ours to discard
+            # A norm over one contiguous axis: far faster than reducing over the positions axis in place.
+            squares[index] = torch.linalg.vector_norm(scaled.flatten(1), dim=1, dtype=torch.float32) ** 2
+            entry.grad = None
+
+        return hook
+
+    handles = [entry.register_post_accumulate_grad_hook(reduce(index)) for index, entry in enumerate(entries)]
+    try:
+        log_f.sum().backward(inputs=entries)
+    finally:
+        for handle in handles:
+            handle.remove()
+    total = torch.zeros(log_f.shape[0], dtype=torch.float32, device=log_f.device)
+    for index in range(len(entries)):  # summed in layer order, whatever order the backward pass took
+        total += squares[index].to(total.device)
     return total
+
+
+def score_pass(
+    model: MultimodalModel,
+    state: Prefill,
+    copies: ModalityCopies,
+    scales: list[tuple[torch.Tensor, torch.Tensor]],
+    generator: torch.Generator,
+    rows: int,
+    target: int,
+    fisher: bool,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``f`` (and ``|grad f|^2 / f``) of the next ``rows`` samples of ``generator``'s stream, in one batched pass."""
+    own = copies.perturb(scales, generator, rows)
+    if not fisher:
+        with torch.no_grad():
+            f = option_log_probability(model, state, copies.shared, own, target).exp()
+        return f.double().cpu().numpy(), None
+    for keys, values in own:
+        keys.requires_grad_()
+        values.requires_grad_()
+    with torch.enable_grad():
+        log_f = option_log_probability(model, state, copies.shared, own, target)
+        squared_norms = fisher_terms(log_f, own, scales)
+    f = log_f.detach().exp()
+    # |grad f|^2 / f = f |grad log f|^2, which stays finite where f underflows.
+    return f.double().cpu().numpy(), (f * squared_norms.to(f.device)).double().cpu().numpy()
 
 
 def score_samples(
@@ -266,29 +311,17 @@ def score_samples(
     ``max_batch`` rows. With ``settings.fisher`` the gradient of ``log f`` with respect to the
     perturbed entries is taken by autograd in the same pass.
     """
-    plan = sample_plan(settings.samples, max_batch)
-    dtype, device = state.layers[0][0].dtype, state.layers[0][0].device
     scored = {}
     with scoring_mode(model):
         for modality, generator in generators.items():
-            copies = ModalityCopies(state, modality, plan[0])
+            copies = ModalityCopies(state, modality)
             scales = noise_scales(state, modality, settings.sigma)
-            noise = torch.empty((plan[0], *noise_shape(state, modality)), dtype=dtype, device=device)
-            f_parts, fisher_parts = [], []
-            for rows in plan:
-                own = copies.perturb(scales, draw_noise(generator, noise[:rows]))
-                if settings.fisher:
-                    leaves = [(keys.detach().requires_grad_(), values.detach().requires_grad_()) for keys, values in own]
-                    with torch.enable_grad():
-                        log_f = option_log_probability(model, state, copies.shared, leaves, target)
-                        # Rows are independent, so the gradient of the sum holds each row's own gradient.
-                        gradients = torch.autograd.grad(log_f.sum(), [part for pair in leaves for part in pair])
-                    f = log_f.detach().exp()
-                    # |grad f|^2 / f = f |grad log f|^2, which stays finite where f underflows.
-                    fisher_parts.append((f * fisher_terms(gradients, scales).to(f.device)).double().cpu().numpy())
-                else:
-                    with torch.no_grad():
-                        f = option_log_probability(model, state, copies.shared, own, target).exp()
-                f_parts.append(f.double().cpu().numpy())
-            scored[modality] = Samples(np.concatenate(f_parts), np.concatenate(fisher_parts) if settings.fisher else None)
+            parts = [
+                score_pass(model, state, copies, scales, generator, rows, target, settings.fisher)
+                for rows in sample_plan(settings.samples, max_batch)
+            ]
+            # Let this modality's copies go before the next modality's are made.
+            del copies
+            f = np.concatenate([part[0] for part in parts])
+            scored[modality] = Samples(f, np.concatenate([part[1] for part in parts]) if settings.fisher else None)
     return scored
