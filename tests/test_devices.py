@@ -1,8 +1,10 @@
-"""GPU pinning on a workstation: each job claims its own devices (device list faked, no GPU needed)."""
+"""GPU pinning on a workstation: each job claims its own devices (device list faked, no GPU needed); batched work
+halves its passes on CUDA out of memory (simulated)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -10,6 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from amps import cli
 from amps.core import devices
@@ -147,3 +150,50 @@ def test_two_gpu_workstation_runs_concurrent_gpu_jobs_on_different_devices(two_f
         # would only make a third one wait).
         at_once = sum(other["launched"] <= job["launched"] < other["end"] for other in jobs)
         assert at_once <= 2
+
+
+def squares_failing_above(rows: int, calls: list[tuple[int, int]]):
+    """A pass function giving the squares of its items, out of CUDA memory in passes of more than ``rows``."""
+
+    def run_pass(start: int, stop: int) -> list[int]:
+        calls.append((start, stop))
+        if stop - start > rows:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return [item * item for item in range(start, stop)]
+
+    return run_pass
+
+
+def test_passes_cut_the_items_in_order():
+    calls = []
+    passes = devices.run_in_passes(squares_failing_above(4, calls), 10, 4, "squares")
+    assert calls == [(0, 4), (4, 8), (8, 10)]
+    assert sum(passes, []) == [item * item for item in range(10)]
+
+
+def test_a_pass_out_of_gpu_memory_is_retried_at_half_its_size_with_a_log_line(caplog):
+    calls = []
+    with caplog.at_level(logging.WARNING, logger="amps.core.devices"):
+        passes = devices.run_in_passes(squares_failing_above(3, calls), 10, 8, "squares")
+    assert sum(passes, []) == [item * item for item in range(10)]
+    # Halved from the failed start, and the later passes stay at the smaller size.
+    assert calls == [(0, 8), (0, 4), (0, 2), (2, 4), (4, 6), (6, 8), (8, 10)]
+    assert [record.getMessage() for record in caplog.records] == [
+        "squares: CUDA out of memory in a pass of 8 rows; retrying with 4 rows per pass",
+        "squares: CUDA out of memory in a pass of 4 rows; retrying with 2 rows per pass",
+    ]
+
+
+def test_a_single_row_out_of_memory_and_other_errors_are_raised():
+    calls = []
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        devices.run_in_passes(squares_failing_above(0, calls), 3, 2, "squares")
+    assert calls == [(0, 2), (0, 1)]
+
+    def broken(start: int, stop: int) -> None:
+        raise RuntimeError("not a memory problem")
+
+    with pytest.raises(RuntimeError, match="not a memory problem"):
+        devices.run_in_passes(broken, 3, 2, "broken")
+    with pytest.raises(ValueError, match="rows >= 1"):
+        devices.run_in_passes(broken, 3, 0, "broken")

@@ -5,6 +5,7 @@ against an unsharded run."""
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from dataclasses import replace
 
@@ -284,8 +285,26 @@ def test_ratio_and_order_average_propagate_errors():
     assert (mean.value, mean.se) == (2.0, pytest.approx(0.25))
 
 
-def test_passes_are_cut_by_the_memory_budget():
-    assert perturb.sample_plan(10, 4) == [4, 4, 2]
+def test_a_pass_that_runs_out_of_gpu_memory_is_retried_smaller_with_the_same_draws(tiny_model, state, monkeypatch, caplog):
+    expected = perturb.score_samples(tiny_model, state, 1, streams(3), settings(samples=10), 2)
+    real = perturb.option_log_probability
+
+    def out_of_memory_above_two_rows(model, state, shared, own, target):
+        if own[0][0].shape[0] > 2:  # after the pass has drawn its noise: the retry must rewind the stream
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(model, state, shared, own, target)
+
+    monkeypatch.setattr(perturb, "option_log_probability", out_of_memory_above_two_rows)
+    with caplog.at_level(logging.WARNING, logger="amps.core.devices"):
+        retried = perturb.score_samples(tiny_model, state, 1, streams(3), settings(samples=10), 8)
+    for modality in MODALITIES:
+        assert np.array_equal(retried[modality].f, expected[modality].f)
+        assert np.array_equal(retried[modality].fisher, expected[modality].fisher)
+    assert [record.getMessage() for record in caplog.records] == [
+        f"MCR {modality} samples: CUDA out of memory in a pass of {rows} rows; retrying with {rows // 2} rows per pass"
+        for modality in MODALITIES
+        for rows in (8, 4)
+    ]
 
 
 def test_the_default_stream_keeps_the_seeds_and_a_named_stream_draws_independently(tiny_model, tiny_benchmark_dir):

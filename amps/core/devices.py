@@ -1,4 +1,4 @@
-"""GPU pinning for jobs that Snakemake runs on this machine.
+"""GPU pinning for jobs that Snakemake runs on this machine, and batched work that survives running out of GPU memory.
 
 Snakemake's local executor counts GPUs (``--resources gpu=N``) but never tells a job which GPUs are
 its own: every job would see every GPU and start on GPU 0. So each ``amps`` step that runs a model
@@ -10,6 +10,9 @@ the life of the process (the kernel releases it when the process ends, even on a
 The devices to share come from ``AMPS_GPUS`` (comma-separated ids, e.g. ``0,1``), else from
 ``CUDA_VISIBLE_DEVICES`` as the user set it, else from ``nvidia-smi``. Under SLURM
 (``SLURM_JOB_ID`` set) nothing is done: SLURM already gives each job its own GPUs.
+
+:func:`run_in_passes` runs batched work (the MCR's passes, generation) so that a batch that runs out of
+GPU memory is retried at half its size instead of failing the job.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,8 @@ POOL_VARIABLE = "AMPS_GPUS"
 LOCK_DIR_VARIABLE = "AMPS_GPU_LOCK_DIR"
 VISIBLE_VARIABLE = "CUDA_VISIBLE_DEVICES"
 POLL_SECONDS = 2.0
+
+Result = TypeVar("Result")
 
 
 def device_pool() -> list[str]:
@@ -133,3 +138,35 @@ def job_devices(settings: dict) -> contextlib.AbstractContextManager:
     if not isinstance(model, dict) or "gpus" not in model or "SLURM_JOB_ID" in os.environ:
         return contextlib.nullcontext()
     return claimed_devices(model["gpus"])
+
+
+def run_in_passes(run_pass: Callable[[int, int], Result], total: int, rows: int, what: str) -> list[Result]:
+    """``run_pass(start, stop)`` over items ``0 .. total - 1`` in passes of at most ``rows``; on CUDA out of memory, halve.
+
+    A pass that runs out of GPU memory is run again from the same start with half as many rows, as is
+    every pass after it, once the allocator has given back its cached blocks; each halving logs a line
+    naming ``what``. A pass of one row that runs out of memory raises. ``run_pass`` must be callable again
+    from a start whose pass failed, and its results must not depend on where passes are cut (the MCR
+    rewinds its noise stream to the start; the results are then identical). Returns one result per
+    successful pass, in order.
+    """
+    import torch  # here, not at the top: steps claim their GPUs before torch is imported
+
+    if total < 0 or rows < 1:
+        raise ValueError(f"run_in_passes needs total >= 0 and rows >= 1, got total {total} and rows {rows}")
+    results, start = [], 0
+    while start < total:
+        stop = min(total, start + rows)
+        try:
+            results.append(run_pass(start, stop))
+        except torch.cuda.OutOfMemoryError:
+            if stop - start == 1:
+                raise
+        else:
+            start = stop
+            continue
+        # Outside the handler: the traceback, and the tensors its frames held, are gone by now.
+        torch.cuda.empty_cache()
+        rows = (stop - start) // 2
+        log.warning("%s: CUDA out of memory in a pass of %d rows; retrying with %d rows per pass", what, stop - start, rows)
+    return results

@@ -19,6 +19,7 @@ import torch
 from transformers import AttentionInterface
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from amps.core.devices import run_in_passes
 from amps.mcr.prefill import Prefill, option_logits_float32
 from amps.mcr.settings import EstimatorSettings
 from amps.models.interface import MultimodalModel
@@ -231,11 +232,6 @@ def option_log_probability(
     return option_logits.log_softmax(dim=-1)[:, target]
 
 
-def sample_plan(samples: int, max_batch: int) -> list[int]:
-    """Rows of each batched pass: ``samples`` cut into passes of at most ``max_batch``."""
-    return [min(max_batch, samples - start) for start in range(0, samples, max_batch)]
-
-
 def fisher_terms(
     log_f: torch.Tensor, own: list[tuple[torch.Tensor, torch.Tensor]], scales: list[tuple[torch.Tensor, torch.Tensor]]
 ) -> torch.Tensor:
@@ -297,6 +293,36 @@ def score_pass(
     return f.double().cpu().numpy(), (f * squared_norms.to(f.device)).double().cpu().numpy()
 
 
+def score_modality(
+    model: MultimodalModel,
+    state: Prefill,
+    modality: str,
+    generator: torch.Generator,
+    target: int,
+    settings: EstimatorSettings,
+    max_batch: int,
+) -> Samples:
+    """``settings.samples`` perturbations of one modality, drawn from ``generator``, in passes of at most ``max_batch``.
+
+    Passes are halved on CUDA out of memory (:func:`amps.core.devices.run_in_passes`); a retried pass
+    rewinds the stream to its first sample, so it draws the same noise. The modality's copies are let
+    go on return.
+    """
+    copies = ModalityCopies(state, modality)
+    scales = noise_scales(state, modality, settings.sigma)
+    stream_at = {0: generator.get_state()}  # the stream's state at each pass's first sample
+
+    def run_pass(start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
+        generator.set_state(stream_at[start])
+        scores = score_pass(model, state, copies, scales, generator, stop - start, target, settings.fisher)
+        stream_at[stop] = generator.get_state()
+        return scores
+
+    parts = run_in_passes(run_pass, settings.samples, max_batch, f"MCR {modality} samples")
+    fisher = np.concatenate([part[1] for part in parts]) if settings.fisher else None
+    return Samples(np.concatenate([part[0] for part in parts]), fisher)
+
+
 def score_samples(
     model: MultimodalModel,
     state: Prefill,
@@ -308,20 +334,11 @@ def score_samples(
     """Evaluate ``f`` (and ``|grad f|^2 / f``) on ``settings.samples`` perturbations of each modality.
 
     ``generators`` maps each modality to its noise stream. Samples go in batched passes of at most
-    ``max_batch`` rows. With ``settings.fisher`` the gradient of ``log f`` with respect to the
-    perturbed entries is taken by autograd in the same pass.
+    ``max_batch`` rows (:func:`score_modality`). With ``settings.fisher`` the gradient of ``log f`` with
+    respect to the perturbed entries is taken by autograd in the same pass.
     """
-    scored = {}
     with scoring_mode(model):
-        for modality, generator in generators.items():
-            copies = ModalityCopies(state, modality)
-            scales = noise_scales(state, modality, settings.sigma)
-            parts = [
-                score_pass(model, state, copies, scales, generator, rows, target, settings.fisher)
-                for rows in sample_plan(settings.samples, max_batch)
-            ]
-            # Let this modality's copies go before the next modality's are made.
-            del copies
-            f = np.concatenate([part[0] for part in parts])
-            scored[modality] = Samples(f, np.concatenate([part[1] for part in parts]) if settings.fisher else None)
-    return scored
+        return {
+            modality: score_modality(model, state, modality, generator, target, settings, max_batch)
+            for modality, generator in generators.items()
+        }
