@@ -52,7 +52,8 @@ def last_token_states(model: MultimodalModel, batch: Batch, layers: list[int]) -
 
     def capture(layer: int):
         def hook(_module, _args, output):
-            captured[layer] = output[:, -1, :].float().cpu()
+            # A copy: on a float32 CPU model .float().cpu() would return a view that keeps the whole output alive.
+            captured[layer] = output[:, -1, :].to(device="cpu", dtype=torch.float32, copy=True)
 
         return hook
 
