@@ -10,7 +10,9 @@ backward pass produces it (:mod:`amps.core.memory` has the formula, :func:`pass_
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
+import logging
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -20,9 +22,12 @@ from transformers import AttentionInterface
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from amps.core.devices import run_in_passes
+from amps.core.memory import USABLE_GPU_SHARE, rows_that_fit, text_shape
 from amps.mcr.prefill import Prefill, option_logits_float32
 from amps.mcr.settings import EstimatorSettings
 from amps.models.interface import MultimodalModel
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -293,6 +298,30 @@ def score_pass(
     return f.double().cpu().numpy(), (f * squared_norms.to(f.device)).double().cpu().numpy()
 
 
+def pass_rows(model: MultimodalModel, state: Prefill, modality: str, fisher: bool, max_batch: int) -> int:
+    """Rows per pass: ``max_batch``, or fewer on CUDA where the device's free memory holds fewer.
+
+    What a pass needs per row is :func:`amps.core.memory.mcr_pass_bytes`; where the model is spread
+    over several GPUs, each device's layers must fit its own free memory. The memory this process's
+    allocator has cached counts as free. On the CPU the memory is the machine's: ``max_batch`` as set.
+    """
+    devices = {keys.device for keys, _ in state.layers}
+    if any(device.type != "cuda" for device in devices):
+        return max_batch
+    text = text_shape(model.model.config.get_text_config())
+    keys = state.layers[0][0]
+    positions, length = len(state.positions[modality]), keys.shape[2] + 1
+    rows = max_batch
+    for device in devices:
+        free, _total = torch.cuda.mem_get_info(device)
+        free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        here = dataclasses.replace(text, layers=sum(layer_keys.device == device for layer_keys, _ in state.layers))
+        rows = min(rows, rows_that_fit(here, free * USABLE_GPU_SHARE, positions, length, keys.element_size(), fisher))
+    if rows < max_batch:
+        log.info("MCR %s: %d rows per pass fit the free GPU memory (max_batch %d)", modality, rows, max_batch)
+    return rows
+
+
 def score_modality(
     model: MultimodalModel,
     state: Prefill,
@@ -304,9 +333,9 @@ def score_modality(
 ) -> Samples:
     """``settings.samples`` perturbations of one modality, drawn from ``generator``, in passes of at most ``max_batch``.
 
-    Passes are halved on CUDA out of memory (:func:`amps.core.devices.run_in_passes`); a retried pass
-    rewinds the stream to its first sample, so it draws the same noise. The modality's copies are let
-    go on return.
+    Passes take as many rows as fit the device (:func:`pass_rows`) and are halved on CUDA out of memory
+    (:func:`amps.core.devices.run_in_passes`); a retried pass rewinds the stream to its first sample, so
+    it draws the same noise. The modality's copies are let go on return.
     """
     copies = ModalityCopies(state, modality)
     scales = noise_scales(state, modality, settings.sigma)
@@ -318,7 +347,8 @@ def score_modality(
         stream_at[stop] = generator.get_state()
         return scores
 
-    parts = run_in_passes(run_pass, settings.samples, max_batch, f"MCR {modality} samples")
+    rows = pass_rows(model, state, modality, settings.fisher, max_batch)
+    parts = run_in_passes(run_pass, settings.samples, rows, f"MCR {modality} samples")
     fisher = np.concatenate([part[1] for part in parts]) if settings.fisher else None
     return Samples(np.concatenate([part[0] for part in parts]), fisher)
 
