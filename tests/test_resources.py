@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import yaml
 
-from amps.core import resources
+from amps.core import memory, resources
 from amps.core.config import ConfigError, load_config, validate_config
 from amps.core.plan import plan_resources
 
@@ -115,3 +116,53 @@ def test_a_run_is_planned_without_its_data_or_weights(capsys):
     # Every stage of every model, the ablations only on the ablation model (llava-1.5-7b).
     assert len(lines) == 1 + len(models) * (len(resources.STAGES) - 1) + 1
     assert [line.split()[0] for line in lines if " ablations " in line] == ["llava-1.5-7b"]
+
+
+def test_host_memory_is_the_process_the_weights_and_the_prompts_a_job_holds(paper_config):
+    config = validate_config(paper_config)
+    # The sweep keeps the 800 test records' prompts in both orders; each holds a 336-pixel image in float32
+    # and 716 positions of index tensors (27 bytes each); the weights are 7.1e9 bfloat16 values.
+    held = 1600 * (3 * 336 * 336 * 4 + 716 * 27)
+    expected_gb = resources.HOST_MEMORY_BASE_GB + (7.1e9 * 2 + held) / 1e9
+    assert resources.model_job_resources(config, "llava-1.5-7b", "sweep")["mem_mb"] == math.ceil(1000 * expected_gb)
+    # The steered evaluation holds six prompt sets, the evaluation one batch of 32.
+    steered = resources.host_memory_gb(config, "llava-1.5-7b", "steered")
+    assert steered == pytest.approx(expected_gb + 5 * held / 1e9)
+    assert resources.host_memory_gb(config, "llava-1.5-7b", "evaluate") < expected_gb
+
+
+def test_gpu_memory_is_the_heaviest_stage_by_the_formulas(paper_config):
+    config = validate_config(paper_config)
+    mcr = resources.stage_memory(config, "llava-1.5-13b", "mcr")
+    text = memory.PRETRAINED_SHAPES["llava-hf/llava-1.5-13b-hf"].text
+    # Both orders' caches of 716 positions and the 140 shared ones: 40 layers x 2 x 40 heads x 128 x 2 bytes each.
+    assert mcr["cache"] == 40 * 2 * 40 * 128 * 2 * (2 * 716 + 140)
+    # A pass of min(max_batch 64, samples 32) rows on the 576 image positions, with the Fisher term.
+    assert mcr["activations"] == memory.mcr_pass_bytes(text, 32, 576, 716, 2, fisher=True)
+    assert mcr["weights"] == 13.4e9 * 2
+    generation = resources.stage_memory(config, "llava-1.5-13b", "evaluate")
+    assert generation["cache"] == memory.cache_bytes(text, 16, 716 + 8, 2)  # batch 16, 8 new tokens
+    # The MCR is the 13B model's heaviest stage: 45.5 GB with the context, so a 48 GB GPU (43.2 usable) is not enough ...
+    needed = resources.gpu_memory_needed_gb(config, "llava-1.5-13b")
+    assert needed == pytest.approx(sum(mcr.values()) / 1e9 + resources.CUDA_CONTEXT_GB)
+    assert resources.gpus_needed(config, "llava-1.5-13b", 48) == 2
+    # ... unless the MCR's passes take fewer rows: then the generation (39.0 GB) decides.
+    config["mcr"]["max_batch"] = 8
+    assert resources.gpu_memory_needed_gb(config, "llava-1.5-13b") == pytest.approx(
+        sum(generation.values()) / 1e9 + resources.CUDA_CONTEXT_GB
+    )
+    assert resources.gpus_needed(config, "llava-1.5-13b", 48) == 1
+
+
+def test_a_pretrained_model_without_known_shapes_is_planned_as_the_nearest_paper_checkpoint(paper_config):
+    paper_config["models"]["other"] = {
+        "source": "pretrained",
+        "path": "someone/some-vlm-13b",
+        "num_layers": 40,
+        "steering_layers": [20],
+        "params_billion": 14.0,
+        "dtype": "bfloat16",
+    }
+    config = validate_config(paper_config)
+    shape = resources.model_shape(config["models"]["other"])
+    assert shape.text == memory.PRETRAINED_SHAPES["llava-hf/llava-1.5-13b-hf"].text and shape.parameters == 14.0e9

@@ -22,7 +22,7 @@ OTHER_USES = {
     "models.<name>.num_layers": "the config check of steering_layers",
     "compute.gpu_memory_gb": "job resources (each model's GPU count)",
     "compute.seconds_per_prompt_per_billion": "job resources (runtime requests)",
-    "mcr.max_batch": "a job resource of mcr_shard and ablate_amps (memory budget; estimates agree to float rounding)",
+    "mcr.max_batch": "a job resource of mcr_shard and ablate_amps, and their memory requests (estimates agree to float rounding)",
 }
 HEADER = """# Configuration keys
 
