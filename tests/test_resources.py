@@ -166,3 +166,26 @@ def test_a_pretrained_model_without_known_shapes_is_planned_as_the_nearest_paper
     config = validate_config(paper_config)
     shape = resources.model_shape(config["models"]["other"])
     assert shape.text == memory.PRETRAINED_SHAPES["llava-hf/llava-1.5-13b-hf"].text and shape.parameters == 14.0e9
+
+
+def test_the_readme_memory_table_is_the_plan(paper_config):
+    config = validate_config(paper_config)
+    readme = (REPO / "README.md").read_text()
+    table = readme.split("| model | GPUs | weights | generation: cache + activations |", 1)[1].split("\n\n", 1)[0]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.strip().splitlines()[2:]]
+    listed = []
+    for models, *cells in rows:
+        for model in models.split(", "):
+            listed.append(model)
+            generation = resources.stage_memory(config, model, "evaluate")
+            mcr = resources.stage_memory(config, model, "mcr")
+            gigabytes = [
+                generation["weights"],
+                generation["cache"] + generation["activations"],
+                sum(generation.values()) + resources.CUDA_CONTEXT_GB * 1e9,
+                mcr["cache"] + mcr["activations"],
+                sum(mcr.values()) + resources.CUDA_CONTEXT_GB * 1e9,
+                resources.host_memory_gb(config, model, "steered") * 1e9,
+            ]
+            assert cells == [str(config["models"][model]["gpus"])] + [f"{value / 1e9:.1f}" for value in gigabytes], model
+    assert sorted(listed) == sorted(config["models"])
