@@ -124,6 +124,21 @@ def test_split_attention_equals_attention_over_the_whole_perturbed_cache(tiny_ar
     assert model.model.get_decoder().config._attn_implementation == "sdpa"  # restored after scoring
 
 
+def test_split_attention_refuses_a_cache(tiny_model, state):
+    copies = perturb.ModalityCopies(state, "image")
+    own = copies.perturb(perturb.noise_scales(state, "image", 1.0), torch.Generator().manual_seed(0), rows=2)
+    cache = DynamicCache(ddp_cache_data=[(keys.clone(), values.clone()) for keys, values in own])
+    with perturb.scoring_mode(tiny_model), torch.no_grad(), pytest.raises(ValueError, match="not from a cache"):
+        tiny_model.model.model(
+            input_ids=state.last_token.expand(2, 1),
+            position_ids=state.last_position_ids.expand(2, 1),
+            cache=cache,
+            use_cache=True,
+            mcr_shared=copies.shared,
+            mcr_own=own,
+        )
+
+
 @pytest.mark.parametrize("family", TINY_FAMILIES)
 def test_every_family_reproduces_its_clean_answer_from_the_cache(family, tmp_path):
     # LLaVA-1.5 (BPE tokenizer), Qwen2-VL and Qwen2.5-VL (M-RoPE positions from the image grid).

@@ -104,8 +104,10 @@ def split_attention(
     Registered with transformers' attention interface, so it serves every model that dispatches
     attention through it.
     """
-    if query.shape[2] != 1 or key.shape[2] != 1:
+    if query.shape[2] != 1:
         raise ValueError(f"split attention scores one fed token per row, got {query.shape[2]} query positions")
+    if key.shape[2] != 1:
+        raise ValueError("split attention takes the rows' entries as mcr_own, not from a cache: run the forward without one")
     if attention_mask is not None:
         masked = ~attention_mask if attention_mask.dtype == torch.bool else attention_mask != 0
         if masked.any():
