@@ -35,7 +35,8 @@ Choices, and why:
   value channel, per layer and head.
 * The prompt is prefilled once. Its last position is cropped from the cache and fed again against
   ``N`` perturbed copies of the cache in batched one-token forwards (at most ``max_batch`` rows per
-  pass); the prefill is never re-run. A row holds only its own copy of the perturbed entries; the
+  pass, fewer where a GPU's free memory holds fewer, halved if a pass runs out of memory); the
+  prefill is never re-run. A row holds only its own copy of the perturbed entries; the
   clean entries of the other positions are shared by all rows through a split attention
   (:func:`split_attention`, registered with transformers' attention interface), which reads them
   once per pass. The cost beyond the prefill thus follows the perturbed entries, not the cache.

@@ -250,8 +250,9 @@ def measure_mcr(
     ``mcr`` keys, with their defaults: noise scale ``sigma``, Monte Carlo ``samples`` per option order and
     modality, what ``f`` scores (``answer``), the Fisher term (``fisher``), the text positions (``text``);
     ``seed`` is the run's seed and ``stream`` names another set of noise draws. ``max_batch`` bounds the
-    samples per forward pass (memory only). A record's noise comes from its ``record_id`` and the seed, so
-    with a run's settings and seed its MCR is the run's (``results/<run>/mcr/<model>.parquet``).
+    samples per forward pass (memory only; on a GPU, passes take fewer where its free memory holds fewer).
+    A record's noise comes from its ``record_id`` and the seed, so with a run's settings and seed its MCR
+    is the run's (``results/<run>/mcr/<model>.parquet``).
 
     Example::
 
