@@ -16,9 +16,9 @@ Answers are the model's full greedy answers, at less than full generation's cost
 every row gets the prefill and one more step, and the rows that have ended by then (a letter and the end of
 the answer, or the end at once) are answered; only the rest are generated on, as a batch of their own,
 instead of holding the whole batch to the token limit. A letter is not an answer by itself ("B B" names no
-option, "A. blue" contradicts its letter), so a row is answered once its end token shows. Where most
-answers of a pass run on, that first round costs more than it saves (the rest are prefilled again), and
-:func:`answer` answers the next batches in one generation until most rows end early again.
+option, "A. blue" contradicts its letter), so a row is answered once its end token shows. Where many
+answers of a pass run on, that first round costs more than it saves (they are prefilled again), and
+:func:`answer` answers the next batches in one generation until few rows run on again.
 """
 
 from __future__ import annotations
@@ -56,6 +56,11 @@ class Question:
 BatchContext = Callable[[list[Question], Batch], ContextManager]
 #: New tokens every row gets first: enough for an answer that is a letter and the end of the answer.
 FIRST_TOKENS = 2
+#: The share of rows running on past the first round above which it costs more than it saves (their prompts are
+#: prefilled again). benchmarks/answer_cost.py, toy-l on the CPU (a decoding step about a fifteenth of a prefill):
+#: 10% less time with 4 of 64 rows running on, 5% more with 16 of 64; where steps cost more than there, the
+#: break-even share is higher, so this errs on the side of generating whole.
+MAX_RUNNING_ON = 0.125
 
 
 def build_question(
@@ -238,13 +243,15 @@ def answer(
     """Greedy answers of every batch (:func:`greedy_tokens`), each generated inside ``batch_context(chunk, batch)`` if
     given, as answers-table rows.
 
-    A batch gets the first round while at least half the rows answered so far in the pass ended within it
-    (the first batch always does): where most answers run on, the batches are generated whole.
+    A batch gets the first round while at most :data:`MAX_RUNNING_ON` of the rows answered so far in the pass
+    ran on past it (the first batch always does): where many answers run on, the batches are generated whole.
     """
     rows, early, asked = [], 0, 0
     with progress(total=batches.size, desc=desc, unit="q") as bar:
         for chunk, batch in batches:
-            tokens = greedy_tokens(model, chunk, batch, max_new_tokens, batch_context, first_round=2 * early >= asked)
+            tokens = greedy_tokens(
+                model, chunk, batch, max_new_tokens, batch_context, first_round=asked - early <= MAX_RUNNING_ON * asked
+            )
             early, asked = early + ended_early(model, tokens), asked + len(chunk)
             rows += [answer_row(batches.records, question, text) for question, text in zip(chunk, model.decode(tokens))]
             bar.update(len(chunk))
