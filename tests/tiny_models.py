@@ -11,7 +11,9 @@ layout are real.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import Callable, Iterator
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -31,6 +33,7 @@ from transformers import (
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
 from amps.data import prompts
+from amps.models.interface import MultimodalModel
 from amps.models.qwen import ImageOnlyQwenProcessor
 from amps.vocabulary import ORDERS
 
@@ -263,3 +266,37 @@ def build_tiny_model(family: str, folder: Path, seed: int = 0) -> Path:
     if family == "llava":
         return build_tiny_llava(folder, seed)
     return build_tiny_qwen(folder, family, seed)
+
+
+@contextlib.contextmanager
+def forced_tokens(model: MultimodalModel, choose: Callable[[list[int]], dict[int, float]]) -> Iterator[None]:
+    """Inside the block, each forward raises the next-token logit of every token ``choose`` names by its weight.
+
+    ``choose`` gets a row's own tokens of the pass (its prompt in a prefill, the token just written in a
+    decoding step), never its place in the batch, so a row is forced alike in any batch. The bias is added
+    to the final hidden state at the last position (weight × the token's output row / its squared norm), so
+    every reader of that state sees it: generation's logits and the MCR's float32 option scores.
+    """
+    head = model.model.get_output_embeddings().weight.detach()
+    seen: dict[str, torch.Tensor] = {}
+
+    def read_tokens(_module, _args, kwargs):
+        seen["ids"], seen["mask"] = kwargs["input_ids"], kwargs["attention_mask"]
+
+    def add_bias(_module, _args, output):
+        ids, mask = seen["ids"], seen["mask"][:, -seen["ids"].shape[1] :]
+        output = output.clone()
+        for row in range(ids.shape[0]):
+            for token, weight in choose(ids[row][mask[row].bool()].tolist()).items():
+                output[row, -1] += weight * head[token] / head[token].dot(head[token])
+        return output
+
+    handles = [
+        model.model.model.register_forward_pre_hook(read_tokens, with_kwargs=True),
+        model.model.get_decoder().norm.register_forward_hook(add_bias),
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

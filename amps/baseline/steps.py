@@ -43,6 +43,7 @@ def evaluate_baseline(settings: EvaluateBaseline, benchmark_dir: str, model: str
 
     from amps.core.io import write_table
     from amps.data.benchmark import Benchmark
+    from amps.models.answer_check import check_option_tokens
     from amps.models.asking import QuestionBatches, answer, baseline_questions
     from amps.models.interface import load_model
 
@@ -51,6 +52,7 @@ def evaluate_baseline(settings: EvaluateBaseline, benchmark_dir: str, model: str
     benchmark = Benchmark(benchmark_dir)
     records = benchmark.split("test")
     batches = QuestionBatches(loaded, benchmark, records, baseline_questions(records), settings.batch_size, keep=False)
+    check_option_tokens(loaded, batches, settings.max_new_tokens, f"baseline {settings.model_name}")
     answers = answer(loaded, batches, settings.max_new_tokens, desc=f"baseline {settings.model_name}")
     answers.insert(0, "model", settings.model_name)
     write_table(output, answers)

@@ -78,6 +78,7 @@ def prefill(model: MultimodalModel, batch: Batch, text: str = "context") -> Pref
     """
     if batch.input_ids.shape[0] != 1:
         raise ValueError(f"the MCR prefill takes one prompt at a time, got a batch of {batch.input_ids.shape[0]}")
+    batch = batch.to(model.device)  # encoded on the host
     text_mask = batch.context_mask if text == "context" else batch.text_mask
     if text_mask is None:
         raise ValueError(

@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class McrShard(Step):
-    """The model, the estimator and which shard of how many (``mcr.max_batch`` comes as a job resource)."""
+    """The model, the estimator and which shard of how many (``mcr.max_batch`` comes as a job resource); the
+    batch size and answer length of the evaluations, with which the option-token check asks the first records."""
 
     model_name: str
     model: ModelSpec
@@ -23,8 +24,17 @@ class McrShard(Step):
     shard: int
     shards: int
     threads: int
+    batch_size: int
+    max_new_tokens: int
 
-    READS: ClassVar[tuple[str, ...]] = (*ModelSpec.READS, *EstimatorSettings.READS, "mcr.shards", "threads")
+    READS: ClassVar[tuple[str, ...]] = (
+        *ModelSpec.READS,
+        *EstimatorSettings.READS,
+        "mcr.shards",
+        "threads",
+        "models.{model}.batch_size",
+        "evaluation.max_new_tokens",
+    )
 
     @classmethod
     def from_config(cls, config: Mapping, model: str, shard: int) -> McrShard:
@@ -35,6 +45,8 @@ class McrShard(Step):
             int(shard),
             config["mcr"]["shards"],
             config["threads"],
+            config["models"][model]["batch_size"],
+            config["evaluation"]["max_new_tokens"],
         )
 
 
@@ -46,6 +58,8 @@ def mcr_shard(settings: McrShard, benchmark_dir: str, model: str, output: str, m
     from amps.data.benchmark import Benchmark
     from amps.mcr.records import estimate_records
     from amps.mcr.table import shard_range
+    from amps.models.answer_check import CHECK_PROMPTS, check_option_tokens
+    from amps.models.asking import QuestionBatches, evaluation_questions
     from amps.models.interface import load_model
 
     torch.set_num_threads(settings.threads)
@@ -53,6 +67,11 @@ def mcr_shard(settings: McrShard, benchmark_dir: str, model: str, output: str, m
     benchmark = Benchmark(benchmark_dir)
     indices = shard_range(len(benchmark.records), settings.shard, settings.shards)
     desc = f"mcr {settings.model_name} shard {settings.shard + 1}/{settings.shards}"
+    # The MCR's prompt is the conflict question: its first records, both orders, answered and scored.
+    first = benchmark.records.iloc[indices[: CHECK_PROMPTS // 2]].reset_index(drop=True)
+    questions = evaluation_questions(first, "conflict")
+    batches = QuestionBatches(loaded, benchmark, first, questions, settings.batch_size, keep=False)
+    check_option_tokens(loaded, batches, settings.max_new_tokens, desc)
     table = estimate_records(loaded, benchmark, indices, settings.estimator, int(max_batch), desc)
     write_table(output, table)
     log.info("%s: %d records, %d with non-finite values", desc, len(table), int((table["problem"] != "").sum()))

@@ -41,6 +41,7 @@ from amps.method.fit import fit_module
 from amps.method.methods import ModuleSteering, VectorSteering
 from amps.method.steering_module import SteeringModule
 from amps.method.vectors import prompt_set, record_vectors
+from amps.models.answer_check import check_option_tokens
 from amps.models.asking import QuestionBatches, answer, evaluation_questions
 from amps.models.interface import MultimodalModel, load_model
 from amps.steering.activations import Activations
@@ -323,6 +324,7 @@ def run_families(
         encoded=QuestionBatches(loaded, benchmark, test, evaluation_questions(test, "conflict"), settings.batch_size, keep=True),
         max_batch=max_batch,
     )
+    check_option_tokens(loaded, run.encoded, settings.max_new_tokens, f"ablations {settings.model_name}")
     tables = {family: family_answers(run, family) for family in ABLATION_FAMILIES}
     for family, table in tables.items():
         write_table(ablation_path(output_dir, family), table)

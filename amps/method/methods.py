@@ -28,7 +28,8 @@ from amps.method.steerer import load_steerer
 from amps.method.steering_module import SteeringModule
 from amps.method.vectors import ORDER_INDEX
 from amps.models.asking import BatchContext, Question
-from amps.models.interface import Batch, MultimodalModel
+from amps.models.batch import Batch
+from amps.models.interface import MultimodalModel
 from amps.steering.hook import SteeringVector
 
 

@@ -40,6 +40,7 @@ from amps.method.methods import VectorSteering, module_steering
 from amps.method.steering_module import module_name
 from amps.method.vectors import record_vectors
 from amps.metrics import reaction_table, shift_and_collapse
+from amps.models.answer_check import check_option_tokens
 from amps.models.asking import QuestionBatches, answer, evaluation_questions
 from amps.models.interface import MultimodalModel, load_model
 from amps.statistics import group_seed
@@ -242,6 +243,7 @@ def select_all(
         loaded, benchmark, validation, evaluation_questions(validation, "conflict"), settings.batch_size, keep=True
     )
     max_new_tokens = settings.max_new_tokens
+    check_option_tokens(loaded, encoded, max_new_tokens, f"validation {settings.model_name}")
     unsteered = answer(loaded, encoded, max_new_tokens, desc="validation unsteered")
     scanner = Scanner(loaded, encoded, unsteered, sorted(settings.strengths), settings.max_collapse, max_new_tokens)
     choices: dict = {

@@ -34,6 +34,7 @@ from amps.method.scaling import Scaling
 from amps.method.steering_module import module_name
 from amps.method.vectors import RecordVectors, record_vectors
 from amps.metrics import shift_and_collapse, target_metrics
+from amps.models.answer_check import check_option_tokens
 from amps.models.asking import QuestionBatches, answer, evaluation_questions
 from amps.models.interface import MultimodalModel, load_model
 from amps.steering.activations import Activations
@@ -82,6 +83,7 @@ class TestRun:
             for condition, instruction in (("conflict", "none"), ("agreeing", "none"))
         }
         self.benchmark, self.records, self.batch_size = benchmark, records, batch_size
+        check_option_tokens(model, self.encoded["conflict", "none"], max_new_tokens, f"steered evaluation {settings.model_name}")
         self.unsteered = answer(model, self.encoded["conflict", "none"], max_new_tokens, desc="test unsteered")
 
     def ask(self, condition: str, context, desc: str, instruction: str = "none") -> pd.DataFrame:

@@ -5,23 +5,29 @@ The toy LLaVA models of the offline world, LLaVA-1.5 (llava-hf), Qwen2-VL and Qw
 same operations: batched inputs for (image, prompt) pairs with the chat template and left padding,
 the decoder layers and hidden size, which sequence positions hold image tokens and which hold the
 user's text, and greedy batched generation.
+
+Encoded batches live on the host (image tensors already in the model's dtype) and go to the device one
+at a time, when a forward or a generation runs them: a job may keep thousands of encoded prompts to
+answer them under many steerings without holding them in GPU memory.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import logging
+import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import transformers
 from packaging.version import Version
 from PIL import Image
-from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel
+from transformers import AutoModelForImageTextToText, AutoProcessor, GenerationConfig, PreTrainedModel
 from transformers.utils import is_torchvision_available
 
 from amps.core.config import is_local_path
+from amps.models.batch import Batch
 
 #: Model families the interface knows, keyed by ``config.model_type``.
 FAMILIES = ("llava", "qwen2_vl", "qwen2_5_vl")
@@ -29,6 +35,8 @@ FAMILIES = ("llava", "qwen2_vl", "qwen2_5_vl")
 _INTERNAL_POSITIONS = ("qwen2_vl", "qwen2_5_vl")
 #: Files without which a saved model folder cannot load.
 REQUIRED_MODEL_FILES = ("config.json",)
+#: What amps keeps of a checkpoint's generation config: its special tokens (any other setting may change greedy output).
+GENERATION_TOKENS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
 #: The transformers releases amps runs on: the MCR passes ``cache=`` and reads ``output.cache`` (from 5.24).
 TRANSFORMERS_SUPPORTED = (Version("5.24"), Version("6"))
 
@@ -45,32 +53,7 @@ def check_transformers_version(version: str = transformers.__version__) -> None:
 
 check_transformers_version()
 
-
-@dataclass
-class Batch:
-    """Model inputs for a batch of (image, prompt) pairs, left padded.
-
-    ``inputs`` are the keyword arguments of the model's forward; ``image_mask`` marks the image
-    token positions and ``text_mask`` the tokens of the user's prompt (context, question, options,
-    instructions), excluding the chat template's fixed tokens and padding (``None`` when the batch
-    was encoded without locating the prompt, as for training); ``context_mask`` the tokens of the
-    text context alone (``None`` unless contexts were given; all false in a row without one).
-    ``labels`` is set when targets were given (``-100`` everywhere but the target tokens).
-    """
-
-    inputs: dict[str, torch.Tensor]
-    image_mask: torch.Tensor
-    text_mask: torch.Tensor | None
-    labels: torch.Tensor | None = None
-    context_mask: torch.Tensor | None = None
-
-    @property
-    def input_ids(self) -> torch.Tensor:
-        return self.inputs["input_ids"]
-
-    @property
-    def attention_mask(self) -> torch.Tensor:
-        return self.inputs["attention_mask"]
+log = logging.getLogger(__name__)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -110,9 +93,12 @@ class MultimodalModel:
     """A loaded image-text model with the operations amps needs, whatever its family.
 
     ``model`` is the transformers model, ``processor`` its processor (its tokenizer pads on the left from
-    here on: amps reads each row's last prompt position). :func:`load_model` builds one from a folder or
-    hub id; a model and processor loaded otherwise are wrapped directly. With ``pad_to_square`` every image
-    is padded to a square of the processor's image mean before the processor sees it (:func:`pad_to_square`).
+    here on: amps reads each row's last prompt position). :meth:`generate` decodes greedily whatever the
+    model's generation config says (:func:`greedy_overrides`): a checkpoint's ``generation_config.json`` with
+    sampling settings or a repetition penalty cannot change an answer. With ``pad_to_square`` every image is
+    padded to a square of the processor's image mean before the processor sees it (:func:`pad_to_square`).
+    :func:`load_model` builds one from a folder or hub id; a model and processor loaded otherwise are wrapped
+    directly.
 
     Example::
 
@@ -130,8 +116,22 @@ class MultimodalModel:
         self.family: str = model.config.model_type
         if self.family not in FAMILIES:
             raise ValueError(f"unsupported model_type {self.family!r}; amps supports {FAMILIES}")
-        self.device = device or next(model.parameters()).device
+        parameter = next(model.parameters())
+        self.device = device or parameter.device
+        self.dtype = parameter.dtype
         self.image_token_id: int = model.config.image_token_id
+        # Batches are encoded in a background thread; a fast tokenizer used by two at once fails ("Already borrowed").
+        self._tokenizer_lock = threading.Lock()
+        ids = [self.tokenizer.encode(letter, add_special_tokens=False) for letter in ("A", "B")]
+        self._option_ids = (ids[0][0], ids[1][0])
+        config = model.generation_config
+        aside = {
+            key: getattr(config, key)
+            for key, plain in greedy_overrides(config).items()
+            if getattr(config, key) not in (None, False, plain)
+        }
+        if aside:
+            log.info("amps decodes greedily: the checkpoint's generation settings %s are set aside", aside)
 
     # ------------------------------------------------------------------ structure
 
@@ -150,8 +150,12 @@ class MultimodalModel:
 
     def option_token_ids(self) -> tuple[int, int]:
         """Token ids of the answers "A" and "B" as the model would generate them first."""
-        ids = [self.tokenizer.encode(letter, add_special_tokens=False) for letter in ("A", "B")]
-        return ids[0][0], ids[1][0]
+        return self._option_ids
+
+    def token_text(self, token: int) -> str:
+        """A token as messages name it: its id and its text, e.g. ``319 ('▁A')``."""
+        with self._tokenizer_lock:
+            return f"{token} ({self.tokenizer.convert_ids_to_tokens(token)!r})"
 
     # ------------------------------------------------------------------ inputs
 
@@ -168,11 +172,14 @@ class MultimodalModel:
         locate_prompt: bool = True,
         contexts: Sequence[str | None] | None = None,
     ) -> Batch:
-        """Build a left-padded batch; with ``targets``, append each target and EOS and set labels.
+        """Build a left-padded batch, on the host; with ``targets``, append each target and EOS and set labels.
 
-        ``locate_prompt=False`` skips the prompt-token mask (a re-tokenization that costs about a
-        tenth of a toy training step) and leaves ``text_mask`` as ``None``. ``contexts`` (each
-        prompt's text context, a substring of it, or None) also marks the context's tokens.
+        Image tensors are cast to the model's dtype here (the model would cast them in its forward; a bf16
+        copy is half the host memory), and the batch stays on the CPU: the model's forward and generation
+        move it to the device. ``locate_prompt=False`` skips the prompt-token mask (a re-tokenization that
+        costs about a tenth of a toy training step) and leaves ``text_mask`` as ``None``. ``contexts`` (each
+        prompt's text context, a substring of it, or None) also marks the context's tokens. Safe to call
+        from a background thread while the main thread answers.
         """
         if len(images) != len(prompts):
             raise ValueError(f"{len(images)} images for {len(prompts)} prompts")
@@ -182,21 +189,20 @@ class MultimodalModel:
         if self.pad_to_square:
             background = self.processor.image_processor.image_mean
             images = [pad_to_square(image, background) for image in images]
-        processed = self.processor(text=texts, images=list(images), padding=True, return_tensors="pt")
-        inputs = {key: value for key, value in processed.items() if isinstance(value, torch.Tensor)}
-        image_mask = inputs["input_ids"] == self.image_token_id
-        text_mask = context_mask = None
-        if locate_prompt:
-            text_mask, context_mask = self._prompt_token_mask(texts, prompts, inputs["input_ids"], image_mask, contexts)
-        labels = None
-        if targets is not None:
-            inputs, image_mask, text_mask, labels = self._append_targets(inputs, image_mask, text_mask, targets)
+        with self._tokenizer_lock:
+            processed = self.processor(text=texts, images=list(images), padding=True, return_tensors="pt")
+            inputs = {key: value for key, value in processed.items() if isinstance(value, torch.Tensor)}
+            image_mask = inputs["input_ids"] == self.image_token_id
+            text_mask = context_mask = None
+            if locate_prompt:
+                text_mask, context_mask = self._prompt_token_mask(texts, prompts, inputs["input_ids"], image_mask, contexts)
+            labels = None
+            if targets is not None:
+                inputs, image_mask, text_mask, labels = self._append_targets(inputs, image_mask, text_mask, targets)
         if self.family not in _INTERNAL_POSITIONS:
             inputs["position_ids"] = positions_from_mask(inputs["attention_mask"])
-        inputs = {key: value.to(self.device) for key, value in inputs.items()}
-        text_mask = None if text_mask is None else text_mask.to(self.device)
-        context_mask = None if context_mask is None else context_mask.to(self.device)
-        return Batch(inputs, image_mask.to(self.device), text_mask, labels, context_mask)
+        inputs = {key: value.to(self.dtype) if value.is_floating_point() else value for key, value in inputs.items()}
+        return Batch(inputs, image_mask, text_mask, labels, context_mask)
 
     def _prompt_token_mask(
         self,
@@ -279,20 +285,41 @@ class MultimodalModel:
     # ------------------------------------------------------------------ running
 
     @torch.no_grad()
-    def generate(self, batch: Batch, max_new_tokens: int) -> list[str]:
-        """Greedy batched generation; returns the decoded new text of each row."""
+    def generate_tokens(self, batch: Batch, max_new_tokens: int) -> torch.Tensor:
+        """The greedy new tokens of each row, on the host: [rows, at most ``max_new_tokens``].
+
+        Generation stops once every row has ended; a row that ended earlier is padded after its end token.
+        """
+        inputs = batch.to(self.device).inputs
         output = self.model.generate(
-            **batch.inputs,
+            **inputs,
             max_new_tokens=max_new_tokens,
-            do_sample=False,
             pad_token_id=self.tokenizer.pad_token_id,
+            **greedy_overrides(self.model.generation_config),
         )
-        new_tokens = output[:, batch.input_ids.shape[1] :]
-        return [text.strip() for text in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+        return output[:, inputs["input_ids"].shape[1] :].cpu()
+
+    def decode(self, tokens: torch.Tensor | list[list[int]]) -> list[str]:
+        """Each row's answer text: its new tokens decoded without special tokens (end, padding), stripped."""
+        with self._tokenizer_lock:
+            return [text.strip() for text in self.tokenizer.batch_decode(tokens, skip_special_tokens=True)]
+
+    def end_tokens(self) -> list[int]:
+        """The tokens that end an answer (generation stops a row there); empty when the model has none."""
+        end = self.model.generation_config.eos_token_id
+        return [] if end is None else torch.as_tensor(end).flatten().tolist()
+
+    def ended(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Which rows of new tokens [rows, new] hold an end token (the answer is complete): [rows] booleans."""
+        return torch.isin(tokens, torch.tensor(self.end_tokens(), dtype=tokens.dtype)).any(dim=1)
+
+    def generate(self, batch: Batch, max_new_tokens: int) -> list[str]:
+        """Greedy batched generation of the whole batch; returns the decoded new text of each row."""
+        return self.decode(self.generate_tokens(batch, max_new_tokens))
 
     def forward(self, batch: Batch, **kwargs):
-        """One forward pass over a batch (extra keyword arguments go to the model)."""
-        return self.model(**batch.inputs, **kwargs)
+        """One forward pass over a batch, moved to the device (extra keyword arguments go to the model)."""
+        return self.model(**batch.to(self.device).inputs, **kwargs)
 
 
 def load_model(
@@ -352,6 +379,32 @@ def load_model(
             **{**dict(image_processor.size), **{key: value for key, value in bounds.items() if value is not None}}
         )
     return MultimodalModel(model, processor, None if device_map else target, pad_to_square)
+
+
+def greedy_overrides(config: GenerationConfig) -> dict[str, Any]:
+    """The generation arguments that undo every setting of ``config`` but its special tokens: plain greedy decoding.
+
+    transformers fills every setting a generation call leaves unset from the model's own generation config, and
+    applies a repetition penalty even without sampling: a checkpoint's ``generation_config.json`` (Qwen's sets
+    ``repetition_penalty: 1.05`` and sampling settings) would change greedy answers. Arguments of a call take
+    precedence over both, so each setting ``config`` makes is passed back at transformers' default.
+
+    Example::
+
+        greedy_overrides(GenerationConfig(repetition_penalty=1.05, do_sample=True, eos_token_id=2))
+        # {'do_sample': False, 'repetition_penalty': 1.0}
+    """
+    plain = GenerationConfig()
+    return {
+        key: _unset(key)
+        for key in config.to_diff_dict()
+        if key not in (*GENERATION_TOKENS, "transformers_version") and not key.startswith("_") and hasattr(plain, key)
+    }
+
+
+def _unset(key: str) -> Any:
+    """What transformers uses for a generation setting nobody set."""
+    return GenerationConfig._get_default_generation_params().get(key)
 
 
 def decoder_layers(model: MultimodalModel | PreTrainedModel) -> torch.nn.ModuleList:

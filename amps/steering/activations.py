@@ -35,7 +35,8 @@ from amps.core.io import read_json, read_tensors
 from amps.core.progress import progress
 from amps.data.benchmark import Benchmark
 from amps.models.asking import Question, QuestionBatches, make_question
-from amps.models.interface import Batch, MultimodalModel
+from amps.models.batch import Batch
+from amps.models.interface import MultimodalModel
 from amps.steering.hook import SteeringVector
 from amps.vocabulary import CONTRASTIVE_CONDITIONS, DIRECTIONS, ORDERS, SPLITS
 

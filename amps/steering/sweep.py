@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from amps.data.benchmark import Benchmark
+from amps.models.answer_check import check_option_tokens
 from amps.models.asking import QuestionBatches, answer, make_question
 from amps.models.interface import MultimodalModel
 from amps.steering.hook import SteeringVector, scaled_direction
@@ -52,6 +53,7 @@ def sweep_answers(
     """
     questions = [make_question(record, index, "none", order) for index, record in records.iterrows() for order in ORDERS]
     batches = QuestionBatches(model, benchmark, records, questions, batch_size, keep=True)
+    check_option_tokens(model, batches, max_new_tokens, desc)
     unsteered = answer(model, batches, max_new_tokens, desc=f"{desc} α=0")
     frames = []
     for direction, (sign, _target) in DIRECTIONS.items():
