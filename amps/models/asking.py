@@ -31,6 +31,7 @@ from typing import Callable, ContextManager, Iterable, Iterator
 import numpy as np
 import pandas as pd
 
+from amps.core.devices import run_in_passes
 from amps.core.progress import progress
 from amps.data import prompts
 from amps.data.benchmark import Benchmark
@@ -143,6 +144,7 @@ class QuestionBatches:
             raise ValueError(f"batch size must be at least 1, got {batch_size}")
         self.model, self.benchmark, self.records = model, benchmark, records
         self.chunks = [questions[start : start + batch_size] for start in range(0, len(questions), batch_size)]
+        self.batch_size = batch_size
         self.keep = keep
         self.encoded: list[Batch] = []
 
@@ -245,13 +247,22 @@ def answer(
 
     A batch gets the first round while at most :data:`MAX_RUNNING_ON` of the rows answered so far in the pass
     ran on past it (the first batch always does): where many answers run on, the batches are generated whole.
+    A batch that runs out of GPU memory is answered in halves (:func:`amps.core.devices.run_in_passes`), and so
+    are the batches after it; a row's answer does not depend on the rows beside it, so the answers are the same.
     """
     rows, early, asked = [], 0, 0
+    rows_per_pass = batches.batch_size
     with progress(total=batches.size, desc=desc, unit="q") as bar:
         for chunk, batch in batches:
-            tokens = greedy_tokens(
-                model, chunk, batch, max_new_tokens, batch_context, first_round=asked - early <= MAX_RUNNING_ON * asked
-            )
+            first_round = asked - early <= MAX_RUNNING_ON * asked
+
+            def answer_rows(start: int, stop: int) -> list[list[int]]:
+                part = batch if (start, stop) == (0, len(chunk)) else batch.select(range(start, stop))
+                return greedy_tokens(model, chunk[start:stop], part, max_new_tokens, batch_context, first_round)
+
+            passes = run_in_passes(answer_rows, len(chunk), rows_per_pass, desc)
+            rows_per_pass = min(rows_per_pass, max(len(part) for part in passes))
+            tokens = [row for part in passes for row in part]
             early, asked = early + ended_early(model, tokens), asked + len(chunk)
             rows += [answer_row(batches.records, question, text) for question, text in zip(chunk, model.decode(tokens))]
             bar.update(len(chunk))
