@@ -187,7 +187,7 @@ def compare(
     mcr_cache, mcr_activations = memory.mcr_bytes(shape, samples, b, fisher=True, positions=positions)
     return [
         (name, "weights", memory.weights_bytes(shape, b), weights),
-        (name, f"inputs ({batch_size} prompts)", memory.inputs_bytes(shape, batch_size), inputs),
+        (name, f"inputs ({batch_size} prompts)", memory.inputs_bytes(shape, batch_size, b), inputs),
         (
             name,
             f"generate {batch_size} x {new_tokens}",

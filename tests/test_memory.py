@@ -58,7 +58,8 @@ def test_a_generation_is_its_cache_and_the_larger_of_the_vision_and_prefill_acti
         pixel_values=48,
         prompt_tokens=6,
     )
-    assert memory.inputs_bytes(shape, 3) == 3 * (48 * 4 + 10 * 27)
+    assert memory.inputs_bytes(shape, 3, 4) == 3 * (48 * 4 + 10 * 27)
+    assert memory.inputs_bytes(shape, 3, 2) == 3 * (48 * 2 + 10 * 27)
     assert memory.vision_bytes(shape, 3, 4) == 3 * 5 * ((2 + 3) * 4 + 2 * 8) * 4
     # Prefill: 10 positions x (3 x 16 + 4 x 8 + 2 x 4) values, 4 image tokens x 2 x 8, 5 tower states x 4, 10 x 10 mask bytes.
     decoder = 3 * (10 * 88 * 4 + 4 * 16 * 4 + 5 * 4 * 4 + 100)

@@ -120,9 +120,9 @@ def test_a_run_is_planned_without_its_data_or_weights(capsys):
 
 def test_host_memory_is_the_process_the_weights_and_the_prompts_a_job_holds(paper_config):
     config = validate_config(paper_config)
-    # The sweep keeps the 800 test records' prompts in both orders; each holds a 336-pixel image in float32
-    # and 716 positions of index tensors (27 bytes each); the weights are 7.1e9 bfloat16 values.
-    held = 1600 * (3 * 336 * 336 * 4 + 716 * 27)
+    # The sweep keeps the 800 test records' prompts in both orders; each holds a 336-pixel image in the model's
+    # bfloat16 and 716 positions of index tensors (27 bytes each); the weights are 7.1e9 bfloat16 values.
+    held = 1600 * (3 * 336 * 336 * 2 + 716 * 27)
     expected_gb = resources.HOST_MEMORY_BASE_GB + (7.1e9 * 2 + held) / 1e9
     assert resources.model_job_resources(config, "llava-1.5-7b", "sweep")["mem_mb"] == math.ceil(1000 * expected_gb)
     # The steered evaluation holds six prompt sets, the evaluation one batch of 32.

@@ -164,9 +164,10 @@ def weights_bytes(shape: ModelShape, b: int) -> float:
     return shape.parameters * b
 
 
-def inputs_bytes(shape: ModelShape, prompts: int) -> float:
-    """Encoded prompts: each image's pixel values in float32 and the index tensors of its positions."""
-    return prompts * (shape.pixel_values * FLOAT32 + shape.sequence * INDEX_BYTES_PER_POSITION)
+def inputs_bytes(shape: ModelShape, prompts: int, b: int) -> float:
+    """Encoded prompts: each image's pixel values in the model's dtype (amps.models.interface casts them when it
+    encodes) and the index tensors of its positions."""
+    return prompts * (shape.pixel_values * b + shape.sequence * INDEX_BYTES_PER_POSITION)
 
 
 def cache_bytes(text: TextShape, rows: int, positions: int, b: int) -> float:

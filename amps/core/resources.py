@@ -138,7 +138,7 @@ def stage_memory(config: dict, model: str, stage: str) -> dict[str, float]:
     answered = OPTION_ORDERS if stage == "mcr" else batch
     return {
         "weights": memory.weights_bytes(shape, b),
-        "inputs": memory.inputs_bytes(shape, answered),
+        "inputs": memory.inputs_bytes(shape, answered, b),
         "cache": cache,
         "activations": activations,
     }
@@ -149,7 +149,7 @@ def host_memory_gb(config: dict, model: str, stage: str) -> float:
     memory) and the encoded prompts it holds; on the CPU also the stage's cache and activations."""
     spec = config["models"][model]
     needed = stage_memory(config, model, stage)
-    held = memory.inputs_bytes(model_shape(spec), held_prompts(config, model, stage))
+    held = memory.inputs_bytes(model_shape(spec), held_prompts(config, model, stage), value_bytes(spec))
     if runs_on_cpu(spec):
         return TOY_PROCESS_GB + (needed["weights"] + held + needed["cache"] + needed["activations"]) / GB
     return HOST_MEMORY_BASE_GB + (needed["weights"] + held) / GB
