@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 #: The public API (``__all__``): each name and the module that defines it.
 _EXPORTS = {
     "MultimodalModel": "amps.models.interface",
-    "load_model": "amps.models.interface",
+    "load_model": "amps.models.loading",
     "measure_mcr": "amps.mcr.measure",
     "McrEstimate": "amps.mcr.measure",
     "SteeringVector": "amps.steering.hook",
@@ -59,7 +59,8 @@ if TYPE_CHECKING:
     from amps.mcr.measure import McrEstimate, measure_mcr
     from amps.method.steering_module import SteeringModule, load_steering_module
     from amps.metrics import modality_shares
-    from amps.models.interface import MultimodalModel, load_model
+    from amps.models.interface import MultimodalModel
+    from amps.models.loading import load_model
     from amps.steering.activations import load_mean_vector
     from amps.steering.hook import SteeringVector
 

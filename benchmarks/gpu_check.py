@@ -61,7 +61,8 @@ from amps.mcr.prefill import option_logits_float32, prefill
 from amps.mcr.settings import EstimatorSettings
 from amps.method.steerer import Steerer
 from amps.method.steering_module import learned_steering
-from amps.models.interface import MultimodalModel, decoder_layers, load_model
+from amps.models.interface import MultimodalModel, decoder_layers
+from amps.models.loading import load_model
 from amps.models.qwen import ImageOnlyQwenProcessor
 from amps.steering.activations import last_token_states
 from amps.steering.hook import SteeringVector

@@ -41,7 +41,7 @@ from amps.method.steps import SelectAmps, TrainSteerers
 from amps.method.vectors import prompt_set, record_vectors
 from amps.metrics import shift_and_collapse
 from amps.models.asking import QuestionBatches, answer, evaluation_questions
-from amps.models.interface import load_model
+from amps.models.loading import load_model
 from amps.steering.activations import Activations
 from amps.vocabulary import DIRECTIONS
 

@@ -12,7 +12,8 @@ from amps.data import world
 from amps.data.benchmark import Splits, WorldSpec
 from amps.data.steps import PrepareBenchmark, prepare_benchmark
 from amps.models import toy
-from amps.models.interface import MultimodalModel, load_model
+from amps.models.interface import MultimodalModel
+from amps.models.loading import load_model
 from amps.models.toy_plan import ToyArchitecture
 
 from slurm_run import slurm_run  # noqa: F401 (a fixture: the completed test-config run that DAG tests share)

@@ -10,10 +10,11 @@ import pytest
 from amps.baseline.steps import EvaluateBaseline, evaluate_baseline
 from amps.data.benchmark import Benchmark
 from amps.mcr.steps import McrShard, mcr_shard
-from amps.models import interface
+from amps.models import loading
 from amps.models.answer_check import OptionCheck, check_option_tokens
 from amps.models.asking import QuestionBatches, evaluation_questions
-from amps.models.interface import MultimodalModel, load_model
+from amps.models.interface import MultimodalModel
+from amps.models.loading import load_model
 
 from steps import TINY_MODEL, build
 from tiny_models import build_tiny_model, forced_tokens
@@ -91,7 +92,7 @@ def test_mcr_and_evaluation_jobs_stop_before_their_work(tiny_model, tiny_model_d
     """The baseline and an MCR shard check their first records and stop, naming the tokens, without writing."""
     plain_a = tiny_model.tokenizer.convert_tokens_to_ids("red")
     option_b = tiny_model.option_token_ids()[1]
-    monkeypatch.setattr(interface, "load_model", lambda *args, **kwargs: tiny_model)
+    monkeypatch.setattr(loading, "load_model", lambda *args, **kwargs: tiny_model)
     models = {"models": {"tiny": TINY_MODEL}}
     with forced_tokens(tiny_model, writes(tiny_model, {plain_a: 60.0, option_b: 30.0})):
         with pytest.raises(ValueError, match=r"baseline tiny: the option tokens .* others begin with \d+ \('red'\)"):

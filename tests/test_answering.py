@@ -15,7 +15,8 @@ from amps.data import prompts
 from amps.data.benchmark import Benchmark
 from amps.method.steering_module import learned_steering
 from amps.models.asking import FIRST_TOKENS, Question, QuestionBatches, answer, evaluation_questions, greedy_tokens
-from amps.models.interface import MultimodalModel, load_model
+from amps.models.interface import MultimodalModel
+from amps.models.loading import load_model
 from amps.steering.hook import SteeringVector
 
 from tiny_models import TINY_FAMILIES, build_tiny_model, forced_tokens

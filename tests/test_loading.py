@@ -6,7 +6,7 @@ import shutil
 import pytest
 import torch
 
-from amps.models.interface import check_model_folder, load_model
+from amps.models.loading import check_model_folder, load_model
 
 
 def test_loading_reads_back_the_saved_weights(tiny_model_dir, tiny_model):
@@ -64,7 +64,7 @@ def test_unsupported_architecture_is_named(tiny_model_dir, tmp_path):
 
 def test_remote_code_is_off_unless_asked(monkeypatch, tiny_model_dir):
     seen = {}
-    import amps.models.interface as models
+    import amps.models.loading as models
 
     original = models.AutoModelForImageTextToText.from_pretrained
 

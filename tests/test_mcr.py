@@ -24,7 +24,8 @@ from amps.mcr import table as mcr_tables
 from amps.mcr.settings import EstimatorSettings
 from amps.mcr.steps import GatherMcr, McrShard, gather_mcr, mcr_shard
 from amps.models import toy
-from amps.models.interface import MultimodalModel, load_model
+from amps.models.interface import MultimodalModel
+from amps.models.loading import load_model
 from amps.models.toy_plan import ToyArchitecture
 from amps.report.mcr_summary import summarize
 from amps.vocabulary import MODALITIES

@@ -37,7 +37,8 @@ from amps.mcr import prefill
 from amps.mcr.measure import measure_mcr
 from amps.mcr.settings import EstimatorSettings
 from amps.models import toy
-from amps.models.interface import MultimodalModel, load_model
+from amps.models.interface import MultimodalModel
+from amps.models.loading import load_model
 from amps.models.toy_plan import Stage, ToyArchitecture, TrainingPlan
 from amps.vocabulary import ORDERS
 

@@ -16,8 +16,9 @@ import yaml
 from PIL import Image
 
 from amps.core.config import ConfigError, load_config, validate_config
-from amps.models import interface
-from amps.models.interface import check_transformers_version, load_model, load_processor, pad_to_square
+from amps.models import loading
+from amps.models.interface import pad_to_square
+from amps.models.loading import check_transformers_version, load_model, load_processor
 
 from conftest import REPO
 from tiny_models import build_tiny_model
@@ -129,7 +130,7 @@ def test_a_processor_that_fails_to_load_is_not_replaced(monkeypatch, tiny_qwen_d
     def refuse(*args, **kwargs):
         raise OSError("connection reset while downloading preprocessor_config.json")
 
-    monkeypatch.setattr(interface, "is_torchvision_available", lambda: True)
-    monkeypatch.setattr(interface.AutoProcessor, "from_pretrained", refuse)
+    monkeypatch.setattr(loading, "is_torchvision_available", lambda: True)
+    monkeypatch.setattr(loading.AutoProcessor, "from_pretrained", refuse)
     with pytest.raises(OSError, match="connection reset"):
         load_processor(tiny_qwen_dir)

@@ -22,7 +22,8 @@ from amps.data import prompts
 from amps.data.benchmark import Mc2Source, Splits
 from amps.data.steps import PrepareBenchmark, prepare_benchmark
 from amps.metrics import score
-from amps.models.interface import MultimodalModel, load_model, load_processor
+from amps.models.interface import MultimodalModel
+from amps.models.loading import load_model, load_processor
 from amps.models.qwen import ImageOnlyQwenProcessor, is_qwen_folder
 from amps.vocabulary import BASELINE_CONDITIONS, ORDERS
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from amps.models.interface import MultimodalModel, load_model
+from amps.models.interface import MultimodalModel
+from amps.models.loading import load_model
 from amps.steering.hook import scaled_direction, steer
 
 from conftest import forward_hooks

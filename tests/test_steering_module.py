@@ -13,7 +13,8 @@ from amps.method.recipe import ModuleRecipe
 from amps.method.steerer import Steerer, SteererConfig, save_steerer
 from amps.method.steering_module import SteeringModule, learned_steering, load_steering_module
 from amps.method.vectors import record_vectors
-from amps.models.interface import MultimodalModel, load_model, load_processor
+from amps.models.interface import MultimodalModel
+from amps.models.loading import load_model, load_processor
 from amps.steering.activations import Activations, last_token_states, load_mean_vector
 from amps.steering.hook import SteeringVector, steer
 from amps.steering.steps import CollectActivations, collect_activations

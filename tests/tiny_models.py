@@ -2,7 +2,7 @@
 
 Each builder writes a folder laid out like the hub checkpoint of its family (``config.json``,
 safetensors weights, tokenizer, image processor, chat template), so tests load it through
-:func:`amps.models.interface.load_model` exactly as they would the real model. Tokenizers are BPE
+:func:`amps.models.loading.load_model` exactly as they would the real model. Tokenizers are BPE
 models trained here on prompt-like text: LLaVA's in the sentencepiece style (``▁`` word marks, a
 ``<s>`` prepended), Qwen's byte-level (any text encodes), each with its family's special tokens and
 a chat template in its family's format. Weights are random: outputs mean nothing, shapes and token

@@ -45,7 +45,7 @@ def evaluate_baseline(settings: EvaluateBaseline, benchmark_dir: str, model: str
     from amps.data.benchmark import Benchmark
     from amps.models.answer_check import check_option_tokens
     from amps.models.asking import QuestionBatches, answer, baseline_questions
-    from amps.models.interface import load_model
+    from amps.models.loading import load_model
 
     torch.set_num_threads(settings.threads)
     loaded = load_model(model, **settings.model.load_options)

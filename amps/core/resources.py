@@ -26,7 +26,7 @@ from amps.core import memory
 from amps.vocabulary import BASELINE_CONDITIONS, CONTRASTIVE_CONDITIONS, MODALITIES, ORDERS
 
 #: Bytes per weight; ``auto`` resolves to bfloat16 on a GPU and float32 on the CPU (see
-#: amps.models.interface.resolve_dtype).
+#: amps.models.loading.resolve_dtype).
 BYTES_PER_PARAMETER = {"bfloat16": 2, "float16": 2, "float32": 4}
 #: GPU memory besides the tensors: the CUDA context, cuBLAS workspaces and kernels.
 CUDA_CONTEXT_GB = 1.0

@@ -105,7 +105,7 @@ class ModelSpec:
 
     @property
     def load_options(self) -> dict[str, Any]:
-        """The keyword arguments of :func:`amps.models.interface.load_model` (the GPUs are claimed before loading)."""
+        """The keyword arguments of :func:`amps.models.loading.load_model` (the GPUs are claimed before loading)."""
         return {
             "device": self.device,
             "dtype": self.dtype,

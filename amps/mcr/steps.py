@@ -60,7 +60,7 @@ def mcr_shard(settings: McrShard, benchmark_dir: str, model: str, output: str, m
     from amps.mcr.table import shard_range
     from amps.models.answer_check import CHECK_PROMPTS, check_option_tokens
     from amps.models.asking import QuestionBatches, evaluation_questions
-    from amps.models.interface import load_model
+    from amps.models.loading import load_model
 
     torch.set_num_threads(settings.threads)
     loaded = load_model(model, **settings.model.load_options)

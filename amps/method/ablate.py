@@ -43,7 +43,8 @@ from amps.method.steering_module import SteeringModule
 from amps.method.vectors import prompt_set, record_vectors
 from amps.models.answer_check import check_option_tokens
 from amps.models.asking import QuestionBatches, answer, evaluation_questions
-from amps.models.interface import MultimodalModel, load_model
+from amps.models.interface import MultimodalModel
+from amps.models.loading import load_model
 from amps.steering.activations import Activations
 from amps.vocabulary import ABLATION_FAMILIES, DIRECTIONS, ESTIMATORS, MCR_FAMILIES, VECTORS
 

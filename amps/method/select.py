@@ -42,7 +42,8 @@ from amps.method.vectors import record_vectors
 from amps.metrics import reaction_table, shift_and_collapse
 from amps.models.answer_check import check_option_tokens
 from amps.models.asking import QuestionBatches, answer, evaluation_questions
-from amps.models.interface import MultimodalModel, load_model
+from amps.models.interface import MultimodalModel
+from amps.models.loading import load_model
 from amps.statistics import group_seed
 from amps.steering.activations import Activations
 from amps.vocabulary import DIRECTIONS

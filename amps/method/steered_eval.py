@@ -36,7 +36,8 @@ from amps.method.vectors import RecordVectors, record_vectors
 from amps.metrics import shift_and_collapse, target_metrics
 from amps.models.answer_check import check_option_tokens
 from amps.models.asking import QuestionBatches, answer, evaluation_questions
-from amps.models.interface import MultimodalModel, load_model
+from amps.models.interface import MultimodalModel
+from amps.models.loading import load_model
 from amps.steering.activations import Activations
 from amps.vocabulary import DIRECTIONS, INSTRUCTION_FOR, METHODS
 

@@ -5,7 +5,7 @@ video processor requires it, even when no video is ever passed. amps asks only a
 :class:`ImageOnlyQwenProcessor` keeps the real processor's image path (the same class, minus the
 video processor): the Qwen2-VL image processor, the tokenizer, ``<|image_pad|>`` expanded to
 ``image_grid_thw.prod() // merge_size**2`` copies per image, and ``mm_token_type_ids``. Where
-torchvision is installed, :func:`amps.models.interface.load_processor` uses ``AutoProcessor`` and this class
+torchvision is installed, :func:`amps.models.loading.load_processor` uses ``AutoProcessor`` and this class
 is never built.
 """
 

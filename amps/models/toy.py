@@ -6,7 +6,7 @@ on the world's corpus by a curriculum from the config (value words first, so the
 learns to see; then A/B questions from one modality, so the model learns to point from a value to
 its option letter; then the full mix with instructed and uninstructed conflicts), saved with
 ``save_pretrained``, and from then on
-loaded only through :func:`amps.models.interface.load_model`, like any real checkpoint.
+loaded only through :func:`amps.models.loading.load_model`, like any real checkpoint.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ def collect_activations(settings: CollectActivations, benchmark_dir: str, model:
 
     from amps.core.io import write_json, write_tensors
     from amps.data.benchmark import Benchmark
-    from amps.models.interface import load_model
+    from amps.models.loading import load_model
     from amps.steering.activations import collect_states, contrastive_tensors
     from amps.vocabulary import ALPHA_UNIT, MEAN_SPLIT
 
@@ -132,7 +132,7 @@ def steering_sweep(
     from amps.core.io import write_table
     from amps.data.benchmark import Benchmark
     from amps.metrics import record_table, sensitivity, sweep_overview
-    from amps.models.interface import load_model
+    from amps.models.loading import load_model
     from amps.steering.activations import Activations
     from amps.steering.sweep import sorted_alphas, sweep_answers
 
