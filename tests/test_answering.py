@@ -3,6 +3,7 @@ cost, steered or not, on all three families; greedy whatever the checkpoint's ge
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import pandas as pd
@@ -13,10 +14,11 @@ from transformers import AutoModelForImageTextToText
 
 from amps.data import prompts
 from amps.data.benchmark import Benchmark
-from amps.method.steering_module import learned_steering
+from amps.method.steering_module import learned_steering, load_steering_module
 from amps.models.asking import FIRST_TOKENS, Question, QuestionBatches, answer, evaluation_questions, greedy_tokens
 from amps.models.interface import MultimodalModel
 from amps.models.loading import load_model
+from amps.steering.activations import load_mean_vector
 from amps.steering.hook import SteeringVector
 
 from tiny_models import TINY_FAMILIES, build_tiny_model, forced_tokens
@@ -228,3 +230,32 @@ def test_a_pass_where_answers_run_on_generates_its_batches_whole(rows_end, tiny_
         assert calls == [(4, FIRST_TOKENS)] * len(batches.chunks)
     else:
         assert calls == [(4, FIRST_TOKENS), (4, 4)] + [(4, 4)] * (len(batches.chunks) - 1)
+
+
+@pytest.mark.slow
+@pytest.mark.dag
+def test_a_toy_trained_by_the_dag_answers_as_full_generation(slurm_run):
+    """The test config's toy (the shared SLURM-profile run), given room for 4 tokens: unsteered, under mean steering and
+    under its AMPS module, its answers (some ending at once, some writing on) are one generate of each batch."""
+    run = slurm_run.workdir / "results" / "test"
+    model = load_model(run / "models" / "toy-xs", device="cpu")
+    benchmark = Benchmark(run / "benchmark")
+    records = benchmark.split("test")
+    batches = QuestionBatches(model, benchmark, records, evaluation_questions(records, "conflict"), 8, keep=True)
+    vector = load_mean_vector(run / "activations" / "toy-xs.safetensors", "to_text")
+    module = load_steering_module(run / "amps" / "toy-xs", "amps", "to_vision")
+    steerings = {
+        "unsteered": lambda _chunk, _batch: contextlib.nullcontext(),
+        "mean vector, strength 4": lambda _chunk, _batch: vector.apply(model, 4.0),
+        "AMPS module": lambda _chunk, _batch: module.apply(model),
+    }
+    written = []
+    for name, steering in steerings.items():
+        answers = answer(model, batches, 4, steering, desc=name)["answer"].tolist()
+        reference = []
+        for chunk, batch in batches:
+            with steering(chunk, batch):
+                reference += model.generate(batch, 4)
+        assert answers == reference, name
+        written += answers
+    assert "" in written and any(len(text.split()) > 1 for text in written), "both ways should be taken"
