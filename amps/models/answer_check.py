@@ -6,7 +6,7 @@ parse what the model writes. Where the tokenizer's "A" is not the token the mode
 of the letter, a word-start marker it does not use), the MCR would score a choice the model never makes.
 :func:`check_option_tokens` asks a job's first prompts unsteered and requires the higher of the two option
 scores (in float32, as the MCR computes them) to be the parsed letter of at least :data:`MIN_AGREEMENT` of
-the greedy answers that chose a letter; otherwise the job stops, naming the option tokens and the tokens the
+the greedy answers that open with a letter; otherwise the job stops, naming the option tokens and the tokens the
 answers begin with.
 """
 
@@ -33,11 +33,24 @@ MIN_AGREEMENT = 0.95
 
 @dataclass(frozen=True)
 class OptionCheck:
-    """What the check saw: the prompts asked, the answers that chose a letter, and those the option scores pick."""
+    """What the check saw: the prompts asked, the answers that open with their letter, and those the option scores pick."""
 
     prompts: int
     letters: int
     agreeing: int
+
+
+def opens_with_letter(answer: str, letter: str) -> bool:
+    """Whether ``answer`` opens with ``letter`` itself ("A", "(B)", "A. red"): the answers whose first token the
+    option scores must match. An answer that names its choice otherwise ("The answer is B", "blue") is not
+    scored: its first token is a word, whatever the tokenizer's letters are.
+
+    Example::
+
+        opens_with_letter("(B) blue", "B"), opens_with_letter("The answer is B", "B")     # (True, False)
+    """
+    text = answer.replace("*", "").strip().lstrip("([").upper()
+    return text[:1] == letter and not text[1:2].isalpha()
 
 
 @torch.no_grad()
@@ -47,10 +60,10 @@ def check_option_tokens(
     """Stop unless the two option scores pick the parsed greedy letter on the first ``prompts_asked`` prompts.
 
     Each of the first batches is answered greedily (as the evaluations answer) and scored as the MCR scores:
-    the logits of the option tokens from the final hidden state, in float32. Where the parsed answer is a
-    letter, the higher score must be that letter in at least :data:`MIN_AGREEMENT` of the answers, or a
-    ``ValueError`` names the option tokens and the tokens the answers begin with. No letter answer at all
-    (an untrained model) leaves nothing to check: logged, not an error.
+    the logits of the option tokens from the final hidden state, in float32. Where the answer opens with the
+    letter it is parsed as (:func:`opens_with_letter`), the higher score must be that letter in at least
+    :data:`MIN_AGREEMENT` of those answers, or a ``ValueError`` names the option tokens and the tokens the
+    answers begin with. No such answer at all (an untrained model) leaves nothing to check: logged, not an error.
 
     Example::
 
@@ -65,7 +78,7 @@ def check_option_tokens(
         picked = scores.argmax(dim=-1).tolist()
         for question, text, row_tokens, choice in zip(chunk, model.decode(tokens), tokens, picked):
             letter = prompts.parse_letter(text, question.option_a, question.option_b)
-            if letter is None:
+            if letter is None or not opens_with_letter(text, letter):
                 continue
             letters += 1
             if "AB"[choice] == letter:
@@ -76,7 +89,7 @@ def check_option_tokens(
     check = OptionCheck(asked, letters, agreeing)
     options = ", ".join(model.token_text(token) for token in model.option_token_ids())
     if letters == 0:
-        log.warning("%s: none of the first %d answers chose a letter: option tokens %s unchecked", desc, asked, options)
+        log.warning("%s: none of the first %d answers opens with a letter: option tokens %s unchecked", desc, asked, options)
     elif agreeing < MIN_AGREEMENT * letters:
         begins = ", ".join(f"{model.token_text(token)} ×{count}" for token, count in disagreeing_first.most_common(5))
         raise ValueError(
