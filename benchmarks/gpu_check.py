@@ -81,6 +81,8 @@ from tiny_models import (  # noqa: E402
     build_llava_tokenizer,
     build_qwen_tokenizer,
     build_tiny_model,
+    qwen_token_ids,
+    set_generation_tokens,
 )
 
 #: Relative tolerance of a comparison in each compute dtype (of the compared values' largest magnitude).
@@ -285,25 +287,15 @@ def build_at_shape(family: str, shape: memory.ModelShape, device: str, dtype: to
             spatial_merge_size=2,
             fullatt_block_indexes=[1] if shape.vision_hidden < 1280 else [7, 15, 23, 31],
         )
-        token_ids = {
-            name: tokenizer.convert_tokens_to_ids(token)
-            for name, token in (
-                ("image_token_id", "<|image_pad|>"),
-                ("video_token_id", "<|video_pad|>"),
-                ("vision_start_token_id", "<|vision_start|>"),
-                ("vision_end_token_id", "<|vision_end|>"),
-            )
-        }
         text_config["pad_token_id"] = tokenizer.pad_token_id
-        config = Qwen2_5_VLConfig(text_config=text_config, vision_config=vision, **token_ids)
+        config = Qwen2_5_VLConfig(text_config=text_config, vision_config=vision, **qwen_token_ids(tokenizer))
         image_processor = Qwen2VLImageProcessorPil(patch_size=14, merge_size=2, temporal_patch_size=2)
         processor = ImageOnlyQwenProcessor(image_processor, tokenizer, chat_template=QWEN_CHAT_TEMPLATE)
         network_class = Qwen2_5_VLForConditionalGeneration
     torch.manual_seed(0)
     with torch.device(device):
         network = network_class._from_config(config, dtype=dtype).eval()
-    network.generation_config.pad_token_id = tokenizer.pad_token_id
-    network.generation_config.eos_token_id = tokenizer.eos_token_id
+    set_generation_tokens(network, tokenizer)
     return MultimodalModel(network, processor, torch.device(device))
 
 

@@ -37,15 +37,14 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from transformers import LlavaForConditionalGeneration, Qwen2VLConfig, Qwen2VLForConditionalGeneration
+from mcr_cost import SCALES, build
+from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
 from amps.core import memory
 from amps.data import prompts, world
 from amps.mcr.measure import measure_mcr
-from amps.models import toy
 from amps.models.interface import Batch, MultimodalModel
 from amps.models.qwen import ImageOnlyQwenProcessor
-from amps.models.toy_plan import ToyArchitecture
 from amps.steering.activations import last_token_states
 
 from default_scales import default_architecture
@@ -53,28 +52,19 @@ from default_scales import default_architecture
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from peak_memory import TensorPeak  # noqa: E402 (a test helper, beside tests/tiny_models.py)
 
-from tiny_models import QWEN_CHAT_TEMPLATE, Qwen2VLImageProcessorPil, build_qwen_tokenizer  # noqa: E402
-
-TASKS = list(world.TASKS)
-LLAVA_576 = ToyArchitecture(
-    text_layers=4, text_hidden=512, text_heads=8, vision_layers=2, vision_hidden=256, image_size=336, patch_size=14
+from tiny_models import (  # noqa: E402
+    QWEN_CHAT_TEMPLATE,
+    Qwen2VLImageProcessorPil,
+    build_qwen_tokenizer,
+    qwen_token_ids,
+    set_generation_tokens,
 )
+
 QWEN_IMAGE_SIZE = 224
 QWEN_PATCH_SIZE = 14
 #: Targets: the formula bounds the measured peak, by at most this factor.
 MOST_OVER = 1.33
 MB = 1e6
-
-
-def build_llava(arch: ToyArchitecture, kv_heads: int) -> MultimodalModel:
-    """A random-weight toy LLaVA of ``arch`` with ``kv_heads`` key-value heads."""
-    tokenizer = toy.build_tokenizer(TASKS)
-    config = toy.build_model(tokenizer, arch, seed=0).config
-    config.text_config.num_key_value_heads = kv_heads
-    torch.manual_seed(0)
-    return MultimodalModel(
-        LlavaForConditionalGeneration(config).eval(), toy.build_processor(tokenizer, arch), torch.device("cpu")
-    )
 
 
 def build_qwen() -> MultimodalModel:
@@ -100,19 +90,10 @@ def build_qwen() -> MultimodalModel:
     vision = dict(
         depth=2, embed_dim=128, hidden_size=256, num_heads=2, mlp_ratio=4, patch_size=QWEN_PATCH_SIZE, spatial_merge_size=2
     )
-    token_ids = {
-        name: tokenizer.convert_tokens_to_ids(token)
-        for name, token in (
-            ("image_token_id", "<|image_pad|>"),
-            ("video_token_id", "<|video_pad|>"),
-            ("vision_start_token_id", "<|vision_start|>"),
-            ("vision_end_token_id", "<|vision_end|>"),
-        )
-    }
     torch.manual_seed(0)
-    model = Qwen2VLForConditionalGeneration(Qwen2VLConfig(text_config=text, vision_config=vision, **token_ids)).eval()
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    config = Qwen2VLConfig(text_config=text, vision_config=vision, **qwen_token_ids(tokenizer))
+    model = Qwen2VLForConditionalGeneration(config).eval()
+    set_generation_tokens(model, tokenizer)
     return MultimodalModel(model, processor, torch.device("cpu"))
 
 
@@ -214,8 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     toy_l = default_architecture("toy-l")
     builders = {
-        "toy-l": lambda: (build_llava(toy_l, toy_l.text_heads), memory.toy_shape(dataclasses.asdict(toy_l))),
-        "llava-576": lambda: (build_llava(LLAVA_576, 2), None),
+        "toy-l": lambda: (build(toy_l, toy_l.text_heads), memory.toy_shape(dataclasses.asdict(toy_l))),
+        "llava-576": lambda: (build(SCALES["llava-576"], 2), None),
         "qwen2-vl": lambda: (build_qwen(), None),
     }
     unknown = sorted(set(args.models.split(",")) - set(builders))

@@ -146,7 +146,8 @@ def build_qwen_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
-def _set_generation_tokens(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast) -> None:
+def set_generation_tokens(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast) -> None:
+    """Give ``model`` the tokenizer's padding and end tokens for generation."""
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
 
@@ -194,10 +195,21 @@ def build_tiny_llava(folder: Path, seed: int = 0) -> Path:
     )
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config)
-    _set_generation_tokens(model, tokenizer)
+    set_generation_tokens(model, tokenizer)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
+
+
+def qwen_token_ids(tokenizer: PreTrainedTokenizerFast) -> dict[str, int]:
+    """The ids of a Qwen2-VL-family config's image, video and vision-boundary tokens, from ``tokenizer``."""
+    tokens = {
+        "image_token_id": "<|image_pad|>",
+        "video_token_id": "<|video_pad|>",
+        "vision_start_token_id": "<|vision_start|>",
+        "vision_end_token_id": "<|vision_end|>",
+    }
+    return {name: tokenizer.convert_tokens_to_ids(token) for name, token in tokens.items()}
 
 
 def _qwen_config(family: str, tokenizer: PreTrainedTokenizerFast) -> Qwen2VLConfig | Qwen2_5_VLConfig:
@@ -215,12 +227,7 @@ def _qwen_config(family: str, tokenizer: PreTrainedTokenizerFast) -> Qwen2VLConf
         bos_token_id=None,
         eos_token_id=tokenizer.eos_token_id,
     )
-    token_ids = dict(
-        image_token_id=tokenizer.convert_tokens_to_ids("<|image_pad|>"),
-        video_token_id=tokenizer.convert_tokens_to_ids("<|video_pad|>"),
-        vision_start_token_id=tokenizer.convert_tokens_to_ids("<|vision_start|>"),
-        vision_end_token_id=tokenizer.convert_tokens_to_ids("<|vision_end|>"),
-    )
+    token_ids = qwen_token_ids(tokenizer)
     patches = dict(patch_size=QWEN_PATCH_SIZE, spatial_merge_size=QWEN_MERGE_SIZE, temporal_patch_size=2)
     if family == "qwen2_vl":
         vision = dict(depth=2, embed_dim=32, hidden_size=TEXT_HIDDEN, num_heads=2, mlp_ratio=2, **patches)
@@ -255,7 +262,7 @@ def build_tiny_qwen(folder: Path, family: str, seed: int = 0) -> Path:
     processor = ImageOnlyQwenProcessor(image_processor, tokenizer, chat_template=QWEN_CHAT_TEMPLATE)
     torch.manual_seed(seed)
     model = model_class[family](_qwen_config(family, tokenizer))
-    _set_generation_tokens(model, tokenizer)
+    set_generation_tokens(model, tokenizer)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
