@@ -32,11 +32,6 @@ from amps.vocabulary import (
     TABLE_METHODS,
 )
 
-# ----------------------------------------------------------------------------- scores
-
-
-# ----------------------------------------------------------------------------- tables
-
 
 def curve_of(scores: pd.DataFrame) -> pd.DataFrame:
     """One method's measured curve (one seed, all tasks) from its point scores: strength, shift, collapse, from no steering."""
@@ -270,6 +265,20 @@ def selection_table(selections: dict[str, dict]) -> pd.DataFrame:
     return table
 
 
+#: What sets an ablation variant apart (beside its family, value and method), in the ablation table's order.
+ABLATION_SETTINGS = [
+    "beta",
+    "r_anchor",
+    "strength",
+    "layer",
+    "samples",
+    "mc_seed_offset",
+    "estimator",
+    "vector",
+    "validation_loss",
+]
+
+
 def ablation_table(ablations: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFrame:
     """Shift and collapse of every ablation variant against the same unsteered answers."""
     if ablations.empty:
@@ -290,24 +299,7 @@ def ablation_table(ablations: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFr
     target = "record_vision" if direction == "to_vision" else "record_text"
     metrics["shift"] = metrics[target] - unsteered[target]
     metrics["collapse"] = metrics["s_other"] - unsteered["s_other"]
-    described = (
-        ablations.groupby(keys)[
-            [
-                "chosen",
-                "beta",
-                "r_anchor",
-                "strength",
-                "layer",
-                "samples",
-                "mc_seed_offset",
-                "estimator",
-                "vector",
-                "validation_loss",
-            ]
-        ]
-        .first()
-        .reset_index()
-    )
+    described = ablations.groupby(keys)[["chosen", *ABLATION_SETTINGS]].first().reset_index()
     table = metrics.merge(described, on=keys)
     table.insert(0, "model", model)
     table.insert(1, "direction", direction)
@@ -329,21 +321,7 @@ def ablation_table(ablations: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFr
             "s_other",
             "vision_ratio",
             "rate_a",
-            "beta",
-            "r_anchor",
-            "strength",
-            "layer",
-            "samples",
-            "mc_seed_offset",
-            "estimator",
-            "vector",
-            "validation_loss",
+            *ABLATION_SETTINGS,
             "n_records",
         ]
     ].reset_index(drop=True)
-
-
-# ----------------------------------------------------------------------------- rendering
-
-
-# ----------------------------------------------------------------------------- CLI

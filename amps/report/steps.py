@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import ClassVar, Mapping
+from typing import ClassVar, Mapping, Self
 
 from amps.core.resources import ablation_model
 from amps.core.settings import Step, benchmark_label, model_names
@@ -120,7 +120,7 @@ class McrSensitivity(Step):
     READS: ClassVar[tuple[str, ...]] = ("run_name", "models", "mcr.bootstrap", "seed")
 
     @classmethod
-    def from_config(cls, config: Mapping) -> McrSensitivity:
+    def from_config(cls, config: Mapping) -> Self:
         return cls(config["run_name"], model_names(config), config["mcr"]["bootstrap"], config["seed"])
 
 
@@ -145,19 +145,9 @@ def mcr_sensitivity(settings: McrSensitivity, mcr: str, sensitivity: str, output
 
 
 @dataclass(frozen=True)
-class ValidateMcr(Step):
-    """The run's name, its models, the bootstrap's resamples and the seed of its draws."""
-
-    run_name: str
-    models: tuple[str, ...]
-    bootstrap: int
-    seed: int
-
-    READS: ClassVar[tuple[str, ...]] = ("run_name", "models", "mcr.bootstrap", "seed")
-
-    @classmethod
-    def from_config(cls, config: Mapping) -> ValidateMcr:
-        return cls(config["run_name"], model_names(config), config["mcr"]["bootstrap"], config["seed"])
+class ValidateMcr(McrSensitivity):
+    """The same settings as :class:`McrSensitivity`: the run's name, its models, the bootstrap's resamples and the
+    seed of its draws."""
 
 
 def validate_mcr(
