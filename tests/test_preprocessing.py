@@ -81,7 +81,11 @@ def test_qwen_pixel_bounds_set_the_image_tokens(tiny_qwen_dir):
     assert grids[False] != grids[True] and 28 * 28 * 4 <= height * width * patch**2 <= 28 * 28 * 16
 
 
-def test_pixel_bounds_on_a_llava_are_an_error(tiny_llava_dir):
+def test_pixel_bounds_on_a_llava_are_an_error_before_any_weight_is_read(tiny_llava_dir, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the weights were read before the pixel bounds were checked")
+
+    monkeypatch.setattr(loading.AutoModelForImageTextToText, "from_pretrained", refuse)
     with pytest.raises(ValueError, match="max_pixels apply to Qwen2-VL-family processors; .* is llava"):
         load_model(tiny_llava_dir, device="cpu", max_pixels=1000)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import transformers
 from packaging.version import Version
-from transformers import AutoModelForImageTextToText, AutoProcessor
+from transformers import AutoModelForImageTextToText, AutoProcessor, PretrainedConfig
 from transformers.utils import is_torchvision_available
 
 from amps.core.config import is_local_path
@@ -100,7 +100,14 @@ def load_model(
     """
     if is_local_path(str(path)):
         check_model_folder(path)
-    pixels = {key: value for key, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if value is not None}
+    # The Qwen image processors read their pixel bounds from ``size`` (shortest_edge: the fewest pixels).
+    bounds = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
+    bounds = {key: value for key, value in bounds.items() if value is not None}
+    if bounds:  # checked on the config, before any weight is read
+        model_type = PretrainedConfig.get_config_dict(str(path))[0].get("model_type")
+        if model_type not in INTERNAL_POSITIONS:
+            named = [name for name, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if value is not None]
+            raise ValueError(f"{', '.join(named)} apply to Qwen2-VL-family processors; {path} is {model_type}")
     target = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, target)
     model, loading = AutoModelForImageTextToText.from_pretrained(
@@ -119,16 +126,10 @@ def load_model(
         raise ValueError(f"the weights in {path} do not match its config ({details})")
     if device_map is None:
         model = model.to(target)
-    if pixels and model.config.model_type not in INTERNAL_POSITIONS:
-        raise ValueError(f"{', '.join(pixels)} apply to Qwen2-VL-family processors; {path} is {model.config.model_type}")
     processor = load_processor(path, trust_remote_code=trust_remote_code)
-    if pixels:
-        # The Qwen image processors read their pixel bounds from ``size`` (shortest_edge: the fewest pixels).
-        image_processor = processor.image_processor
-        bounds = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
-        image_processor.size = type(image_processor.size)(
-            **{**dict(image_processor.size), **{key: value for key, value in bounds.items() if value is not None}}
-        )
+    if bounds:
+        size = processor.image_processor.size
+        processor.image_processor.size = type(size)(**{**dict(size), **bounds})
     return MultimodalModel(model, processor, None if device_map else target, pad_to_square)
 
 
