@@ -135,7 +135,8 @@ def first_token_logits(model: MultimodalModel, images, texts) -> torch.Tensor:
         return model.forward(model.encode(images, texts)).logits[:, -1].float().cpu()
 
 
-def hooks_left(model: MultimodalModel) -> int:
+def hook_count(model: MultimodalModel) -> int:
+    """Forward and pre-forward hooks on the decoder layers (transformers may keep its own: compare counts)."""
     return sum(len(layer._forward_hooks) + len(layer._forward_pre_hooks) for layer in decoder_layers(model))
 
 
@@ -180,6 +181,7 @@ def family_checks(family: str, folder: Path, device: str, dtype: str) -> list[Ch
     stacked = torch.cat([states([image], [text]) for image, text in zip(images, texts)])
     check(f"activations batched ~ single ({dtype})", relative_gap(states(images, texts), stacked), tolerance)
 
+    hooks_before = hook_count(exact)
     generator = torch.Generator().manual_seed(0)
     hidden = exact.hidden_size
     vector = SteeringVector(torch.randn(hidden, generator=generator).to(exact.device), layer=1)
@@ -198,7 +200,7 @@ def family_checks(family: str, folder: Path, device: str, dtype: str) -> list[Ch
 
     learned = module_steered(images, texts)
     check("learned module batched = single", sum(a != b for a, b in zip(learned, each_alone(module_steered))), 0)
-    check("hooks left after steering", hooks_left(exact), 0)
+    check("hooks left after steering", hook_count(exact) - hooks_before, 0)
 
     record = dict(records[0], image=images[0])
     state = prefill(model, model.encode([record["image"]], [texts[0]], contexts=[record["context"]]))
