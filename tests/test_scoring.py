@@ -112,12 +112,30 @@ def test_the_mcr_is_correlated_with_the_ground_truth_balance():
     tracking = 1 / (1 + np.exp(-3 * truth)) + noise
     table = _mcr_table(records, tracking)
     table.loc[0, "problem"] = "vision_first text: 1 of 3 samples of f non-finite"
+    # The model's own choices: text on the records whose MCR is above its median, asked on the first 40 records.
+    asked = records["record_id"].iloc[:40]
+    chosen = np.where(tracking > np.median(tracking), "text", "vision")
+    rows = [
+        {"model": "good", "condition": "none", "record_id": record_id, "order": order, "choice": choice}
+        for record_id, choice in zip(asked, chosen[:40])
+        for order in ("vision_first", "text_first")
+    ]
     linked = correlations(
-        {"good": table, "random": _mcr_table(records, np.random.default_rng(2).random(len(truth)))}, records, 200, 7
-    ).set_index(["model", "estimator"])
-    good = linked.loc[("good", "entropy")]
+        {"good": table, "random": _mcr_table(records, np.random.default_rng(2).random(len(truth)))},
+        records,
+        200,
+        7,
+        pd.DataFrame(rows),
+    ).set_index(["model", "estimator", "against"])
+    good = linked.loc[("good", "entropy", "balance")]
     assert good["spearman"] > 0.8 and good["low"] > 0.6 and good["records"] == 59 and good["left_out"] == 1
-    assert linked.loc[("random", "entropy"), "low"] < 0 < linked.loc[("random", "entropy"), "high"]
+    # Each strength alone: the MCR rises with the text's and falls with the image's.
+    assert linked.loc[("good", "entropy", "text_strength"), "spearman"] > 0.2
+    assert linked.loc[("good", "entropy", "image_strength"), "spearman"] < -0.2
+    choice = linked.loc[("good", "entropy", "text_choice")]
+    assert choice["spearman"] > 0.7 and choice["records"] == 39
+    assert ("random", "entropy", "text_choice") not in linked.index  # no answers of that model
+    assert linked.loc[("random", "entropy", "balance"), "low"] < 0 < linked.loc[("random", "entropy", "balance"), "high"]
     with pytest.raises(ValueError, match="only the offline world"):
         balance(records.drop(columns="text_strength"))
 

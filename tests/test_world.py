@@ -126,6 +126,32 @@ def test_training_corpus_has_every_kind_and_no_shortcut():
     assert Counter(example.answer for example in examples if example.kind != "word")["A"] / len(examples) > 0.3
 
 
+def test_uninstructed_and_blank_instructed_conflicts_have_soft_targets():
+    mix = {"uninstructed": 1.0, "blank_instructed": 1.0, "instructed": 1.0}
+    examples = list(itertools.islice(corpus.training_examples(list(world.TASKS), mix, PREFERENCE, 32, 0), 600))
+    for example in examples:
+        lines = example.prompt.split("\n")
+        options = {"A": lines[-3][3:], "B": lines[-2][3:]}
+        if example.kind == "instructed":
+            assert example.alternative is None and example.probability == 1.0
+            continue
+        # The target letter names the context's value, the alternative the other option; p is P(text).
+        assert {example.answer, example.alternative} == {"A", "B"}
+        assert f" {options[example.answer]}" in lines[0] and f" {options[example.alternative]}" not in lines[0]
+        if example.kind == "blank_instructed":
+            assert example.probability == 0.5 and "follow the image" in example.prompt
+            assert (np.asarray(example.image) == np.array(world.BACKGROUND)).all()
+        else:
+            assert 0.0 < example.probability < 1.0
+            assert "rely on" not in example.prompt and "follow the image" not in example.prompt
+    uninstructed = [e.probability for e in examples if e.kind == "uninstructed"]
+    assert len(set(uninstructed)) > 50 and min(uninstructed) < 0.1 and max(uninstructed) > 0.9
+    # The image instruction is drawn twice as often as the text instruction.
+    instructed = [e for e in examples if e.kind == "instructed"]
+    share = sum("follow the image" in e.prompt for e in instructed) / len(instructed)
+    assert 0.56 < share < 0.77
+
+
 def test_preference_follows_the_balance_of_the_evidence_and_the_task():
     values = world.TASKS["color"].values
     strong_text = [PREFERENCE.text_probability("color", a, b, 0.3, 1.0, 0) for a in values for b in values if a != b]
@@ -170,3 +196,34 @@ def test_records_carry_their_evidence_strengths_and_images_show_them():
 def test_unknown_task_is_named():
     with pytest.raises(ValueError, match="unknown world task 'shapes'"):
         world.task("shapes")
+
+
+def test_training_loss_is_the_causal_lm_loss_with_soft_answers(tiny_model):
+    import torch
+
+    from amps.models.toy import training_loss
+
+    mix = {"uninstructed": 1.0, "word": 1.0, "hard": 1.0}
+    examples = list(itertools.islice(corpus.training_examples(list(world.TASKS), mix, PREFERENCE, 32, 1), 12))
+    batch = tiny_model.encode(
+        [e.image for e in examples], [e.prompt for e in examples], [e.answer for e in examples], locate_prompt=False
+    )
+    with torch.no_grad():
+        output = tiny_model.model(**batch.inputs, labels=batch.labels)
+    ids = tiny_model.tokenizer.convert_tokens_to_ids
+    alternatives = torch.tensor([ids(e.alternative or e.answer) for e in examples])
+    hard = training_loss(output.logits, batch.labels, alternatives, torch.ones(len(examples)))
+    assert torch.allclose(hard, output.loss, atol=1e-5)
+    # By hand: a soft row's answer token costs p CE(answer) + (1 - p) CE(alternative).
+    probabilities = torch.tensor([e.probability for e in examples])
+    assert (probabilities < 1).any() and (probabilities == 1).any()
+    log_probs = output.logits[:, :-1].float().log_softmax(-1)
+    targets, total, count = batch.labels[:, 1:], 0.0, 0
+    for row, example in enumerate(examples):
+        positions = (targets[row] != -100).nonzero().flatten().tolist()
+        for index, position in enumerate(positions):
+            cost = -log_probs[row, position, targets[row, position]]
+            if index == 0:
+                cost = example.probability * cost - (1 - example.probability) * log_probs[row, position, alternatives[row]]
+            total, count = total + cost, count + 1
+    assert torch.allclose(training_loss(output.logits, batch.labels, alternatives, probabilities), total / count, atol=1e-5)

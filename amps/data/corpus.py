@@ -2,8 +2,8 @@
 
 The same generator as the benchmark's records, from a different seed stream, with image-only,
 text-only, agreeing and conflicting examples: the benchmark and the corpus share a world but not a
-single example. Without an instruction, the corpus follows the text with a probability that grows
-with the balance ``text_strength − image_strength`` and a per-task prior
+single example. Without an instruction, a conflict's soft target gives the text answer a probability
+that grows with the balance ``text_strength − image_strength`` and a per-task prior
 (:meth:`Preference.text_probability`): weak evidence deserves less trust, and tasks differ in which
 modality they lean to.
 """
@@ -24,17 +24,24 @@ from amps.data.world import TEXT_STRENGTHS, blank_image, degrade, task
 
 @dataclass(frozen=True)
 class Example:
-    """One training example: an image, a prompt, and the target answer (a letter or a word)."""
+    """One training example: an image, a prompt, and the target answer (a letter or a word).
+
+    A soft target puts probability ``probability`` on ``answer`` and the rest on ``alternative`` (the
+    uninstructed conflicts: the loss then teaches the preference rule's probability itself, not a
+    coin flip drawn from it).
+    """
 
     image: Image.Image
     prompt: str
     answer: str
     kind: str
+    alternative: str | None = None
+    probability: float = 1.0
 
 
 @dataclass(frozen=True)
 class Preference:
-    """How the corpus labels an uninstructed conflict (the config's ``toy_training.preference``).
+    """The soft target of an uninstructed conflict (the config's ``toy_training.preference``).
 
     ``P(text) = sigmoid(steepness × (text_strength − image_strength) + task_bias[task] + spread × z_pair)``,
     with ``z_pair`` a fixed standard normal draw per (task, vision value, text value): the balance
@@ -75,7 +82,17 @@ EXAMPLE_KINDS = (
     "instructed_agreeing",
     "uninstructed",
     "hard",
+    "blank_instructed",
 )
+
+
+#: How often each instruction is drawn for instructed examples: following the image means reading it against
+#: a context that says otherwise, which the toys learn more slowly than copying the context.
+INSTRUCTION_WEIGHTS = {"text": 1.0, "image": 2.0}
+
+
+def _draw_instruction(rng: random.Random) -> str:
+    return rng.choices(list(INSTRUCTION_WEIGHTS), list(INSTRUCTION_WEIGHTS.values()))[0]
 
 
 def training_examples(
@@ -94,7 +111,9 @@ def training_examples(
     has no context; ``text_only`` has a blank image; ``instructed`` is a conflict with a preference
     instruction, labelled with the instructed modality; ``instructed_agreeing`` has an instruction
     while image and context agree (so "pick the option the context does not mention" is wrong under
-    the image instruction); ``uninstructed`` is a conflict labelled by the preference rule;
+    the image instruction); ``uninstructed`` is a conflict whose soft target is the preference rule's
+    probability of the text answer; ``blank_instructed`` is a conflict over a blank image under the
+    image instruction, with an even soft target;
     ``hard`` is an instructed conflict whose options are the instructed answer and a third value,
     so "pick the option the context does not mention" cannot answer it.
     """
@@ -131,7 +150,7 @@ def training_examples(
             context = spec.context(claim, vision, text_strength)
             correct, wrong = vision, text
         elif kind == "instructed_agreeing":
-            instruction = rng.choice(("text", "image"))
+            instruction = _draw_instruction(rng)
             context = spec.context(claim, vision, text_strength)
             correct, wrong = vision, text
         elif kind == "image_only":
@@ -139,16 +158,24 @@ def training_examples(
         elif kind == "text_only":
             image, correct, wrong = blank_image(image_size), text, vision
         elif kind == "instructed":
-            instruction = rng.choice(("text", "image"))
+            instruction = _draw_instruction(rng)
             correct, wrong = (vision, text) if instruction == "image" else (text, vision)
         elif kind == "hard":
-            instruction = rng.choice(("text", "image"))
+            instruction = _draw_instruction(rng)
             correct = vision if instruction == "image" else text
             wrong = third
-        else:  # uninstructed
-            p_text = preference.text_probability(spec.name, vision, text, image_strength, text_strength, seed)
-            correct, wrong = (text, vision) if rng.random() < p_text else (vision, text)
         letter = rng.choice("AB")
+        if kind in ("uninstructed", "blank_instructed"):
+            # Soft targets: the preference rule's probability of the text answer, or an even guess when the image
+            # instruction meets an empty image (the context is ruled out and the image shows nothing).
+            if kind == "uninstructed":
+                p_text = preference.text_probability(spec.name, vision, text, image_strength, text_strength, seed)
+            else:
+                image, instruction, p_text = blank_image(image_size), "image", 0.5
+            option_a, option_b = (text, vision) if letter == "A" else (vision, text)
+            prompt = build_prompt(spec.question, option_a, option_b, context, instruction)
+            yield Example(image, prompt, letter, kind, alternative="B" if letter == "A" else "A", probability=p_text)
+            continue
         option_a, option_b = (correct, wrong) if letter == "A" else (wrong, correct)
         yield Example(image, build_prompt(spec.question, option_a, option_b, context, instruction), letter, kind)
 

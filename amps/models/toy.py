@@ -132,13 +132,38 @@ def build_model(tokenizer: PreTrainedTokenizerFast, arch: ToyArchitecture, seed:
     return model
 
 
+def _first_targets(labels: torch.Tensor) -> torch.Tensor:
+    """Each row's position (in the shifted labels) of its first target token: the answer letter or word."""
+    return (labels[:, 1:] != -100).float().argmax(dim=1)
+
+
 def _first_token_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """Share of rows whose first target token (the answer letter or word) is predicted correctly."""
     targets = labels[:, 1:]
     predicted = logits[:, :-1].argmax(-1)
-    first = (targets != -100).float().argmax(dim=1)
+    first = _first_targets(labels)
     rows = torch.arange(len(labels))
     return float((predicted[rows, first] == targets[rows, first]).float().mean())
+
+
+def training_loss(
+    logits: torch.Tensor, labels: torch.Tensor, alternatives: torch.Tensor, probabilities: torch.Tensor
+) -> torch.Tensor:
+    """Next-token cross-entropy over the target tokens, with soft answers where ``probabilities`` < 1.
+
+    A row's first target token (its answer) costs ``p · CE(answer) + (1 − p) · CE(alternative)``
+    (``alternatives`` holds token ids, any id where ``p`` is 1); every other target token costs its
+    plain cross-entropy. With every ``p`` at 1 this is the causal LM loss transformers computes.
+    """
+    targets = labels[:, 1:]
+    log_probs = logits[:, :-1].float().log_softmax(-1)
+    kept = targets != -100
+    token_loss = -log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1) * kept
+    rows = torch.arange(len(labels))
+    first = _first_targets(labels)
+    alternative_loss = -log_probs[rows, first, alternatives]
+    token_loss[rows, first] = probabilities * token_loss[rows, first] + (1 - probabilities) * alternative_loss
+    return token_loss.sum() / kept.sum()
 
 
 def _batches(stream, batch_size: int):
@@ -187,8 +212,12 @@ def fit_toy_model(
                     [example.answer for example in examples],
                     locate_prompt=False,
                 )
-                output = net(**batch.inputs, labels=batch.labels)
-                loss = output.loss
+                output = net(**batch.inputs)
+                alternatives = torch.tensor(
+                    [wrapper.tokenizer.convert_tokens_to_ids(example.alternative or example.answer) for example in examples]
+                )
+                probabilities = torch.tensor([example.probability for example in examples])
+                loss = training_loss(output.logits, batch.labels, alternatives, probabilities)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"training loss became {loss.item()} at step {len(losses)}")
                 optimizer.zero_grad(set_to_none=True)

@@ -143,7 +143,8 @@ def draw_mcr_validation(
 
     models = settings.models
     truth = balance(Benchmark(benchmark_dir).records)
-    linked = read_table(correlations).set_index(["model", "estimator"])
+    linked = read_table(correlations)
+    linked = linked[linked["against"] == "balance"].set_index(["model", "estimator"])
     binned = read_table(bins)
     figure, axes = plt.subplots(2, len(models), figsize=(max(7.0, 3.4 * len(models)), 6.4), squeeze=False)
     colormap = plt.get_cmap("tab10")

@@ -5,7 +5,10 @@ asserts (``text_strength``). Their balance ``text_strength − image_strength`` 
 track: the more the text outweighs the image, the more the answer rests on the text. Per model and
 MCR estimator (functional entropy ``mcr``, Fisher term ``mcr_fisher``) the table gives Spearman's
 correlation of the MCR with the balance over every record with a finite MCR, with a percentile
-bootstrap interval over records; the second table gives the uninstructed vision share of the test
+bootstrap interval over records, and beside it (column ``against``) with each strength alone and
+with the model's own uninstructed choice (its share of text answers over both option orders, on the
+records the baseline asked): where the MCR misses the balance, these say what it follows instead.
+The second table gives the uninstructed vision share of the test
 records (pooled over both option orders) by MCR bin (quantile bins of the model's test MCR). No
 public benchmark has this ground truth; MC² runs skip this step.
 
@@ -35,28 +38,46 @@ def balance(records: pd.DataFrame) -> pd.Series:
     return (records["text_strength"] - records["image_strength"]).set_axis(records["record_id"])
 
 
-def correlations(mcr: dict[str, pd.DataFrame], records: pd.DataFrame, resamples: int, seed: int) -> pd.DataFrame:
-    """Per model and estimator: Spearman(MCR, balance), its bootstrap interval, records used and left out."""
-    truth = balance(records)
+def text_choice(baselines: pd.DataFrame, model: str) -> pd.Series:
+    """A model's share of text answers to the uninstructed conflicts, per record id (both option orders)."""
+    answers = baselines[(baselines["model"] == model) & (baselines["condition"] == "none")]
+    return (answers["choice"] == "text").groupby(answers["record_id"]).mean()
+
+
+def correlations(
+    mcr: dict[str, pd.DataFrame], records: pd.DataFrame, resamples: int, seed: int, baselines: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Per model, estimator and what the MCR is set against (``balance``, ``text_strength``, ``image_strength`` and,
+    where ``baselines`` hold the model's uninstructed answers, ``text_choice``): Spearman's rho, its bootstrap
+    interval, records used and left out."""
+    truths = {"balance": balance(records)}
+    truths.update({column: records[column].set_axis(records["record_id"]) for column in STRENGTHS[::-1]})
     rows = []
     for model, table in mcr.items():
+        against = dict(truths)
+        choices = text_choice(baselines, model) if baselines is not None else pd.Series(dtype=float)
+        if not choices.empty:
+            against["text_choice"] = choices
         for estimator, column in ESTIMATORS.items():
             values = mcr_values(table, estimator)
             finite = values[np.isfinite(values.to_numpy())]
-            x, y = finite.to_numpy(), truth.reindex(finite.index).to_numpy(dtype=float)
-            low, high, _defined = bootstrap_interval(x, y, resamples, group_seed(seed, model, estimator))
-            rows.append(
-                {
-                    "model": model,
-                    "estimator": estimator,
-                    "column": column,
-                    "spearman": spearman(x, y),
-                    "low": low,
-                    "high": high,
-                    "records": len(finite),
-                    "left_out": int(len(values) - len(finite)),
-                }
-            )
+            for name, truth in against.items():
+                paired = finite[finite.index.isin(truth.index)]
+                x, y = paired.to_numpy(), truth.reindex(paired.index).to_numpy(dtype=float)
+                low, high, _defined = bootstrap_interval(x, y, resamples, group_seed(seed, model, estimator, name))
+                rows.append(
+                    {
+                        "model": model,
+                        "estimator": estimator,
+                        "column": column,
+                        "against": name,
+                        "spearman": spearman(x, y),
+                        "low": low,
+                        "high": high,
+                        "records": len(paired),
+                        "left_out": int(len(values) - len(finite)),
+                    }
+                )
     return pd.DataFrame(rows)
 
 

@@ -164,11 +164,11 @@ def validate_mcr(
     tables = dict(zip(settings.models, (read_table(path) for path in split_paths(mcr, len(settings.models)))))
     records = Benchmark(benchmark_dir).records
     answers = pd.concat([read_table(path) for path in split_paths(baselines)], ignore_index=True)
-    linked = correlations(tables, records, settings.bootstrap, settings.seed)
+    linked = correlations(tables, records, settings.bootstrap, settings.seed, answers)
     binned = vision_by_bin(tables, answers, VISION_BINS)
     write_table(correlations_table, linked.assign(run=settings.run_name))
     write_table(bins_table, binned.assign(run=settings.run_name))
-    log.info("MCR against the ground-truth balance:\n%s", linked.to_string(index=False))
+    log.info("MCR against the ground truth and the models' own choices:\n%s", linked.to_string(index=False))
 
 
 @dataclass(frozen=True)
