@@ -137,7 +137,12 @@ COMMANDS: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
     "summarize-baseline": (
         "amps.report.steps",
         "score the baseline answers of all models and check the toy models' behaviour",
-        [("--answers", "comma-separated answers tables"), ("--scores", "scores CSV"), ("--checks", "checks CSV")],
+        [
+            ("--answers", "comma-separated answers tables"),
+            ("--benchmark-dir", "benchmark folder"),
+            ("--scores", "scores CSV"),
+            ("--checks", "checks CSV"),
+        ],
     ),
     "plot-preference": (
         "amps.report.figure_steps",

@@ -152,3 +152,28 @@ def test_vision_share_falls_across_mcr_bins_when_the_mcr_measures_reliance_on_te
     binned = vision_by_bin({"m": _mcr_table(records, mcr)}, pd.DataFrame(rows), 5)
     assert binned["vision_share"].tolist() == [1.0, 1.0, 0.5, 0.0, 0.0]
     assert binned["records"].tolist() == [10] * 5 and binned["mcr_low"].is_monotonic_increasing
+
+
+def test_the_checks_say_whether_the_uninstructed_choice_follows_the_balance():
+    from amps.report.baseline import choice_follows_balance
+
+    records = _world(40)
+    truth = balance(records)
+    # "follows": text in both orders where the text outweighs the image, vision in both where not;
+    # "stubborn": text everywhere in the first order, vision in the second, whatever the evidence.
+    rows = [
+        {"model": model, "condition": "none", "record_id": record_id, "order": order, "choice": choice}
+        for record_id, value in truth.items()
+        for order in ("vision_first", "text_first")
+        for model, choice in (
+            ("follows", "text" if value > 0 else "vision"),
+            ("stubborn", "text" if order == "vision_first" else "vision"),
+        )
+    ]
+    answers = pd.DataFrame(rows)
+    follows = choice_follows_balance(answers, records)
+    assert follows["follows"] > 0.8 and np.isnan(follows["stubborn"])  # a constant share has no rank correlation
+    assert choice_follows_balance(answers, records.drop(columns="image_strength")) == {}  # MC²: no strengths
+    scores = score(pd.concat([_answers("honest", honest)], ignore_index=True), ["model", "condition"])
+    assert np.isnan(toy_checks(scores, CHECKS).iloc[0]["choice_follows_balance"])
+    assert toy_checks(scores, CHECKS, {"honest": 0.42}).iloc[0]["choice_follows_balance"] == 0.42

@@ -5,7 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Mapping
 
+import numpy as np
 import pandas as pd
+
+from amps.report.mcr_validation import STRENGTHS, balance, text_choice
+from amps.statistics import spearman
 
 
 @dataclass(frozen=True)
@@ -50,11 +54,25 @@ CHECK_COLUMNS = [
     "lowest_task_vision_ratio",
     "highest_task_vision_ratio",
     "leans_both_ways",
+    "choice_follows_balance",
     "passes",
 ]
 
 
-def toy_checks(scores: pd.DataFrame, checks: BaselineChecks) -> pd.DataFrame:
+def choice_follows_balance(answers: pd.DataFrame, records: pd.DataFrame) -> dict[str, float]:
+    """Per model: Spearman's rho of each record's uninstructed share of text answers (both option orders) with
+    its evidence balance (text strength − image strength); empty when the records carry no strengths (MC²)."""
+    if not set(STRENGTHS) <= set(records.columns):
+        return {}
+    truth = balance(records)
+    result = {}
+    for model in sorted(answers["model"].unique()):
+        shares = text_choice(answers, model)
+        result[model] = spearman(shares.to_numpy(), truth.reindex(shares.index).to_numpy(dtype=float))
+    return result
+
+
+def toy_checks(scores: pd.DataFrame, checks: BaselineChecks, follows_balance: Mapping[str, float] | None = None) -> pd.DataFrame:
     """The behaviour the toy models must show, per model, with pass/fail against the config (``evaluation.checks``).
 
     A model passes when it answers agreeing records right with no instruction and under each (so it
@@ -62,7 +80,9 @@ def toy_checks(scores: pd.DataFrame, checks: BaselineChecks) -> pd.DataFrame:
     answers the blank-image control under the image instruction at chance (it reads the image), gives
     few answers naming no option, and has a pooled uninstructed vision ratio within the range.
     ``leans_both_ways`` (one task's ratio at most the first bound of ``task_lean``, one's at least the
-    second) is reported beside it: the run needs it on some scales, not every model.
+    second) is reported beside it: the run needs it on some scales, not every model, and so is
+    ``choice_follows_balance`` (:func:`choice_follows_balance`, given in ``follows_balance``; NaN without it):
+    whether the uninstructed choice goes with the stronger evidence.
     """
     pooled = scores[scores["view"] == "pooled"].set_index(["model", "condition", "task"])
     rows = []
@@ -85,6 +105,7 @@ def toy_checks(scores: pd.DataFrame, checks: BaselineChecks) -> pd.DataFrame:
         row["leans_both_ways"] = bool(
             row["lowest_task_vision_ratio"] <= checks.task_lean[0] and row["highest_task_vision_ratio"] >= checks.task_lean[1]
         )
+        row["choice_follows_balance"] = (follows_balance or {}).get(model, np.nan)
         agreeing = min(row["agreeing_accuracy"], row["agreeing_accuracy_image"], row["agreeing_accuracy_text"])
         following = min(row["follows_image_instruction"], row["follows_text_instruction"])
         row["passes"] = bool(

@@ -33,20 +33,22 @@ class SummarizeBaseline(Step):
         return cls(config["run_name"], toy, BaselineChecks.from_config(config))
 
 
-def summarize_baseline(settings: SummarizeBaseline, answers: str, scores: str, checks: str) -> None:
+def summarize_baseline(settings: SummarizeBaseline, answers: str, benchmark_dir: str, scores: str, checks: str) -> None:
     """Score all models' baseline answers (comma-separated tables) and write the toy models' checks."""
     import pandas as pd
 
     from amps.core.io import read_table, split_paths, write_table
+    from amps.data.benchmark import Benchmark
     from amps.metrics import score
-    from amps.report.baseline import toy_checks
+    from amps.report.baseline import choice_follows_balance, toy_checks
 
-    frames = [read_table(path) for path in split_paths(answers)]
-    table = score(pd.concat(frames, ignore_index=True), ["model", "condition"])
+    asked = pd.concat([read_table(path) for path in split_paths(answers)], ignore_index=True)
+    table = score(asked, ["model", "condition"])
     table.insert(0, "run", settings.run_name)
     write_table(scores, table)
     # The behaviour checks are the toy models' design targets; pretrained models are only measured.
-    check_table = toy_checks(table[table["model"].isin(settings.toy_models)], settings.checks)
+    follows_balance = choice_follows_balance(asked, Benchmark(benchmark_dir).records)
+    check_table = toy_checks(table[table["model"].isin(settings.toy_models)], settings.checks, follows_balance)
     check_table.insert(0, "run", settings.run_name)
     write_table(checks, check_table)
     log.info("toy model checks:\n%s", check_table.to_string(index=False))

@@ -22,7 +22,8 @@ ABLATION_DIRECTION = config["amps"]["ablation"]["direction"]
 rule summarize_baseline:
     """Scores per model, condition, task and view; the toy-model behaviour checks."""
     input:
-        expand(f"{OUT}/baseline/{{model}}.parquet", model=MODELS),
+        answers=expand(f"{OUT}/baseline/{{model}}.parquet", model=MODELS),
+        benchmark=f"{OUT}/benchmark",
     output:
         scores=f"{OUT}/tables/baseline_scores.csv",
         checks=f"{OUT}/tables/toy_model_checks.csv",
@@ -35,10 +36,10 @@ rule summarize_baseline:
         runtime=10,
     params:
         settings=step_params(SummarizeBaseline),
-        answers=lambda wildcards, input: ",".join(input),
+        answers=lambda wildcards, input: ",".join(input.answers),
     shell:
         "amps summarize-baseline --settings {params.settings:q} --answers {params.answers}"
-        " --scores {output.scores} --checks {output.checks} > {log} 2>&1"
+        " --benchmark-dir {input.benchmark} --scores {output.scores} --checks {output.checks} > {log} 2>&1"
 
 
 rule plot_preference:
