@@ -47,9 +47,7 @@ FORCE = 100.0
 def build() -> tuple[MultimodalModel, ToyArchitecture]:
     """A random-weight toy of the default toy-l scale, and its architecture."""
     arch = default_architecture("toy-l")
-    tokenizer = toy.build_tokenizer(TASKS)
-    model = MultimodalModel(toy.build_model(tokenizer, arch, seed=0), toy.build_processor(tokenizer, arch), torch.device("cpu"))
-    return model, arch
+    return toy.build_toy(arch, TASKS, seed=0), arch
 
 
 def questions(model: MultimodalModel, image_size: int, batch_size: int) -> tuple[list[Question], Batch]:

@@ -44,8 +44,7 @@ TASKS = list(world.TASKS)
 
 def build(arch: ToyArchitecture) -> MultimodalModel:
     """A random-weight toy LLaVA of the given sizes behind the model interface."""
-    tokenizer = toy.build_tokenizer(TASKS)
-    return MultimodalModel(toy.build_model(tokenizer, arch, seed=0), toy.build_processor(tokenizer, arch), torch.device("cpu"))
+    return toy.build_toy(arch, TASKS, seed=0)
 
 
 def inputs(model: MultimodalModel, arch: ToyArchitecture, batch_size: int):

@@ -37,11 +37,9 @@ def tiny_arch() -> ToyArchitecture:
 def tiny_model_dir(tmp_path_factory, tiny_arch) -> Path:
     """A random-weight toy LLaVA saved with save_pretrained (no training)."""
     folder = tmp_path_factory.mktemp("models") / "tiny-llava"
-    tokenizer = toy.build_tokenizer(list(world.TASKS))
-    processor = toy.build_processor(tokenizer, tiny_arch)
-    net = toy.build_model(tokenizer, tiny_arch, seed=0)
-    net.save_pretrained(folder)
-    processor.save_pretrained(folder)
+    model = toy.build_toy(tiny_arch, list(world.TASKS), seed=0)
+    model.model.save_pretrained(folder)
+    model.processor.save_pretrained(folder)
     return folder
 
 

@@ -188,9 +188,8 @@ def large_letter_logit_model(tiny_arch, benchmark: Benchmark, seed: int = 2) -> 
     The output rows of A and B (untied from the embeddings) get a large shared part along the mean
     final hidden state of the records' last prompt positions, plus a small random difference.
     """
-    tokenizer = toy.build_tokenizer(list(world.TASKS))
-    net = toy.build_model(tokenizer, tiny_arch, seed=0).eval()
-    model = MultimodalModel(net, toy.build_processor(tokenizer, tiny_arch), torch.device("cpu"))
+    model = toy.build_toy(tiny_arch, list(world.TASKS), seed=0)
+    net = model.model
     with torch.no_grad():
         hidden = torch.stack(
             [

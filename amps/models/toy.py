@@ -132,6 +132,19 @@ def build_model(tokenizer: PreTrainedTokenizerFast, arch: ToyArchitecture, seed:
     return model
 
 
+def build_toy(arch: ToyArchitecture, tasks: list[str], seed: int) -> MultimodalModel:
+    """A randomly initialised toy of the given scale behind the model interface, on the CPU: its word tokenizer,
+    processor and weights (the training starts from it; tests and benchmarks use it untrained).
+
+    Example::
+
+        model = build_toy(ToyArchitecture(4, 64, 4, 2, 64, 32, 8), list(world.TASKS), seed=0)
+    """
+    tokenizer = build_tokenizer(tasks)
+    processor = build_processor(tokenizer, arch)
+    return MultimodalModel(build_model(tokenizer, arch, seed), processor, torch.device("cpu"))
+
+
 def _first_targets(labels: torch.Tensor) -> torch.Tensor:
     """Each row's position (in the shifted labels) of its first target token: the answer letter or word."""
     return (labels[:, 1:] != -100).float().argmax(dim=1)
@@ -185,10 +198,8 @@ def fit_toy_model(
     torch.set_num_threads(plan.threads)
     random.seed(plan.seed)
     np.random.seed(plan.seed)
-    tokenizer = build_tokenizer(tasks)
-    processor = build_processor(tokenizer, arch)
-    net = build_model(tokenizer, arch, plan.seed)
-    wrapper = MultimodalModel(net, processor, torch.device("cpu"))
+    wrapper = build_toy(arch, tasks, plan.seed)
+    net, processor = wrapper.model, wrapper.processor
     # foreach: the multi-tensor update, bitwise equal to the per-tensor one on the CPU and faster.
     optimizer = torch.optim.AdamW(net.parameters(), lr=plan.learning_rate, weight_decay=0.01, foreach=True)
     total = plan.steps
