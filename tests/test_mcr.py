@@ -450,11 +450,38 @@ def test_summary_counts_problems_and_leaves_them_out():
             "mcr_fisher": [0.4, np.nan, 0.3],
             "clean_choice_vision_first": ["vision", "text", "text"],
             "clean_choice_text_first": ["text", "text", "text"],
+            "ablation_ratio": [0.9, 0.1, np.nan],
             "problem": ["", "text_first image: 1 of 4 samples of f non-finite", ""],
         }
     )
     summary = summarize({"m": table}).set_index(["split", "task"])
     whole = summary.loc[("all", "all")]
     assert (whole["n"], whole["n_problem"], whole["mcr_mean"]) == (3, 1, pytest.approx(0.375))
+    assert whole["ablation_ratio_median"] == 0.9 and math.isnan(whole["mcr_ablation_spearman"])  # too few records
     assert summary.loc[("test", "color"), "n_problem"] == 1
     assert summary.loc[("validation", "count"), "mcr_median"] == 0.25
+
+
+def test_the_summary_sets_the_mcr_beside_the_input_ablation():
+    rng = np.random.default_rng(0)
+    mcr = rng.random(40)
+    table = pd.DataFrame(
+        {
+            "record_id": [f"r{index}" for index in range(40)],
+            "task": "color",
+            "split": "test",
+            "mcs_text": mcr,
+            "mcs_image": 1 - mcr,
+            "mcr": mcr,
+            "mcr_se": 0.01,
+            "mcr_fisher": mcr,
+            "clean_choice_vision_first": "vision",
+            "clean_choice_text_first": "text",
+            "ablation_ratio": np.where(np.arange(40) == 3, np.nan, mcr**2),
+            "problem": "",
+        }
+    )
+    tracking = summarize({"m": table}).set_index(["split", "task"]).loc[("all", "all")]
+    assert tracking["mcr_ablation_spearman"] == pytest.approx(1.0)
+    table["ablation_ratio"] = 1 - table["ablation_ratio"]
+    assert summarize({"m": table}).loc[0, "mcr_ablation_spearman"] == pytest.approx(-1.0)

@@ -101,8 +101,11 @@ def _world(records: int = 60, seed: int = 0) -> pd.DataFrame:
     )
 
 
-def _mcr_table(records: pd.DataFrame, mcr: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame({"record_id": records["record_id"], "mcr": mcr, "mcr_fisher": mcr[::-1].copy(), "problem": ""})
+def _mcr_table(records: pd.DataFrame, mcr: np.ndarray, ablation: np.ndarray | None = None) -> pd.DataFrame:
+    ablation = mcr if ablation is None else ablation
+    return pd.DataFrame(
+        {"record_id": records["record_id"], "mcr": mcr, "mcr_fisher": mcr[::-1].copy(), "ablation_ratio": ablation, "problem": ""}
+    )
 
 
 def test_the_mcr_is_correlated_with_the_ground_truth_balance():
@@ -120,8 +123,12 @@ def test_the_mcr_is_correlated_with_the_ground_truth_balance():
         for record_id, choice in zip(asked, chosen[:40])
         for order in ("vision_first", "text_first")
     ]
+    # A model that follows the balance (its input ablation does) whose MCR misses it.
+    ablation = tracking + np.random.default_rng(3).normal(0, 0.05, len(truth))
+    ablation[5] = np.nan  # neither modality pulls
+    missing = _mcr_table(records, np.random.default_rng(2).random(len(truth)), ablation)
     linked = correlations(
-        {"good": table, "random": _mcr_table(records, np.random.default_rng(2).random(len(truth)))},
+        {"good": table, "random": missing},
         records,
         200,
         7,
@@ -136,6 +143,13 @@ def test_the_mcr_is_correlated_with_the_ground_truth_balance():
     assert choice["spearman"] > 0.7 and choice["records"] == 39
     assert ("random", "entropy", "text_choice") not in linked.index  # no answers of that model
     assert linked.loc[("random", "entropy", "balance"), "low"] < 0 < linked.loc[("random", "entropy", "balance"), "high"]
+    # The input ablation tells the two misses apart: the model follows the balance, the MCR does not follow the model.
+    reference = linked.loc[("random", "input_ablation", "balance")]
+    assert reference["spearman"] > 0.8 and reference["records"] == 59 and reference["left_out"] == 1
+    against_model = linked.loc[("random", "entropy", "ablation_ratio")]
+    assert against_model["low"] < 0 < against_model["high"] and against_model["records"] == 59
+    assert linked.loc[("good", "entropy", "ablation_ratio"), "spearman"] > 0.8
+    assert ("good", "input_ablation", "ablation_ratio") not in linked.index
     with pytest.raises(ValueError, match="only the offline world"):
         balance(records.drop(columns="text_strength"))
 

@@ -20,6 +20,7 @@ from PIL import Image
 
 from amps.core.config import check_section_values
 from amps.data import prompts
+from amps.mcr.ablation import input_ablation
 from amps.mcr.estimates import Estimate, contribution_ratio, functional_entropy, order_average, sample_mean
 from amps.mcr.perturb import Samples, score_samples, scoring_mode, stream_seed
 from amps.mcr.prefill import Prefill, prefill
@@ -180,7 +181,8 @@ def combined_columns(scores: dict[str, OrderScores]) -> dict[str, float]:
 
 
 def estimate(model: MultimodalModel, record: Mapping, settings: EstimatorSettings, max_batch: int) -> McrEstimate:
-    """One record's estimate: both option orders prefilled first, then scored inside one :func:`scoring_mode`."""
+    """One record's estimate: both option orders prefilled first, with the input ablation beside them (its own
+    forwards, before the scoring), then scored inside one :func:`scoring_mode`."""
     states = {
         order: prefill(
             model,
@@ -189,7 +191,7 @@ def estimate(model: MultimodalModel, record: Mapping, settings: EstimatorSetting
         )
         for order in ORDERS
     }
-    columns: dict[str, Any] = {}
+    columns: dict[str, Any] = input_ablation(model, record, {order: state.option_logits for order, state in states.items()})
     scores, problems = {}, []
     with scoring_mode(model):
         for order, state in states.items():

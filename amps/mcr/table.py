@@ -13,6 +13,9 @@ import pandas as pd
 from amps.core.io import read_table
 from amps.vocabulary import ESTIMATORS, MODALITIES, ORDERS
 
+#: The input ablation's columns (:mod:`amps.mcr.ablation`), the reference the MCR is set against.
+ABLATION_COLUMNS = ["p_text_clean", "p_text_no_image", "p_text_no_context", "ablation_ratio"]
+
 #: Columns of the MCR table (shards and the gathered table), in order.
 COLUMNS = [
     "record_index",
@@ -34,6 +37,7 @@ COLUMNS = [
     *[f"mcs_{modality}_{order}" for order in ORDERS for modality in MODALITIES],
     *[f"clean_choice_{order}" for order in ORDERS],
     *[f"clean_p_{order}" for order in ORDERS],
+    *ABLATION_COLUMNS,
     "problem",
 ]
 

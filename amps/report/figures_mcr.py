@@ -135,33 +135,43 @@ def draw_mcr_validation(
     """The MCR against the world's ground truth, one column per model.
 
     Top: each record's MCR (functional entropy) against its evidence balance (text strength minus
-    image strength), coloured by task, with Spearman's rho and its bootstrap interval. Bottom: the
-    uninstructed vision share of the test records by MCR bin. ``settings.models`` names the
-    comma-separated MCR tables in order.
+    image strength), coloured by task, with Spearman's rho and its bootstrap interval, and the MCR's rho
+    with the input ablation. Middle: the input-ablation ratio against the balance, the same way (what a
+    measure of the model's own reliance shows). Bottom: the uninstructed vision share of the test
+    records by MCR bin. ``settings.models`` names the comma-separated MCR tables in order.
     """
-    from amps.report.mcr_validation import balance
+    from amps.report.mcr_validation import ABLATION, balance
 
     models = settings.models
     truth = balance(Benchmark(benchmark_dir).records)
-    linked = read_table(correlations)
-    linked = linked[linked["against"] == "balance"].set_index(["model", "estimator"])
+    linked = read_table(correlations).set_index(["model", "estimator", "against"])
     binned = read_table(bins)
-    figure, axes = plt.subplots(2, len(models), figsize=(max(7.0, 3.4 * len(models)), 6.4), squeeze=False)
+    figure, axes = plt.subplots(3, len(models), figsize=(max(7.0, 3.4 * len(models)), 9.2), squeeze=False)
     colormap = plt.get_cmap("tab10")
     for column, (model, path) in enumerate(zip(models, mcr.split(","))):
         table = read_table(path)
         table = table[table["problem"].fillna("") == ""]
-        axis = axes[0][column]
-        for index, (task, part) in enumerate(table.groupby("task")):
-            axis.scatter(truth.reindex(part["record_id"]), part["mcr"], s=7, alpha=0.7, color=colormap(index % 10), label=task)
-        row = linked.loc[(model, "entropy")]
-        axis.set_title(f"{model}: ρ = {row['spearman']:.2f} [{row['low']:.2f}, {row['high']:.2f}]", fontsize=9)
-        axis.set_xlabel("text strength − image strength", fontsize=8)
-        if column == 0:
-            axis.set_ylabel("MCR", fontsize=8)
-        axis.tick_params(labelsize=7)
+        with_ablation = linked.loc[(model, "entropy", "ablation_ratio"), "spearman"]
+        panels = (
+            ("mcr", "MCR", "entropy", f"\nρ with the input ablation {with_ablation:.2f}"),
+            ("ablation_ratio", "input-ablation ratio", ABLATION, ""),
+        )
+        for row, (value, label, measure, extra) in enumerate(panels):
+            axis = axes[row][column]
+            for index, (task, part) in enumerate(table.groupby("task")):
+                balances = truth.reindex(part["record_id"])
+                axis.scatter(balances, part[value], s=7, alpha=0.7, color=colormap(index % 10), label=task)
+            linked_row = linked.loc[(model, measure, "balance")]
+            axis.set_title(
+                f"{model}: ρ = {linked_row['spearman']:.2f} [{linked_row['low']:.2f}, {linked_row['high']:.2f}]{extra}",
+                fontsize=9,
+            )
+            axis.set_xlabel("text strength − image strength", fontsize=8)
+            if column == 0:
+                axis.set_ylabel(label, fontsize=8)
+            axis.tick_params(labelsize=7)
         shares = binned[binned["model"] == model]
-        axis = axes[1][column]
+        axis = axes[2][column]
         axis.bar(shares["bin"], shares["vision_share"], color=VISION_COLOR)
         axis.set_xticks(
             shares["bin"],
@@ -181,5 +191,5 @@ def draw_mcr_validation(
     figure.suptitle(
         f"MCR against the ground-truth evidence balance ({settings.run_name}, {settings.benchmark_label})", fontsize=10
     )
-    figure.tight_layout(rect=(0, 0, 1, 0.9))
+    figure.tight_layout(rect=(0, 0, 1, 0.93))
     save_figure(figure, output)

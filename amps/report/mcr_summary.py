@@ -1,16 +1,25 @@
-"""The MCR summary across models: per model, split and task, the MCR's mean, median and spread and the
-records with problems."""
+"""The MCR summary across models: per model, split and task, the MCR's mean, median and spread, the
+records with problems, and the MCR beside the input ablation (:mod:`amps.mcr.ablation`): the answer's
+reliance on each modality measured by taking it away, which needs no ground truth, so MC² runs get it too."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
+from amps.statistics import spearman
 from amps.vocabulary import ORDERS
 
 
+def mcr_against_ablation(table: pd.DataFrame) -> float:
+    """Spearman's rho of the MCR with the input-ablation ratio over the records where both are finite."""
+    both = table[np.isfinite(table["mcr"]) & np.isfinite(table["ablation_ratio"])]
+    return spearman(both["mcr"].to_numpy(), both["ablation_ratio"].to_numpy())
+
+
 def summarize(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Per model, split and task (``all`` for the whole): counts, mean scores, MCR mean/median/spread.
+    """Per model, split and task (``all`` for the whole): counts, mean scores, MCR mean/median/spread, the
+    input-ablation ratio's median and the MCR's Spearman correlation with it.
 
     Records with non-finite values are counted in ``n_problem`` and left out of the means.
     """
@@ -40,6 +49,8 @@ def summarize(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
                         "clean_vision_share": float(
                             np.mean([(good[f"clean_choice_{order}"] == "vision").mean() for order in ORDERS])
                         ),
+                        "ablation_ratio_median": good["ablation_ratio"].median(),
+                        "mcr_ablation_spearman": mcr_against_ablation(good),
                     }
                 )
     return pd.DataFrame(rows)

@@ -8,6 +8,11 @@ correlation of the MCR with the balance over every record with a finite MCR, wit
 bootstrap interval over records, and beside it (column ``against``) with each strength alone and
 with the model's own uninstructed choice (its share of text answers over both option orders, on the
 records the baseline asked): where the MCR misses the balance, these say what it follows instead.
+The input ablation (``estimator`` ``input_ablation``: how far the answer moves when the image is
+emptied or the context left out, :mod:`amps.mcr.ablation`) gets the same rows, and the MCR is also
+set against it (``against`` ``ablation_ratio``). Together they separate the two ways the MCR can miss
+the balance: the model ignores the balance (the ablation misses it too), or the MCR misses the model
+(it misses the ablation).
 The second table gives the uninstructed vision share of the test
 records (pooled over both option orders) by MCR bin (quantile bins of the model's test MCR). No
 public benchmark has this ground truth; MC² runs skip this step.
@@ -24,6 +29,8 @@ from amps.mcr.table import mcr_values
 from amps.statistics import bootstrap_interval, group_seed, spearman
 from amps.vocabulary import ESTIMATORS
 
+#: The reference measure's name in the ``estimator`` column: the input ablation (:mod:`amps.mcr.ablation`).
+ABLATION = "input_ablation"
 #: Quantile bins of a model's test MCR in the vision-share table.
 VISION_BINS = 5
 #: The ground-truth columns a world benchmark carries.
@@ -44,12 +51,21 @@ def text_choice(baselines: pd.DataFrame, model: str) -> pd.Series:
     return (answers["choice"] == "text").groupby(answers["record_id"]).mean()
 
 
+def ablation_values(table: pd.DataFrame) -> pd.Series:
+    """A model's input-ablation ratio per record id (NaN where neither modality pulls or the estimate failed)."""
+    indexed = table.set_index("record_id")
+    return indexed["ablation_ratio"].astype(float).where(indexed["problem"].fillna("") == "")
+
+
 def correlations(
     mcr: dict[str, pd.DataFrame], records: pd.DataFrame, resamples: int, seed: int, baselines: pd.DataFrame | None = None
 ) -> pd.DataFrame:
-    """Per model, estimator and what the MCR is set against (``balance``, ``text_strength``, ``image_strength`` and,
-    where ``baselines`` hold the model's uninstructed answers, ``text_choice``): Spearman's rho, its bootstrap
-    interval, records used and left out."""
+    """Per model and measure (the MCR's estimators, then the input ablation), Spearman's rho with what it is set
+    against, its bootstrap interval, records used and left out.
+
+    ``against``: ``balance``, ``text_strength``, ``image_strength``, ``text_choice`` (where ``baselines`` hold the
+    model's uninstructed answers) and, for the MCR's estimators, ``ablation_ratio`` (the model's own reliance).
+    """
     truths = {"balance": balance(records)}
     truths.update({column: records[column].set_axis(records["record_id"]) for column in STRENGTHS[::-1]})
     rows = []
@@ -58,17 +74,20 @@ def correlations(
         choices = text_choice(baselines, model) if baselines is not None else pd.Series(dtype=float)
         if not choices.empty:
             against["text_choice"] = choices
-        for estimator, column in ESTIMATORS.items():
-            values = mcr_values(table, estimator)
+        ablation = ablation_values(table)
+        measures = {estimator: (column, mcr_values(table, estimator)) for estimator, column in ESTIMATORS.items()}
+        measures[ABLATION] = ("ablation_ratio", ablation)
+        for measure, (column, values) in measures.items():
             finite = values[np.isfinite(values.to_numpy())]
-            for name, truth in against.items():
+            targets = against if measure == ABLATION else {**against, "ablation_ratio": ablation.dropna()}
+            for name, truth in targets.items():
                 paired = finite[finite.index.isin(truth.index)]
                 x, y = paired.to_numpy(), truth.reindex(paired.index).to_numpy(dtype=float)
-                low, high, _defined = bootstrap_interval(x, y, resamples, group_seed(seed, model, estimator, name))
+                low, high, _defined = bootstrap_interval(x, y, resamples, group_seed(seed, model, measure, name))
                 rows.append(
                     {
                         "model": model,
-                        "estimator": estimator,
+                        "estimator": measure,
                         "column": column,
                         "against": name,
                         "spearman": spearman(x, y),

@@ -1,0 +1,89 @@
+"""Input ablation: how far the answer moves when a modality is taken away, the reference the MCR is set against.
+
+The MCR asks how much noise on a modality's cached keys and values moves the answer. Taking the
+modality away asks directly how much the answer rests on it: the image replaced by an empty one of the
+same size (:func:`empty_like`: nothing to read, the image tokens still there), or the context line left
+out of the prompt. Per option order, ``P(text)`` is the probability of the text-consistent option among
+(A, B), from the same float32 option logits as the MCR's prefill; the columns average both orders:
+
+* ``p_text_clean``, ``p_text_no_image``, ``p_text_no_context``;
+* ``ablation_ratio`` = ``text / (text + image)`` with ``text = max(0, clean − no_context)`` (how much the
+  context pulls toward its answer) and ``image = max(0, no_image − clean)`` (how much the image pulls
+  toward its own): the MCR's scale, near 1 the answer rests on the text; NaN where neither pulls.
+
+It costs two forward passes per record and option order beyond the MCR's prefill, and needs no
+ground truth, so it checks the MCR on real checkpoints too. Unlike the MCR it measures one
+counterfactual per modality (an empty image is not the absence of an image to a model that never saw
+one), which is why the paper's estimator perturbs instead; here it is the yardstick, not the method.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import numpy as np
+import torch
+from PIL import Image
+
+from amps.data import prompts
+from amps.data.world import BACKGROUND
+from amps.mcr.prefill import option_logits_float32
+from amps.models.interface import MultimodalModel
+from amps.vocabulary import ORDERS
+
+
+def empty_like(image: Image.Image) -> Image.Image:
+    """An image of ``image``'s size in one flat colour (the offline world's empty image): no content to read.
+
+    A fixed colour rather than the image's mean, which would still show a colour question's answer.
+    """
+    return Image.new("RGB", image.size, BACKGROUND)
+
+
+def text_probability(record: Mapping, order: str, option_logits: torch.Tensor) -> float:
+    """The probability of the text-consistent option among (A, B), from one prompt's two option logits."""
+    option_a, _option_b = prompts.options_for_order(record["answer_vision"], record["answer_text"], order)
+    return float(option_logits.float().softmax(dim=-1)[0 if option_a == record["answer_text"] else 1])
+
+
+@torch.no_grad()
+def option_logits(model: MultimodalModel, record: Mapping, order: str, image: Image.Image, context: str | None) -> torch.Tensor:
+    """The float32 logits of A and B after the conflict prompt of ``record`` in ``order``, with this image and context."""
+    query = prompts.conflict_query({**record, "context": context}, order)
+    batch = model.encode([image], [query.prompt], locate_prompt=False).to(model.device)
+    logits, _cache = option_logits_float32(model, model.option_token_ids(), **batch.inputs, use_cache=False)
+    return logits[0]
+
+
+def ablation_ratio(clean: float, no_image: float, no_context: float) -> float:
+    """The text's share of the two modalities' pulls (see the module docstring); NaN where neither pulls."""
+    text, image = max(0.0, clean - no_context), max(0.0, no_image - clean)
+    return text / (text + image) if text + image > 0 else math.nan
+
+
+def input_ablation(model: MultimodalModel, record: Mapping, clean_logits: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """The input-ablation columns of one record, given its clean option logits per order (the MCR's prefills).
+
+    A record without a context has nothing to leave out: its ``p_text_no_context`` is the clean one.
+    """
+    inputs = {
+        "clean": None,
+        "no_image": (empty_like(record["image"]), record["context"]),
+        "no_context": None if record["context"] is None else (record["image"], None),
+    }
+    probabilities: dict[str, list[float]] = {name: [] for name in inputs}
+    for order in ORDERS:
+        clean = text_probability(record, order, clean_logits[order])
+        for name, ablated in inputs.items():
+            if ablated is None:  # the clean prompt, or a context that is not there to leave out
+                probabilities[name].append(clean)
+            else:
+                probabilities[name].append(text_probability(record, order, option_logits(model, record, order, *ablated)))
+    means = {name: float(np.mean(values)) for name, values in probabilities.items()}
+    return {
+        "p_text_clean": means["clean"],
+        "p_text_no_image": means["no_image"],
+        "p_text_no_context": means["no_context"],
+        "ablation_ratio": ablation_ratio(means["clean"], means["no_image"], means["no_context"]),
+    }

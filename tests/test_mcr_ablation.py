@@ -1,0 +1,78 @@
+"""The input ablation (the reference the MCR is set against): against the models' own full forward, on every
+tiny family, and its ratio's edge cases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from amps.data import prompts, world
+from amps.mcr import ablation
+from amps.mcr import table as mcr_tables
+from amps.models.loading import load_model
+from amps.vocabulary import ORDERS
+
+from tiny_models import TINY_FAMILIES, build_tiny_model
+
+
+def reference_text_probability(model, record, order, image, context) -> float:
+    """P(text option) among (A, B) from the model's own logits over the whole vocabulary (no amps shortcut)."""
+    query = prompts.conflict_query({**record, "context": context}, order)
+    chat = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": query.prompt}]}]
+    text = model.processor.apply_chat_template(chat, add_generation_prompt=True)
+    inputs = model.processor(images=[image], text=[text], return_tensors="pt")
+    with torch.no_grad():
+        logits = model.model(**inputs).logits[0, -1, list(model.option_token_ids())].float()
+    return float(logits.softmax(-1)[0 if query.option_a == record["answer_text"] else 1])
+
+
+@pytest.mark.parametrize("family", TINY_FAMILIES)
+def test_the_ablation_equals_the_models_own_forward_without_each_modality(family, tmp_path):
+    model = load_model(build_tiny_model(family, tmp_path / family), device="cpu", dtype="float32")
+    record = world.make_records(["color"], 1, seed=1)[0]
+    record["image"] = world.render_record_image("color", record["answer_vision"], record["image_id"], 32)
+    clean = {order: ablation.option_logits(model, record, order, record["image"], record["context"]) for order in ORDERS}
+    columns = ablation.input_ablation(model, record, clean)
+    assert list(columns) == mcr_tables.ABLATION_COLUMNS
+    empty = ablation.empty_like(record["image"])
+    expected = {
+        "p_text_clean": (record["image"], record["context"]),
+        "p_text_no_image": (empty, record["context"]),
+        "p_text_no_context": (record["image"], None),
+    }
+    for column, (image, context) in expected.items():
+        reference = np.mean([reference_text_probability(model, record, order, image, context) for order in ORDERS])
+        assert columns[column] == pytest.approx(reference, abs=1e-5), column
+    # Random weights still read both inputs: taking either away moves the answer.
+    assert columns["p_text_no_image"] != pytest.approx(columns["p_text_clean"], abs=1e-6)
+    assert columns["p_text_no_context"] != pytest.approx(columns["p_text_clean"], abs=1e-6)
+
+
+def test_a_record_without_context_has_no_text_pull(tiny_model):
+    record = world.make_records(["counting"], 1, seed=2)[0]
+    record["image"] = world.render_record_image("counting", record["answer_vision"], record["image_id"], 32)
+    record["context"] = None
+    clean = {order: ablation.option_logits(tiny_model, record, order, record["image"], None) for order in ORDERS}
+    columns = ablation.input_ablation(tiny_model, record, clean)
+    assert columns["p_text_no_context"] == columns["p_text_clean"]
+    # No text pull: the ratio is 0 where the image pulls, undefined where nothing does.
+    image_pulls = columns["p_text_no_image"] > columns["p_text_clean"]
+    assert columns["ablation_ratio"] == 0.0 if image_pulls else math.isnan(columns["ablation_ratio"])
+
+
+def test_the_ratio_is_the_texts_share_of_the_two_pulls_toward_their_own_answers():
+    # The context raises P(text) by 0.3, the image lowers it by 0.1: three quarters of the pull is the text's.
+    assert ablation.ablation_ratio(clean=0.5, no_image=0.6, no_context=0.2) == pytest.approx(0.75)
+    # A modality pulling away from its own answer counts as no pull.
+    assert ablation.ablation_ratio(clean=0.5, no_image=0.4, no_context=0.2) == 1.0
+    assert ablation.ablation_ratio(clean=0.5, no_image=0.9, no_context=0.7) == 0.0
+    assert math.isnan(ablation.ablation_ratio(clean=0.5, no_image=0.5, no_context=0.5))
+
+
+def test_the_empty_image_keeps_the_size_and_shows_nothing():
+    image = world.render_record_image("color", "red", "000001000001", 48)
+    empty = ablation.empty_like(image.resize((48, 30)))
+    assert empty.size == (48, 30) and empty.getcolors() == [(48 * 30, world.BACKGROUND)]
