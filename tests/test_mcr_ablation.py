@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+import amps
 from amps.data import prompts, world
 from amps.mcr import ablation
 from amps.mcr import table as mcr_tables
@@ -76,3 +77,17 @@ def test_the_empty_image_keeps_the_size_and_shows_nothing():
     image = world.render_record_image("color", "red", "000001000001", 48)
     empty = ablation.empty_like(image.resize((48, 30)))
     assert empty.size == (48, 30) and empty.getcolors() == [(48 * 30, world.BACKGROUND)]
+
+
+def test_the_mcr_does_not_depend_on_the_ablation_beside_it(tiny_model, tiny_benchmark_dir):
+    from amps.data.benchmark import Benchmark
+
+    benchmark = Benchmark(tiny_benchmark_dir)
+    record = {**benchmark.records.iloc[0], "image": benchmark.image(benchmark.records.iloc[0]["record_id"])}
+    with_ablation = amps.measure_mcr(tiny_model, record, samples=4, seed=5).columns
+    without = amps.measure_mcr(tiny_model, record, samples=4, seed=5, ablation=False).columns
+    assert all(math.isnan(without[column]) for column in mcr_tables.ABLATION_COLUMNS)
+    assert all(np.isfinite(with_ablation[column]) for column in mcr_tables.ABLATION_COLUMNS[:3])
+    assert {key: value for key, value in without.items() if key not in mcr_tables.ABLATION_COLUMNS} == {
+        key: value for key, value in with_ablation.items() if key not in mcr_tables.ABLATION_COLUMNS
+    }

@@ -25,6 +25,7 @@ from amps.mcr.estimates import Estimate, contribution_ratio, functional_entropy,
 from amps.mcr.perturb import Samples, score_samples, scoring_mode, stream_seed
 from amps.mcr.prefill import Prefill, prefill
 from amps.mcr.settings import MAX_BATCH, EstimatorSettings
+from amps.mcr.table import ABLATION_COLUMNS
 from amps.models.interface import MultimodalModel
 from amps.vocabulary import MODALITIES, ORDERS
 
@@ -180,9 +181,11 @@ def combined_columns(scores: dict[str, OrderScores]) -> dict[str, float]:
     return columns
 
 
-def estimate(model: MultimodalModel, record: Mapping, settings: EstimatorSettings, max_batch: int) -> McrEstimate:
+def estimate(
+    model: MultimodalModel, record: Mapping, settings: EstimatorSettings, max_batch: int, ablation: bool = True
+) -> McrEstimate:
     """One record's estimate: both option orders prefilled first, with the input ablation beside them (its own
-    forwards, before the scoring), then scored inside one :func:`scoring_mode`."""
+    forwards, before the scoring; NaN columns without ``ablation``), then scored inside one :func:`scoring_mode`."""
     states = {
         order: prefill(
             model,
@@ -191,7 +194,10 @@ def estimate(model: MultimodalModel, record: Mapping, settings: EstimatorSetting
         )
         for order in ORDERS
     }
-    columns: dict[str, Any] = input_ablation(model, record, {order: state.option_logits for order, state in states.items()})
+    clean_logits = {order: state.option_logits for order, state in states.items()}
+    columns: dict[str, Any] = (
+        input_ablation(model, record, clean_logits) if ablation else dict.fromkeys(ABLATION_COLUMNS, math.nan)
+    )
     scores, problems = {}, []
     with scoring_mode(model):
         for order, state in states.items():
@@ -218,6 +224,7 @@ def measure_mcr(
     seed: int = ...,
     stream: str = ...,
     max_batch: int = ...,
+    ablation: bool = ...,
 ) -> McrEstimate: ...
 @overload
 def measure_mcr(
@@ -232,6 +239,7 @@ def measure_mcr(
     seed: int = ...,
     stream: str = ...,
     max_batch: int = ...,
+    ablation: bool = ...,
 ) -> list[McrEstimate]: ...
 def measure_mcr(
     model: MultimodalModel,
@@ -245,6 +253,7 @@ def measure_mcr(
     seed: int = EstimatorSettings.seed,
     stream: str = EstimatorSettings.stream,
     max_batch: int = MAX_BATCH,
+    ablation: bool = True,
 ) -> McrEstimate | list[McrEstimate]:
     """The Modality Contribution Ratio of one record (a mapping) or of each of many (a list, a ``datasets.Dataset``).
 
@@ -253,6 +262,8 @@ def measure_mcr(
     modality, what ``f`` scores (``answer``), the Fisher term (``fisher``), the text positions (``text``);
     ``seed`` is the run's seed and ``stream`` names another set of noise draws. ``max_batch`` bounds the
     samples per forward pass (memory only; on a GPU, passes take fewer where its free memory holds fewer).
+    ``ablation`` adds the record's input ablation (:mod:`amps.mcr.ablation`: two forwards per option order;
+    its columns are NaN without it).
     A record's noise comes from its ``record_id`` and the seed, so with a run's settings and seed its MCR
     is the run's (``results/<run>/mcr/<model>.parquet``).
 
@@ -269,8 +280,8 @@ def measure_mcr(
     settings = EstimatorSettings(sigma, samples, answer, fisher, text, seed, stream)
     if isinstance(records, Mapping):
         check_record(records)
-        return estimate(model, records, settings, max_batch)
+        return estimate(model, records, settings, max_batch, ablation)
     many = list(records)
     for record in many:
         check_record(record)
-    return [estimate(model, record, settings, max_batch) for record in many]
+    return [estimate(model, record, settings, max_batch, ablation) for record in many]

@@ -182,7 +182,7 @@ def estimate_mcr(
 
     Each (N, Monte Carlo seed) has its own noise stream, independent of the main run's and of every
     other variant's, so their spread is the Monte Carlo spread. The Fisher term (a backward pass per
-    sample) is computed only when γ reads it.
+    sample) is computed only when γ reads it, the input ablation (which no variant changes) not at all.
     """
     estimator = replace(
         settings.mcr,
@@ -197,6 +197,7 @@ def estimate_mcr(
         estimator,
         max_batch,
         desc=f"ablation MCR N={variant.samples} seed +{variant.mc_seed_offset}",
+        ablation=False,
     )
 
 
