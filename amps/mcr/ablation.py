@@ -11,7 +11,7 @@ out of the prompt. Per option order, ``P(text)`` is the probability of the text-
   context pulls toward its answer) and ``image = max(0, no_image − clean)`` (how much the image pulls
   toward its own): the MCR's scale, near 1 the answer rests on the text; NaN where neither pulls.
 
-It costs two forward passes per record and option order beyond the MCR's prefill, and needs no
+It costs one batched forward of four prompts per record beyond the MCR's prefills, and needs no
 ground truth, so it checks the MCR on real checkpoints too. Unlike the MCR it measures one
 counterfactual per modality (an empty image is not the absence of an image to a model that never saw
 one), which is why the paper's estimator perturbs instead; here it is the yardstick, not the method.
@@ -20,7 +20,7 @@ one), which is why the paper's estimator perturbs instead; here it is the yardst
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -48,12 +48,13 @@ def text_probability(record: Mapping, order: str, option_logits: torch.Tensor) -
 
 
 @torch.no_grad()
-def option_logits(model: MultimodalModel, record: Mapping, order: str, image: Image.Image, context: str | None) -> torch.Tensor:
-    """The float32 logits of A and B after the conflict prompt of ``record`` in ``order``, with this image and context."""
-    query = prompts.conflict_query({**record, "context": context}, order)
-    batch = model.encode([image], [query.prompt], locate_prompt=False).to(model.device)
-    logits, _cache = option_logits_float32(model, model.option_token_ids(), **batch.inputs, use_cache=False)
-    return logits[0]
+def option_logits(model: MultimodalModel, record: Mapping, asked: Sequence[tuple[str, Image.Image, str | None]]) -> torch.Tensor:
+    """The float32 logits of A and B after ``record``'s conflict prompt, for each (option order, image, context)
+    in ``asked``, in one left-padded batch: [len(asked), 2]."""
+    queries = [prompts.conflict_query({**record, "context": context}, order) for order, _image, context in asked]
+    batch = model.encode([image for _order, image, _context in asked], [query.prompt for query in queries], locate_prompt=False)
+    logits, _cache = option_logits_float32(model, model.option_token_ids(), **batch.to(model.device).inputs, use_cache=False)
+    return logits
 
 
 def ablation_ratio(clean: float, no_image: float, no_context: float) -> float:
@@ -67,19 +68,18 @@ def input_ablation(model: MultimodalModel, record: Mapping, clean_logits: Mappin
 
     A record without a context has nothing to leave out: its ``p_text_no_context`` is the clean one.
     """
-    inputs = {
-        "clean": None,
-        "no_image": (empty_like(record["image"]), record["context"]),
-        "no_context": None if record["context"] is None else (record["image"], None),
-    }
-    probabilities: dict[str, list[float]] = {name: [] for name in inputs}
+    ablated = {"no_image": (empty_like(record["image"]), record["context"])}
+    if record["context"] is not None:  # else there is no context to leave out: the clean prompt is its own ablation
+        ablated["no_context"] = (record["image"], None)
+    asked = [(name, order, image, context) for name, (image, context) in ablated.items() for order in ORDERS]
+    logits = option_logits(model, record, [(order, image, context) for _name, order, image, context in asked])
+    probabilities = {name: [] for name in ("clean", "no_image", "no_context")}
     for order in ORDERS:
-        clean = text_probability(record, order, clean_logits[order])
-        for name, ablated in inputs.items():
-            if ablated is None:  # the clean prompt, or a context that is not there to leave out
-                probabilities[name].append(clean)
-            else:
-                probabilities[name].append(text_probability(record, order, option_logits(model, record, order, *ablated)))
+        probabilities["clean"].append(text_probability(record, order, clean_logits[order]))
+    for (name, order, _image, _context), row in zip(asked, logits):
+        probabilities[name].append(text_probability(record, order, row))
+    if record["context"] is None:
+        probabilities["no_context"] = probabilities["clean"]
     means = {name: float(np.mean(values)) for name, values in probabilities.items()}
     return {
         "p_text_clean": means["clean"],
