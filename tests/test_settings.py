@@ -3,6 +3,7 @@ and no model step reads a key that only a table or a figure needs."""
 
 from __future__ import annotations
 
+import copy
 import importlib
 import inspect
 import json
@@ -167,3 +168,15 @@ def test_the_settings_modules_name_their_classes_after_their_functions():
         function = "".join(f"_{c.lower()}" if c.isupper() else c for c in step.__name__).lstrip("_")
         assert callable(getattr(module, function, None)), f"{step.__name__} has no function {function} beside it"
         assert Path(inspect.getfile(module)).name in ("steps.py", "figure_steps.py")
+
+
+def test_a_toy_models_own_learning_rate_replaces_the_shared_one_in_its_trainings_params():
+    from amps.models.steps import TrainToyModel
+
+    config = copy.deepcopy(CONFIGS["test"])
+    toy = next(name for name, spec in config["models"].items() if spec["source"] == "toy")
+    shared = TrainToyModel.from_config(config, toy)
+    config["models"][toy]["learning_rate"] = 0.0006
+    own = TrainToyModel.from_config(config, toy)
+    assert shared.plan.learning_rate == config["toy_training"]["learning_rate"] and own.plan.learning_rate == 0.0006
+    assert own.to_params() != shared.to_params()  # the rule's params: this model's training reruns

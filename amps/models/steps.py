@@ -26,6 +26,7 @@ class TrainToyModel(Step):
         "threads",
         *(f"models.{{model}}.architecture.{key}" for key in ARCHITECTURE_KEYS),
         "models.{model}.training_steps",
+        "models.{model}.learning_rate",
         "toy_training.batch_size",
         "toy_training.learning_rate",
         "toy_training.stages",
@@ -44,7 +45,7 @@ class TrainToyModel(Step):
             steps=spec["training_steps"],
             stages=tuple(Stage(stage["name"], stage["share"], dict(stage["mix"])) for stage in training["stages"]),
             batch_size=training["batch_size"],
-            learning_rate=training["learning_rate"],
+            learning_rate=spec.get("learning_rate", training["learning_rate"]),
             preference=Preference(
                 preference["steepness"], dict(preference["task_bias"]), preference["spread"], tuple(world["image_strength"])
             ),
