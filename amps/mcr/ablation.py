@@ -11,7 +11,7 @@ out of the prompt. Per option order, ``P(text)`` is the probability of the text-
   context pulls toward its answer) and ``image = max(0, no_image − clean)`` (how much the image pulls
   toward its own): the MCR's scale, near 1 the answer rests on the text; NaN where neither pulls.
 
-It costs one batched forward of four prompts per record beyond the MCR's prefills, and needs no
+It costs four forwards (one prompt each) per record beyond the MCR's prefills, and needs no
 ground truth, so it checks the MCR on real checkpoints too. Unlike the MCR it measures one
 counterfactual per modality (an empty image is not the absence of an image to a model that never saw
 one), which is why the paper's estimator perturbs instead; here it is the yardstick, not the method.
@@ -50,11 +50,15 @@ def text_probability(record: Mapping, order: str, option_logits: torch.Tensor) -
 @torch.no_grad()
 def option_logits(model: MultimodalModel, record: Mapping, asked: Sequence[tuple[str, Image.Image, str | None]]) -> torch.Tensor:
     """The float32 logits of A and B after ``record``'s conflict prompt, for each (option order, image, context)
-    in ``asked``, in one left-padded batch: [len(asked), 2]."""
-    queries = [prompts.conflict_query({**record, "context": context}, order) for order, _image, context in asked]
-    batch = model.encode([image for _order, image, _context in asked], [query.prompt for query in queries], locate_prompt=False)
-    logits, _cache = option_logits_float32(model, model.option_token_ids(), **batch.to(model.device).inputs, use_cache=False)
-    return logits
+    in ``asked``: [len(asked), 2]. One prompt per forward, so that the peak memory is one prefill's (what the
+    MCR's memory plan holds); a batch of four would raise an MCR record's peak on a large model."""
+    rows = []
+    for order, image, context in asked:
+        query = prompts.conflict_query({**record, "context": context}, order)
+        batch = model.encode([image], [query.prompt], locate_prompt=False).to(model.device)
+        logits, _cache = option_logits_float32(model, model.option_token_ids(), **batch.inputs, use_cache=False)
+        rows.append(logits[0])
+    return torch.stack(rows)
 
 
 def ablation_ratio(clean: float, no_image: float, no_context: float) -> float:
