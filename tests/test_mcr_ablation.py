@@ -35,9 +35,7 @@ def test_the_ablation_equals_the_models_own_forward_without_each_modality(family
     model = load_model(build_tiny_model(family, tmp_path / family), device="cpu", dtype="float32")
     record = world.make_records(["color"], 1, seed=1)[0]
     record["image"] = world.render_record_image("color", record["answer_vision"], record["image_id"], 32)
-    clean = dict(
-        zip(ORDERS, ablation.option_logits(model, record, [(order, record["image"], record["context"]) for order in ORDERS]))
-    )
+    clean = {order: ablation.option_logits(model, record, order, record["image"], record["context"]) for order in ORDERS}
     columns = ablation.input_ablation(model, record, clean)
     assert list(columns) == mcr_tables.ABLATION_COLUMNS
     empty = ablation.empty_like(record["image"])
@@ -58,7 +56,7 @@ def test_a_record_without_context_has_no_text_pull(tiny_model):
     record = world.make_records(["counting"], 1, seed=2)[0]
     record["image"] = world.render_record_image("counting", record["answer_vision"], record["image_id"], 32)
     record["context"] = None
-    clean = dict(zip(ORDERS, ablation.option_logits(tiny_model, record, [(order, record["image"], None) for order in ORDERS])))
+    clean = {order: ablation.option_logits(tiny_model, record, order, record["image"], None) for order in ORDERS}
     columns = ablation.input_ablation(tiny_model, record, clean)
     assert columns["p_text_no_context"] == columns["p_text_clean"]
     # No text pull: the ratio is 0 where the image pulls, undefined where nothing does.

@@ -20,7 +20,7 @@ one), which is why the paper's estimator perturbs instead; here it is the yardst
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
 import torch
@@ -48,17 +48,16 @@ def text_probability(record: Mapping, order: str, option_logits: torch.Tensor) -
 
 
 @torch.no_grad()
-def option_logits(model: MultimodalModel, record: Mapping, asked: Sequence[tuple[str, Image.Image, str | None]]) -> torch.Tensor:
-    """The float32 logits of A and B after ``record``'s conflict prompt, for each (option order, image, context)
-    in ``asked``: [len(asked), 2]. One prompt per forward, so that the peak memory is one prefill's (what the
-    MCR's memory plan holds); a batch of four would raise an MCR record's peak on a large model."""
-    rows = []
-    for order, image, context in asked:
-        query = prompts.conflict_query({**record, "context": context}, order)
-        batch = model.encode([image], [query.prompt], locate_prompt=False).to(model.device)
-        logits, _cache = option_logits_float32(model, model.option_token_ids(), **batch.inputs, use_cache=False)
-        rows.append(logits[0])
-    return torch.stack(rows)
+def option_logits(model: MultimodalModel, record: Mapping, order: str, image: Image.Image, context: str | None) -> torch.Tensor:
+    """The float32 logits of A and B after ``record``'s conflict prompt in ``order``, with this image and context.
+
+    One prompt per forward, so that the peak memory is one prefill's (what the MCR's memory plan holds); a
+    batch of the four ablated prompts raised an MCR record's peak beyond it on the small-shape GPU check.
+    """
+    query = prompts.conflict_query({**record, "context": context}, order)
+    batch = model.encode([image], [query.prompt], locate_prompt=False).to(model.device)
+    logits, _cache = option_logits_float32(model, model.option_token_ids(), **batch.inputs, use_cache=False)
+    return logits[0]
 
 
 def ablation_ratio(clean: float, no_image: float, no_context: float) -> float:
@@ -72,22 +71,18 @@ def input_ablation(model: MultimodalModel, record: Mapping, clean_logits: Mappin
 
     A record without a context has nothing to leave out: its ``p_text_no_context`` is the clean one.
     """
-    ablated = {"no_image": (empty_like(record["image"]), record["context"])}
-    if record["context"] is not None:  # else there is no context to leave out: the clean prompt is its own ablation
-        ablated["no_context"] = (record["image"], None)
-    asked = [(name, order, image, context) for name, (image, context) in ablated.items() for order in ORDERS]
-    logits = option_logits(model, record, [(order, image, context) for _name, order, image, context in asked])
-    probabilities = {name: [] for name in ("clean", "no_image", "no_context")}
-    for order in ORDERS:
-        probabilities["clean"].append(text_probability(record, order, clean_logits[order]))
-    for (name, order, _image, _context), row in zip(asked, logits):
-        probabilities[name].append(text_probability(record, order, row))
-    if record["context"] is None:
-        probabilities["no_context"] = probabilities["clean"]
-    means = {name: float(np.mean(values)) for name, values in probabilities.items()}
+
+    def mean_text_probability(image: Image.Image, context: str | None) -> float:
+        return float(
+            np.mean([text_probability(record, order, option_logits(model, record, order, image, context)) for order in ORDERS])
+        )
+
+    clean = float(np.mean([text_probability(record, order, clean_logits[order]) for order in ORDERS]))
+    no_image = mean_text_probability(empty_like(record["image"]), record["context"])
+    no_context = clean if record["context"] is None else mean_text_probability(record["image"], None)
     return {
-        "p_text_clean": means["clean"],
-        "p_text_no_image": means["no_image"],
-        "p_text_no_context": means["no_context"],
-        "ablation_ratio": ablation_ratio(means["clean"], means["no_image"], means["no_context"]),
+        "p_text_clean": clean,
+        "p_text_no_image": no_image,
+        "p_text_no_context": no_context,
+        "ablation_ratio": ablation_ratio(clean, no_image, no_context),
     }
