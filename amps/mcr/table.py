@@ -94,7 +94,12 @@ def mcr_column(estimator: str) -> str:
 
 def mcr_values(table: pd.DataFrame, estimator: str) -> pd.Series:
     """MCR per record id of an MCR table; NaN where the estimate failed (a ``problem`` is named)."""
-    column = mcr_column(estimator)
+    return record_values(table, mcr_column(estimator))
+
+
+def record_values(table: pd.DataFrame, column: str) -> pd.Series:
+    """One column of an MCR table per record id (``mcr``, ``ablation_ratio``, ...); NaN where the record's
+    estimate failed (a ``problem`` is named)."""
     missing = {"record_id", column, "problem"} - set(table.columns)
     if missing:
         raise ValueError(f"the MCR table lacks columns {sorted(missing)}")

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from amps.mcr.table import mcr_values
+from amps.mcr.table import mcr_values, record_values
 from amps.statistics import bootstrap_interval, group_seed, spearman
 from amps.vocabulary import ESTIMATORS
 
@@ -51,12 +51,6 @@ def text_choice(baselines: pd.DataFrame, model: str) -> pd.Series:
     return (answers["choice"] == "text").groupby(answers["record_id"]).mean()
 
 
-def ablation_values(table: pd.DataFrame) -> pd.Series:
-    """A model's input-ablation ratio per record id (NaN where neither modality pulls or the estimate failed)."""
-    indexed = table.set_index("record_id")
-    return indexed["ablation_ratio"].astype(float).where(indexed["problem"].fillna("") == "")
-
-
 def correlations(
     mcr: dict[str, pd.DataFrame], records: pd.DataFrame, resamples: int, seed: int, baselines: pd.DataFrame | None = None
 ) -> pd.DataFrame:
@@ -74,7 +68,7 @@ def correlations(
         choices = text_choice(baselines, model) if baselines is not None else pd.Series(dtype=float)
         if not choices.empty:
             against["text_choice"] = choices
-        ablation = ablation_values(table)
+        ablation = record_values(table, "ablation_ratio")  # NaN also where neither modality pulls
         measures = {estimator: (column, mcr_values(table, estimator)) for estimator, column in ESTIMATORS.items()}
         measures[ABLATION] = ("ablation_ratio", ablation)
         for measure, (column, values) in measures.items():
