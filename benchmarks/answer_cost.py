@@ -19,7 +19,6 @@ where every answer is a letter and its end.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import statistics
 import sys
@@ -36,7 +35,7 @@ from amps.models.interface import MultimodalModel
 from amps.models.toy_plan import ToyArchitecture
 from amps.vocabulary import ORDERS
 
-from default_scales import default_architecture
+from default_scales import default_architecture, generation_parser, parse_generation_args
 
 TASKS = list(world.TASKS)
 SHARES = (0.0, 1 / 16, 1 / 4, 1.0)
@@ -151,17 +150,9 @@ def measure(model, asked, batch, share: float, new_tokens: int, repeats: int, pr
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--new-tokens", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=9)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser = generation_parser(__doc__.splitlines()[0], repeats=9)
     parser.add_argument("--max-prefills", type=float, default=1.2, help="limit where every answer is a letter and its end")
-    args = parser.parse_args(argv)
-    for flag in ("batch_size", "new_tokens", "repeats", "threads"):
-        if getattr(args, flag) < 1:
-            parser.error(f"--{flag.replace('_', '-')} must be at least 1")
-    torch.set_num_threads(args.threads)
+    args = parse_generation_args(parser, argv)
     model, arch = build()
     asked, batch = questions(model, arch.image_size, args.batch_size)
 

@@ -1,7 +1,7 @@
 """Steered vs unsteered batched generation on the same inputs, in one run.
 
-Two random-weight models are timed: the largest toy scale of config/config.yaml (toy-l: 5 text
-layers, hidden 96, 16 image tokens) and a tiny LLaVA-architecture model with LLaVA-1.5's 576 image tokens
+Two random-weight models are timed: the largest toy scale of config/config.yaml (toy-l,
+16 image tokens) and a tiny LLaVA-architecture model with LLaVA-1.5's 576 image tokens
 (336-pixel images, patch 14). Each batch is generated unsteered and with one steering vector per row
 (the per-sample path every steering method uses) at all positions, for a fixed number of new tokens
 so both runs do the same work. Runs alternate in ABBA order (so slow drifts cancel). Each run is
@@ -11,13 +11,12 @@ Because contention still moves both by several percent, the time spent inside th
 itself is also measured directly (timer hooks registered just before and just after it on the same
 layer) and printed as a share of the unsteered generation time.
 
-Usage: python benchmarks/steering_overhead.py [--batch-size 64] [--new-tokens 8] [--repeats 7]
+Usage: python benchmarks/steering_overhead.py [--batch-size 64] [--new-tokens 8] [--repeats 10]
 Exits with status 1 when the steered/unsteered ratio of any model exceeds --max-ratio.
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -31,7 +30,7 @@ from amps.models.toy_plan import ToyArchitecture
 from amps.steering.hook import steer
 from amps.vocabulary import ORDERS
 
-from default_scales import default_architecture
+from default_scales import default_architecture, generation_parser, parse_generation_args
 
 SCALES = {
     "toy-large (16 image tokens)": default_architecture("toy-l"),
@@ -124,17 +123,9 @@ def measure(name: str, arch: ToyArchitecture, batch_size: int, new_tokens: int, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--new-tokens", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser = generation_parser(__doc__.splitlines()[0], repeats=10)
     parser.add_argument("--max-ratio", type=float, default=1.05, help="steered/unsteered limit")
-    args = parser.parse_args(argv)
-    for flag in ("batch_size", "new_tokens", "repeats", "threads"):
-        if getattr(args, flag) < 1:
-            parser.error(f"--{flag.replace('_', '-')} must be at least 1")
-    torch.set_num_threads(args.threads)
+    args = parse_generation_args(parser, argv)
     ratios = {name: measure(name, arch, args.batch_size, args.new_tokens, args.repeats) for name, arch in SCALES.items()}
     worst = max(ratios.values())
     print(f"worst CPU-time ratio {worst:.3f} (limit {args.max_ratio}): {'PASS' if worst <= args.max_ratio else 'FAIL'}")

@@ -159,3 +159,18 @@ def test_parser_reads_every_nested_real_option_pair_in_both_orders():
 def test_unknown_order_is_an_error():
     with pytest.raises(ValueError, match="sideways"):
         prompts.options_for_order("a", "b", "sideways")
+
+
+def test_option_index_points_at_each_answer_in_both_orders():
+    record = {"answer_vision": "red", "answer_text": "blue"}
+    placed = {
+        (order, modality): prompts.option_index(record, order, modality) for order in ORDERS for modality in ("vision", "text")
+    }
+    assert placed == {
+        ("vision_first", "vision"): 0,
+        ("vision_first", "text"): 1,
+        ("text_first", "vision"): 1,
+        ("text_first", "text"): 0,
+    }
+    with pytest.raises(ValueError, match="clean"):
+        prompts.option_index(record, "vision_first", "clean")

@@ -69,6 +69,14 @@ def options_for_order(answer_vision: str, answer_text: str, order: str) -> tuple
     raise ValueError(f"unknown option order {order!r}; expected one of {ORDERS}")
 
 
+def option_index(record: Mapping, order: str, modality: str) -> int:
+    """Which option (0 = A, 1 = B) holds ``record``'s ``vision`` or ``text`` answer in option ``order``."""
+    if modality not in ("vision", "text"):
+        raise ValueError(f"unknown modality {modality!r}; expected vision or text")
+    option_a, _option_b = options_for_order(record["answer_vision"], record["answer_text"], order)
+    return 0 if option_a == record[f"answer_{modality}"] else 1
+
+
 def conflict_query(record: Mapping, order: str, instruction: Instruction = "none") -> Query:
     """The query for an MC²-format record (``question``, ``answer_vision``, ``answer_text``, ``context``) in one
     option order (``vision_first`` or ``text_first``), with one of MC²'s preference instructions or none.

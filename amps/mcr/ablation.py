@@ -43,8 +43,7 @@ def empty_like(image: Image.Image) -> Image.Image:
 
 def text_probability(record: Mapping, order: str, option_logits: torch.Tensor) -> float:
     """The probability of the text-consistent option among (A, B), from one prompt's two option logits."""
-    option_a, _option_b = prompts.options_for_order(record["answer_vision"], record["answer_text"], order)
-    return float(option_logits.float().softmax(dim=-1)[0 if option_a == record["answer_text"] else 1])
+    return float(option_logits.float().softmax(dim=-1)[prompts.option_index(record, order, "text")])
 
 
 @torch.no_grad()

@@ -97,9 +97,7 @@ def target_index(record: Mapping, order: str, answer: str, option_logits: torch.
     """Which option (0 = A, 1 = B) ``f`` scores: the clean argmax, or the vision- or text-consistent option."""
     if answer == "clean":
         return int(option_logits.argmax())
-    option_a, _option_b = prompts.options_for_order(record["answer_vision"], record["answer_text"], order)
-    wanted = record["answer_vision"] if answer == "vision" else record["answer_text"]
-    return 0 if option_a == wanted else 1
+    return prompts.option_index(record, order, answer)
 
 
 @dataclass
