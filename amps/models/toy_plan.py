@@ -39,6 +39,7 @@ class TrainingPlan:
     steps: int
     stages: tuple[Stage, ...]
     batch_size: int
+    length_pool: int
     learning_rate: float
     preference: Preference
     threads: int
