@@ -62,7 +62,6 @@ PLAN = TrainingPlan(
         Stage("mix", 0.6, {"word": 0.1, "text_only": 1.0, "image_only": 1.0, "uninstructed": 1.0}),
     ),
     batch_size=32,
-    length_pool=1,
     learning_rate=1e-3,
     preference=Preference(steepness=0.0, task_bias={"color": 2.0}, spread=0.5, image_strength=(1.0, 1.0)),
     threads=1,

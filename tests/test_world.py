@@ -227,31 +227,3 @@ def test_training_loss_is_the_causal_lm_loss_with_soft_answers(tiny_model):
                 cost = example.probability * cost - (1 - example.probability) * log_probs[row, position, alternatives[row]]
             total, count = total + cost, count + 1
     assert torch.allclose(training_loss(output.logits, batch.labels, alternatives, probabilities), total / count, atol=1e-5)
-
-
-def test_length_grouped_batches_serve_every_example_once_with_less_padding():
-    import random
-
-    from amps.models.toy import length_grouped_batches
-
-    mix = {"word": 1.0, "instructed": 1.0, "uninstructed": 1.0}
-    examples = list(itertools.islice(corpus.training_examples(list(world.TASKS), mix, PREFERENCE, 32, 3), 96))
-
-    def serve(pool, seed=0):
-        return list(itertools.islice(length_grouped_batches(iter(examples), 8, pool, random.Random(seed)), 12))
-
-    def padded(batches):
-        return sum(len(batch) * max(len(e.prompt) for e in batch) for batch in batches)
-
-    as_drawn, grouped = serve(1), serve(4)
-    assert as_drawn == [examples[start : start + 8] for start in range(0, 96, 8)]
-    assert all(len(batch) == 8 for batch in grouped)
-    # Every draw of 32 serves each of its examples once, in batches of neighbours by prompt length.
-    for draw in range(3):
-        served = [e for batch in grouped[4 * draw : 4 * draw + 4] for e in batch]
-        assert sorted(map(id, served)) == sorted(map(id, examples[32 * draw : 32 * draw + 32]))
-        by_shortest = sorted(grouped[4 * draw : 4 * draw + 4], key=lambda batch: len(batch[0].prompt))
-        lengths = [len(e.prompt) for batch in by_shortest for e in batch]
-        assert lengths == sorted(lengths)
-    assert padded(grouped) < 0.9 * padded(as_drawn)
-    assert serve(4) == grouped and serve(4, seed=1) != grouped

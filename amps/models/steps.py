@@ -28,7 +28,6 @@ class TrainToyModel(Step):
         "models.{model}.training_steps",
         "models.{model}.learning_rate",
         "toy_training.batch_size",
-        "toy_training.length_pool",
         "toy_training.learning_rate",
         "toy_training.stages",
         "toy_training.preference.steepness",
@@ -46,7 +45,6 @@ class TrainToyModel(Step):
             steps=spec["training_steps"],
             stages=tuple(Stage(stage["name"], stage["share"], dict(stage["mix"])) for stage in training["stages"]),
             batch_size=training["batch_size"],
-            length_pool=training["length_pool"],
             learning_rate=spec.get("learning_rate", training["learning_rate"]),
             preference=Preference(
                 preference["steepness"], dict(preference["task_bias"]), preference["spread"], tuple(world["image_strength"])

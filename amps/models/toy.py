@@ -17,7 +17,6 @@ import math
 import random
 import time
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -180,24 +179,9 @@ def training_loss(
     return token_loss.sum() / kept.sum()
 
 
-def length_grouped_batches(stream: Iterator, batch_size: int, pool: int, rng: random.Random) -> Iterator[list]:
-    """Batches of ``batch_size`` examples from ``stream``, drawn ``pool`` batches at a time.
-
-    Each draw is sorted by prompt length, cut into batches and served in ``rng``'s shuffled order, so that
-    a batch's prompts are of similar length and pad less; ``pool`` 1 serves the batches as drawn.
-
-    Example::
-
-        batches = length_grouped_batches(iter(examples), 32, 4, random.Random(0))
-    """
+def _batches(stream, batch_size: int):
     while True:
-        drawn = list(itertools.islice(stream, batch_size * pool))
-        if pool > 1:
-            drawn.sort(key=lambda example: len(example.prompt))
-        batches = [drawn[start : start + batch_size] for start in range(0, len(drawn), batch_size)]
-        if pool > 1:
-            rng.shuffle(batches)
-        yield from batches
+        yield list(itertools.islice(stream, batch_size))
 
 
 def fit_toy_model(
@@ -232,8 +216,7 @@ def fit_toy_model(
         for index, (stage, steps) in enumerate(zip(plan.stages, plan.stage_steps())):
             stream = corpus.training_examples(tasks, stage.mix, plan.preference, arch.image_size, plan.seed + index)
             hits: list[float] = []
-            batches = length_grouped_batches(stream, plan.batch_size, plan.length_pool, random.Random(plan.seed + index))
-            for examples in itertools.islice(batches, steps):
+            for examples in itertools.islice(_batches(stream, plan.batch_size), steps):
                 batch = wrapper.encode(
                     [example.image for example in examples],
                     [example.prompt for example in examples],

@@ -39,7 +39,6 @@ class TrainingPlan:
     steps: int
     stages: tuple[Stage, ...]
     batch_size: int
-    length_pool: int
     learning_rate: float
     preference: Preference
     threads: int
