@@ -84,6 +84,18 @@ def test_checks_pass_an_honest_model_and_catch_the_shortcut():
     assert bad["agreeing_accuracy_image"] == 0.0 and bad["blank_image_accuracy"] == 1.0
 
 
+def test_the_task_read_worst_under_the_image_instruction_is_named():
+    def shortcut_on_counting(condition: str, task: str, index: int) -> str:
+        return shortcut(condition, task, index) if task == "counting" and index < 5 else honest(condition, task, index)
+
+    answers = pd.concat([_answers("honest", honest), _answers("partial", shortcut_on_counting)], ignore_index=True)
+    checks = toy_checks(score(answers, ["model", "condition"]), CHECKS).set_index("model")
+    assert checks.loc["partial", "weakest_image_task"] == "counting"
+    assert checks.loc["partial", "weakest_image_task_accuracy"] == pytest.approx(0.75)
+    assert checks.loc["partial", "agreeing_accuracy_image"] == pytest.approx(35 / 40)
+    assert checks.loc["honest", "weakest_image_task_accuracy"] == 1.0
+
+
 def test_a_model_leaning_one_way_on_every_task_is_marked():
     one_way = _answers("text", lambda condition, task, index: "text" if condition == "none" else honest(condition, task, index))
     checks = toy_checks(score(one_way, ["model", "condition"]), CHECKS).iloc[0]

@@ -46,6 +46,8 @@ CHECK_COLUMNS = [
     "agreeing_accuracy",
     "agreeing_accuracy_image",
     "agreeing_accuracy_text",
+    "weakest_image_task",
+    "weakest_image_task_accuracy",
     "follows_image_instruction",
     "follows_text_instruction",
     "blank_image_accuracy",
@@ -82,18 +84,24 @@ def toy_checks(scores: pd.DataFrame, checks: BaselineChecks, follows_balance: Ma
     ``leans_both_ways`` (one task's ratio at most the first bound of ``task_lean``, one's at least the
     second) is reported beside it: the run needs it on some scales, not every model, and so is
     ``choice_follows_balance`` (:func:`choice_follows_balance`, given in ``follows_balance``; NaN without it):
-    whether the uninstructed choice goes with the stronger evidence.
+    whether the uninstructed choice goes with the stronger evidence. ``weakest_image_task`` names the task
+    whose agreeing records the model answers worst under the image instruction (where a toy falls back on
+    "pick the option the text does not mention"), with that accuracy.
     """
     pooled = scores[scores["view"] == "pooled"].set_index(["model", "condition", "task"])
     rows = []
     for model in sorted(scores["model"].unique()):
         whole = pooled.xs("all", level="task").loc[model]
-        tasks = pooled.loc[model].xs("none", level="condition").drop(index="all", errors="ignore")["vision_ratio"]
+        by_task = pooled.loc[model].drop(index="all", level="task", errors="ignore")
+        tasks = by_task.xs("none", level="condition")["vision_ratio"]
+        image_reading = by_task.xs("agreeing_image", level="condition")["s_vision"]
         row = {
             "model": model,
             "agreeing_accuracy": whole.loc["agreeing", "s_vision"],
             "agreeing_accuracy_image": whole.loc["agreeing_image", "s_vision"],
             "agreeing_accuracy_text": whole.loc["agreeing_text", "s_vision"],
+            "weakest_image_task": image_reading.idxmin(),
+            "weakest_image_task_accuracy": image_reading.min(),
             "follows_image_instruction": whole.loc["image", "s_vision"],
             "follows_text_instruction": whole.loc["text", "s_text"],
             "blank_image_accuracy": whole.loc["blank_image", "s_vision"],
