@@ -451,6 +451,7 @@ def test_summary_counts_problems_and_leaves_them_out():
             "clean_choice_vision_first": ["vision", "text", "text"],
             "clean_choice_text_first": ["text", "text", "text"],
             "ablation_ratio": [0.9, 0.1, np.nan],
+            "answer_ablation_ratio": [0.2, 0.3, 0.4],
             "problem": ["", "text_first image: 1 of 4 samples of f non-finite", ""],
         }
     )
@@ -462,7 +463,7 @@ def test_summary_counts_problems_and_leaves_them_out():
     assert summary.loc[("validation", "count"), "mcr_median"] == 0.25
 
 
-def test_the_summary_sets_the_mcr_beside_the_input_ablation():
+def test_the_summary_sets_the_mcr_beside_both_ablations():
     rng = np.random.default_rng(0)
     mcr = rng.random(40)
     table = pd.DataFrame(
@@ -478,10 +479,12 @@ def test_the_summary_sets_the_mcr_beside_the_input_ablation():
             "clean_choice_vision_first": "vision",
             "clean_choice_text_first": "text",
             "ablation_ratio": np.where(np.arange(40) == 3, np.nan, mcr**2),
+            "answer_ablation_ratio": 1 - mcr,
             "problem": "",
         }
     )
     tracking = summarize({"m": table}).set_index(["split", "task"]).loc[("all", "all")]
     assert tracking["mcr_ablation_spearman"] == pytest.approx(1.0)
+    assert tracking["mcr_answer_ablation_spearman"] == pytest.approx(-1.0)
     table["ablation_ratio"] = 1 - table["ablation_ratio"]
     assert summarize({"m": table}).loc[0, "mcr_ablation_spearman"] == pytest.approx(-1.0)

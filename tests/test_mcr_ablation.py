@@ -1,5 +1,5 @@
 """The input ablation (the reference the MCR is set against): against the models' own full forward, on every
-tiny family, and its ratio's edge cases."""
+tiny family, and its ratio's edge cases; the answer-position ablation against the model's own cached forward."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def test_the_ablation_equals_the_models_own_forward_without_each_modality(family
     record["image"] = world.render_record_image("color", record["answer_vision"], record["image_id"], 32)
     clean = {order: ablation.option_logits(model, record, order, record["image"], record["context"]) for order in ORDERS}
     columns = ablation.input_ablation(model, record, clean)
-    assert list(columns) == mcr_tables.ABLATION_COLUMNS
+    assert list(columns) == mcr_tables.INPUT_ABLATION_COLUMNS
     empty = ablation.empty_like(record["image"])
     expected = {
         "p_text_clean": (record["image"], record["context"]),
@@ -87,7 +87,53 @@ def test_the_mcr_does_not_depend_on_the_ablation_beside_it(tiny_model, tiny_benc
     with_ablation = amps.measure_mcr(tiny_model, record, samples=4, seed=5).columns
     without = amps.measure_mcr(tiny_model, record, samples=4, seed=5, ablation=False).columns
     assert all(math.isnan(without[column]) for column in mcr_tables.ABLATION_COLUMNS)
-    assert all(np.isfinite(with_ablation[column]) for column in mcr_tables.ABLATION_COLUMNS[:3])
+    assert all(np.isfinite(with_ablation[column]) for column in mcr_tables.ABLATION_COLUMNS if not column.endswith("ratio"))
     assert {key: value for key, value in without.items() if key not in mcr_tables.ABLATION_COLUMNS} == {
         key: value for key, value in with_ablation.items() if key not in mcr_tables.ABLATION_COLUMNS
     }
+
+
+def reference_answer_probability(model, record, order, hide: str | None) -> float:
+    """P(text option) after the model's own cached forward: the prompt but its last token prefilled, then the last
+    token fed with ``hide``'s positions masked out of its attention (transformers' padding mask, no amps shortcut)."""
+    query = prompts.conflict_query(record, order)
+    batch = model.encode([record["image"]], [query.prompt], contexts=[record["context"]])
+    inputs = batch.inputs
+    mask = inputs["attention_mask"].clone()
+    if hide is not None:
+        mask[0, {"image": batch.image_mask, "text": batch.context_mask}[hide][0]] = 0
+    with torch.no_grad():
+        prefix = {
+            key: value[:, :-1] if key in ("input_ids", "attention_mask", "position_ids") else value
+            for key, value in inputs.items()
+        }
+        cache = model.model(**prefix, use_cache=True).cache
+        output = model.model(
+            input_ids=inputs["input_ids"][:, -1:], attention_mask=mask, position_ids=inputs["position_ids"][:, -1:], cache=cache
+        )
+    logits = output.logits[0, -1, list(model.option_token_ids())].float()
+    return float(logits.softmax(-1)[0 if query.option_a == record["answer_text"] else 1])
+
+
+def test_the_answer_position_ablation_hides_a_modality_from_the_last_token_only(tmp_path):
+    model = load_model(build_tiny_model("llava", tmp_path / "llava"), device="cpu", dtype="float32")
+    record = world.make_records(["color"], 1, seed=3)[0]
+    record["image"] = world.render_record_image("color", record["answer_vision"], record["image_id"], 32)
+    columns = amps.measure_mcr(model, record, samples=2, seed=0).columns
+    clean = np.mean([reference_answer_probability(model, record, order, None) for order in ORDERS])
+    assert columns["p_text_clean"] == pytest.approx(clean, abs=1e-6)
+    for column, hide in (("p_text_answer_no_image", "image"), ("p_text_answer_no_context", "text")):
+        reference = np.mean([reference_answer_probability(model, record, order, hide) for order in ORDERS])
+        # Random weights move the answer by about 1e-4; the two ways agree to float32 rounding.
+        assert abs(reference - clean) > 2e-5, column
+        assert columns[column] - columns["p_text_clean"] == pytest.approx(reference - clean, abs=1e-6), column
+    # Hiding a modality from the answer alone is not taking it away: the other positions still read it.
+    assert abs(columns["p_text_answer_no_image"] - columns["p_text_no_image"]) > 2e-5
+    assert abs(columns["p_text_answer_no_context"] - columns["p_text_no_context"]) > 2e-5
+    expected = ablation.ablation_ratio(
+        columns["p_text_clean"], columns["p_text_answer_no_image"], columns["p_text_answer_no_context"]
+    )
+    assert columns["answer_ablation_ratio"] == pytest.approx(expected, nan_ok=True)
+    # Without a context there is no text to hide.
+    alone = amps.measure_mcr(model, {**record, "context": None}, samples=2, seed=0).columns
+    assert alone["p_text_answer_no_context"] == alone["p_text_clean"]

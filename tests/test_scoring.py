@@ -114,9 +114,17 @@ def _world(records: int = 60, seed: int = 0) -> pd.DataFrame:
 
 
 def _mcr_table(records: pd.DataFrame, mcr: np.ndarray, ablation: np.ndarray | None = None) -> pd.DataFrame:
+    """An MCR table whose answer-position ablation follows the MCR (both see only what reaches the answer directly)."""
     ablation = mcr if ablation is None else ablation
     return pd.DataFrame(
-        {"record_id": records["record_id"], "mcr": mcr, "mcr_fisher": mcr[::-1].copy(), "ablation_ratio": ablation, "problem": ""}
+        {
+            "record_id": records["record_id"],
+            "mcr": mcr,
+            "mcr_fisher": mcr[::-1].copy(),
+            "ablation_ratio": ablation,
+            "answer_ablation_ratio": mcr + 0.01,
+            "problem": "",
+        }
     )
 
 
@@ -162,6 +170,10 @@ def test_the_mcr_is_correlated_with_the_ground_truth_balance():
     assert against_model["low"] < 0 < against_model["high"] and against_model["records"] == 59
     assert linked.loc[("good", "entropy", "ablation_ratio"), "spearman"] > 0.8
     assert ("good", "input_ablation", "ablation_ratio") not in linked.index
+    # The answer-position ablation misses what the input ablation finds: the modalities reach the answer elsewhere.
+    direct = linked.loc[("random", "answer_ablation", "ablation_ratio")]
+    assert direct["low"] < 0 < direct["high"] and direct["records"] == 59 and direct["column"] == "answer_ablation_ratio"
+    assert linked.loc[("good", "answer_ablation", "balance"), "spearman"] == pytest.approx(good["spearman"])
     with pytest.raises(ValueError, match="only the offline world"):
         balance(records.drop(columns="text_strength"))
 

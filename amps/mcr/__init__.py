@@ -13,7 +13,8 @@ Two estimators are reported, both from the same ``N`` samples:
 ``MCS_m`` is modality ``m``'s score and ``MCR = MCS_text / (MCS_text + MCS_image)``: near 1 the answer
 rests on the text, near 0 on the image. Beside it each record gets the input ablation
 (:mod:`amps.mcr.ablation`): how far the answer moves when the image is emptied or the context left
-out, on the same scale, the yardstick the MCR is checked against (it needs no ground truth).
+out, on the same scale, the yardstick the MCR is checked against (it needs no ground truth), and the
+answer-position ablation: the modality hidden from the answer position only, all the MCR's noise can reach.
 
 Choices, and why:
 

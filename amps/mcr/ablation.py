@@ -11,8 +11,17 @@ out of the prompt. Per option order, ``P(text)`` is the probability of the text-
   context pulls toward its answer) and ``image = max(0, no_image − clean)`` (how much the image pulls
   toward its own): the MCR's scale, near 1 the answer rests on the text; NaN where neither pulls.
 
-It costs four forwards (one prompt each) per record beyond the MCR's prefills, and needs no
-ground truth, so it checks the MCR on real checkpoints too. Unlike the MCR it measures one
+The answer-position ablation hides a modality from the answer position only: the MCR's prefill is kept,
+and the fed last token attends to every cached entry but the modality's, so the rest of the prompt has
+read the modality as usual (:func:`answer_ablation`). That is all the MCR's noise can reach, since the
+noise is put on the cache after the prefill; where a model carries a modality to the answer through
+other positions (the options, the question), the input ablation sees it and these columns do not:
+
+* ``p_text_answer_no_image``, ``p_text_answer_no_context`` (the MCR's text positions: the context by
+  default), ``answer_ablation_ratio`` (the same ratio).
+
+It costs four forwards (one prompt each) per record beyond the MCR's prefills, and four one-token
+forwards on them; it needs no ground truth, so it checks the MCR on real checkpoints too. Unlike the MCR it measures one
 counterfactual per modality (an empty image is not the absence of an image to a model that never saw
 one), which is why the paper's estimator perturbs instead; here it is the yardstick, not the method.
 """
@@ -28,9 +37,10 @@ from PIL import Image
 
 from amps.data import prompts
 from amps.data.world import BACKGROUND
-from amps.mcr.prefill import option_logits_float32
+from amps.mcr.perturb import ModalityCopies, option_log_probability
+from amps.mcr.prefill import Prefill, option_logits_float32
 from amps.models.interface import MultimodalModel
-from amps.vocabulary import ORDERS
+from amps.vocabulary import MODALITIES, ORDERS
 
 
 def empty_like(image: Image.Image) -> Image.Image:
@@ -84,4 +94,29 @@ def input_ablation(model: MultimodalModel, record: Mapping, clean_logits: Mappin
         "p_text_no_image": no_image,
         "p_text_no_context": no_context,
         "ablation_ratio": ablation_ratio(clean, no_image, no_context),
+    }
+
+
+@torch.no_grad()
+def answer_ablation(model: MultimodalModel, record: Mapping, states: Mapping[str, Prefill], clean: float) -> dict[str, float]:
+    """The answer-position ablation columns of one record (module docstring), from its prefill per order.
+
+    ``clean`` is the record's ``p_text_clean``. Must run inside :func:`amps.mcr.perturb.scoring_mode`. A
+    modality without positions (a prompt without a context) is not there to hide: its column is ``clean``.
+    """
+    hidden = {}
+    for modality in MODALITIES:
+        probabilities = []
+        for order, state in states.items():
+            if not len(state.positions[modality]):
+                probabilities.append(text_probability(record, order, state.option_logits))
+                continue
+            copies = ModalityCopies(state, modality)
+            target = prompts.option_index(record, order, "text")
+            probabilities.append(float(option_log_probability(model, state, copies.shared, copies.hidden(), target).exp()[0]))
+        hidden[modality] = float(np.mean(probabilities))
+    return {
+        "p_text_answer_no_image": hidden["image"],
+        "p_text_answer_no_context": hidden["text"],
+        "answer_ablation_ratio": ablation_ratio(clean, hidden["image"], hidden["text"]),
     }

@@ -20,7 +20,7 @@ from PIL import Image
 
 from amps.core.config import check_section_values
 from amps.data import prompts
-from amps.mcr.ablation import input_ablation
+from amps.mcr.ablation import answer_ablation, input_ablation
 from amps.mcr.estimates import Estimate, contribution_ratio, functional_entropy, order_average, sample_mean
 from amps.mcr.perturb import Samples, score_samples, scoring_mode, stream_seed
 from amps.mcr.prefill import Prefill, prefill
@@ -183,7 +183,8 @@ def estimate(
     model: MultimodalModel, record: Mapping, settings: EstimatorSettings, max_batch: int, ablation: bool = True
 ) -> McrEstimate:
     """One record's estimate: both option orders prefilled first, with the input ablation beside them (its own
-    forwards, before the scoring; NaN columns without ``ablation``), then scored inside one :func:`scoring_mode`."""
+    forwards, before the scoring) and the answer-position ablation (on the prefills; both NaN columns without
+    ``ablation``), then scored inside one :func:`scoring_mode`."""
     states = {
         order: prefill(
             model,
@@ -198,6 +199,8 @@ def estimate(
     )
     scores, problems = {}, []
     with scoring_mode(model):
+        if ablation:
+            columns.update(answer_ablation(model, record, states, columns["p_text_clean"]))
         for order, state in states.items():
             columns.update(clean_answer(record, order, state))
             scores[order], order_problems = score_order(model, record, order, state, settings, max_batch)
@@ -260,8 +263,8 @@ def measure_mcr(
     modality, what ``f`` scores (``answer``), the Fisher term (``fisher``), the text positions (``text``);
     ``seed`` is the run's seed and ``stream`` names another set of noise draws. ``max_batch`` bounds the
     samples per forward pass (memory only; on a GPU, passes take fewer where its free memory holds fewer).
-    ``ablation`` adds the record's input ablation (:mod:`amps.mcr.ablation`: two forwards per option order;
-    its columns are NaN without it).
+    ``ablation`` adds the record's input and answer-position ablations (:mod:`amps.mcr.ablation`: two forwards
+    and two one-token forwards per option order; their columns are NaN without it).
     A record's noise comes from its ``record_id`` and the seed, so with a run's settings and seed its MCR
     is the run's (``results/<run>/mcr/<model>.parquet``).
 

@@ -165,8 +165,14 @@ class ModalityCopies:
             (keys[:, :, position_index(positions.to(keys.device))], values[:, :, position_index(positions.to(values.device))])
             for keys, values in state.layers
         ]
-        # One sample's noise, drawn whole: a sample's values then never depend on how passes are cut.
-        self.noise = state.layers[0][0].new_empty(noise_shape(state, modality))
+        # One sample's noise, drawn whole: a sample's values then never depend on how passes are cut. Allocated
+        # by the first perturbation (hiding the modality needs none).
+        self.noise_shape = noise_shape(state, modality)
+        self.noise: torch.Tensor | None = None
+
+    def hidden(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """One row's own entries with the modality's positions left out: the fed token then cannot attend to them."""
+        return [(keys[:, :, :0], values[:, :, :0]) for keys, values in self.clean]
 
     def perturb(
         self, scales: list[tuple[torch.Tensor, torch.Tensor]], generator: torch.Generator, rows: int
@@ -180,6 +186,8 @@ class ModalityCopies:
         layers = [
             (keys.new_empty((rows, *keys.shape[1:])), values.new_empty((rows, *values.shape[1:]))) for keys, values in self.clean
         ]
+        if self.noise is None:
+            self.noise = self.clean[0][0].new_empty(self.noise_shape)
         for row in range(rows):
             self.noise.normal_(generator=generator)
             for index, ((keys, values), (clean_keys, clean_values)) in enumerate(zip(layers, self.clean)):

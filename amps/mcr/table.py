@@ -13,8 +13,11 @@ import pandas as pd
 from amps.core.io import read_table
 from amps.vocabulary import ESTIMATORS, MODALITIES, ORDERS
 
-#: The input ablation's columns (:mod:`amps.mcr.ablation`), the reference the MCR is set against.
-ABLATION_COLUMNS = ["p_text_clean", "p_text_no_image", "p_text_no_context", "ablation_ratio"]
+#: The input ablation's and the answer-position ablation's columns (:mod:`amps.mcr.ablation`), the references
+#: the MCR is set against.
+INPUT_ABLATION_COLUMNS = ["p_text_clean", "p_text_no_image", "p_text_no_context", "ablation_ratio"]
+ANSWER_ABLATION_COLUMNS = ["p_text_answer_no_image", "p_text_answer_no_context", "answer_ablation_ratio"]
+ABLATION_COLUMNS = INPUT_ABLATION_COLUMNS + ANSWER_ABLATION_COLUMNS
 
 #: Columns of the MCR table (shards and the gathered table), in order.
 COLUMNS = [

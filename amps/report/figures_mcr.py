@@ -136,17 +136,18 @@ def draw_mcr_validation(
 
     Top: each record's MCR (functional entropy) against its evidence balance (text strength minus
     image strength), coloured by task, with Spearman's rho and its bootstrap interval, and the MCR's rho
-    with the input ablation. Middle: the input-ablation ratio against the balance, the same way (what a
-    measure of the model's own reliance shows). Bottom: the uninstructed vision share of the test
-    records by MCR bin. ``settings.models`` names the comma-separated MCR tables in order.
+    with the input ablation. Below it, the same way: the answer-position ablation ratio (what the MCR's
+    noise can reach), then the input-ablation ratio (what a measure of the model's own reliance shows).
+    Bottom: the uninstructed vision share of the test records by MCR bin. ``settings.models`` names the
+    comma-separated MCR tables in order.
     """
-    from amps.report.mcr_validation import ABLATION, balance
+    from amps.report.mcr_validation import ABLATION, ANSWER_ABLATION, balance
 
     models = settings.models
     truth = balance(Benchmark(benchmark_dir).records)
     linked = read_table(correlations).set_index(["model", "estimator", "against"])
     binned = read_table(bins)
-    figure, axes = plt.subplots(3, len(models), figsize=(max(7.0, 3.4 * len(models)), 9.2), squeeze=False)
+    figure, axes = plt.subplots(4, len(models), figsize=(max(7.0, 3.4 * len(models)), 12.0), squeeze=False)
     colormap = plt.get_cmap("tab10")
     for column, (model, path) in enumerate(zip(models, mcr.split(","))):
         table = read_table(path)
@@ -154,6 +155,7 @@ def draw_mcr_validation(
         with_ablation = linked.loc[(model, "entropy", "ablation_ratio"), "spearman"]
         panels = (
             ("mcr", "MCR", "entropy", f"\nρ with the input ablation {with_ablation:.2f}"),
+            ("answer_ablation_ratio", "answer-position ablation ratio", ANSWER_ABLATION, ""),
             ("ablation_ratio", "input-ablation ratio", ABLATION, ""),
         )
         for row, (value, label, measure, extra) in enumerate(panels):
@@ -171,7 +173,7 @@ def draw_mcr_validation(
                 axis.set_ylabel(label, fontsize=8)
             axis.tick_params(labelsize=7)
         shares = binned[binned["model"] == model]
-        axis = axes[2][column]
+        axis = axes[3][column]
         axis.bar(shares["bin"], shares["vision_share"], color=VISION_COLOR)
         axis.set_xticks(
             shares["bin"],

@@ -11,15 +11,16 @@ from amps.statistics import spearman
 from amps.vocabulary import ORDERS
 
 
-def mcr_against_ablation(table: pd.DataFrame) -> float:
-    """Spearman's rho of the MCR with the input-ablation ratio over the records where both are finite."""
-    both = table[np.isfinite(table["mcr"]) & np.isfinite(table["ablation_ratio"])]
-    return spearman(both["mcr"].to_numpy(), both["ablation_ratio"].to_numpy())
+def mcr_against(table: pd.DataFrame, column: str) -> float:
+    """Spearman's rho of the MCR with an ablation ratio column over the records where both are finite."""
+    both = table[np.isfinite(table["mcr"]) & np.isfinite(table[column])]
+    return spearman(both["mcr"].to_numpy(), both[column].to_numpy())
 
 
 def summarize(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Per model, split and task (``all`` for the whole): counts, mean scores, MCR mean/median/spread, the
-    input-ablation ratio's median and the MCR's Spearman correlation with it.
+    input-ablation ratio's median and the MCR's Spearman correlation with it and with the answer-position
+    ablation ratio (what the MCR's noise can reach).
 
     Records with non-finite values are counted in ``n_problem`` and left out of the means.
     """
@@ -50,7 +51,8 @@ def summarize(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
                             np.mean([(good[f"clean_choice_{order}"] == "vision").mean() for order in ORDERS])
                         ),
                         "ablation_ratio_median": good["ablation_ratio"].median(),
-                        "mcr_ablation_spearman": mcr_against_ablation(good),
+                        "mcr_ablation_spearman": mcr_against(good, "ablation_ratio"),
+                        "mcr_answer_ablation_spearman": mcr_against(good, "answer_ablation_ratio"),
                     }
                 )
     return pd.DataFrame(rows)

@@ -12,7 +12,10 @@ The input ablation (``estimator`` ``input_ablation``: how far the answer moves w
 emptied or the context left out, :mod:`amps.mcr.ablation`) gets the same rows, and the MCR is also
 set against it (``against`` ``ablation_ratio``). Together they separate the two ways the MCR can miss
 the balance: the model ignores the balance (the ablation misses it too), or the MCR misses the model
-(it misses the ablation).
+(it misses the ablation). The answer-position ablation (``answer_ablation``: the modality hidden from
+the answer position only, all the MCR's noise can reach) is set against the same and the input
+ablation: where it misses what the input ablation finds, the models carry the modalities to the answer
+through other positions, out of the noise's reach.
 The second table gives the uninstructed vision share of the test
 records (pooled over both option orders) by MCR bin (quantile bins of the model's test MCR). No
 public benchmark has this ground truth; MC² runs skip this step.
@@ -29,8 +32,10 @@ from amps.mcr.table import mcr_values, record_values
 from amps.statistics import bootstrap_interval, group_seed, spearman
 from amps.vocabulary import ESTIMATORS
 
-#: The reference measure's name in the ``estimator`` column: the input ablation (:mod:`amps.mcr.ablation`).
+#: The reference measures' names in the ``estimator`` column (:mod:`amps.mcr.ablation`): the input ablation and
+#: the answer-position ablation.
 ABLATION = "input_ablation"
+ANSWER_ABLATION = "answer_ablation"
 #: Quantile bins of a model's test MCR in the vision-share table.
 VISION_BINS = 5
 #: The ground-truth columns a world benchmark carries.
@@ -54,11 +59,11 @@ def text_choice(baselines: pd.DataFrame, model: str) -> pd.Series:
 def correlations(
     mcr: dict[str, pd.DataFrame], records: pd.DataFrame, resamples: int, seed: int, baselines: pd.DataFrame | None = None
 ) -> pd.DataFrame:
-    """Per model and measure (the MCR's estimators, then the input ablation), Spearman's rho with what it is set
-    against, its bootstrap interval, records used and left out.
+    """Per model and measure (the MCR's estimators, the input ablation, the answer-position ablation), Spearman's
+    rho with what it is set against, its bootstrap interval, records used and left out.
 
     ``against``: ``balance``, ``text_strength``, ``image_strength``, ``text_choice`` (where ``baselines`` hold the
-    model's uninstructed answers) and, for the MCR's estimators, ``ablation_ratio`` (the model's own reliance).
+    model's uninstructed answers) and, for all but the input ablation, ``ablation_ratio`` (the model's own reliance).
     """
     truths = {"balance": balance(records)}
     truths.update({column: records[column].set_axis(records["record_id"]) for column in STRENGTHS[::-1]})
@@ -71,6 +76,7 @@ def correlations(
         ablation = record_values(table, "ablation_ratio")  # NaN also where neither modality pulls
         measures = {estimator: (column, mcr_values(table, estimator)) for estimator, column in ESTIMATORS.items()}
         measures[ABLATION] = ("ablation_ratio", ablation)
+        measures[ANSWER_ABLATION] = ("answer_ablation_ratio", record_values(table, "answer_ablation_ratio"))
         for measure, (column, values) in measures.items():
             finite = values[np.isfinite(values.to_numpy())]
             targets = against if measure == ABLATION else {**against, "ablation_ratio": ablation.dropna()}
