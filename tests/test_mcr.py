@@ -152,6 +152,12 @@ def test_every_family_reproduces_its_clean_answer_from_the_cache(family, tmp_pat
         assert np.allclose(scored[modality].f, clean, atol=1e-6)
     noisy = perturb.score_samples(model, state, 0, streams(1), settings(sigma=2.0, samples=4), MAX_BATCH)
     assert all(noisy[modality].f.std() > 0 for modality in MODALITIES)
+    # A modality hidden from the fed token (the answer-position ablation) moves the answer on every family.
+    with perturb.scoring_mode(model), torch.no_grad():
+        for modality in MODALITIES:
+            copies = perturb.ModalityCopies(state, modality)
+            hidden = perturb.option_log_probability(model, state, copies.shared, copies.hidden(), 0).exp()
+            assert abs(float(hidden[0]) - clean) > 1e-5, modality
 
 
 @pytest.mark.parametrize("family", TINY_FAMILIES)
