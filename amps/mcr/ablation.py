@@ -20,10 +20,11 @@ other positions (the options, the question), the input ablation sees it and thes
 * ``p_text_answer_no_image``, ``p_text_answer_no_context`` (the MCR's text positions: the context by
   default), ``answer_ablation_ratio`` (the same ratio).
 
-It costs four forwards (one prompt each) per record beyond the MCR's prefills, and four one-token
-forwards on them; it needs no ground truth, so it checks the MCR on real checkpoints too. Unlike the MCR it measures one
-counterfactual per modality (an empty image is not the absence of an image to a model that never saw
-one), which is why the paper's estimator perturbs instead; here it is the yardstick, not the method.
+The input ablation costs four forwards (one prompt each) per record beyond the MCR's prefills, the
+answer-position ablation four one-token forwards on them; neither needs ground truth, so both check
+the MCR on real checkpoints too. Unlike the MCR the input ablation measures one counterfactual per
+modality (an empty image is not the absence of an image to a model that never saw one), which is why
+the paper's estimator perturbs instead; here it is the yardstick, not the method.
 """
 
 from __future__ import annotations
@@ -97,6 +98,15 @@ def input_ablation(model: MultimodalModel, record: Mapping, clean_logits: Mappin
     }
 
 
+def hidden_text_probability(model: MultimodalModel, record: Mapping, order: str, state: Prefill, modality: str) -> float:
+    """P(text option) in one order with ``modality`` hidden from the fed answer token (its prefill otherwise)."""
+    if not len(state.positions[modality]):
+        return text_probability(record, order, state.option_logits)
+    copies = ModalityCopies(state, modality)  # let go on return: one copy of the shared entries at a time
+    target = prompts.option_index(record, order, "text")
+    return float(option_log_probability(model, state, copies.shared, copies.hidden(), target).exp()[0])
+
+
 @torch.no_grad()
 def answer_ablation(model: MultimodalModel, record: Mapping, states: Mapping[str, Prefill], clean: float) -> dict[str, float]:
     """The answer-position ablation columns of one record (module docstring), from its prefill per order.
@@ -104,17 +114,12 @@ def answer_ablation(model: MultimodalModel, record: Mapping, states: Mapping[str
     ``clean`` is the record's ``p_text_clean``. Must run inside :func:`amps.mcr.perturb.scoring_mode`. A
     modality without positions (a prompt without a context) is not there to hide: its column is ``clean``.
     """
-    hidden = {}
-    for modality in MODALITIES:
-        probabilities = []
-        for order, state in states.items():
-            if not len(state.positions[modality]):
-                probabilities.append(text_probability(record, order, state.option_logits))
-                continue
-            copies = ModalityCopies(state, modality)
-            target = prompts.option_index(record, order, "text")
-            probabilities.append(float(option_log_probability(model, state, copies.shared, copies.hidden(), target).exp()[0]))
-        hidden[modality] = float(np.mean(probabilities))
+    hidden = {
+        modality: float(
+            np.mean([hidden_text_probability(model, record, order, state, modality) for order, state in states.items()])
+        )
+        for modality in MODALITIES
+    }
     return {
         "p_text_answer_no_image": hidden["image"],
         "p_text_answer_no_context": hidden["text"],
