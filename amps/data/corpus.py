@@ -44,8 +44,9 @@ class Preference:
     """The soft target of an uninstructed conflict (the config's ``toy_training.preference``).
 
     ``P(text) = sigmoid(steepness × (text_strength − image_strength) + task_bias[task] + spread × z_pair)``,
-    with ``z_pair`` a fixed standard normal draw per (task, vision value, text value): the balance
-    of the evidence decides, each task leans its own way, and value pairs vary around it.
+    with ``z_pair`` a fixed standard normal draw per (task, vision value, text value) within one stream
+    (``seed``: each curriculum stage draws its own): the balance of the evidence decides, each task
+    leans its own way, and value pairs vary around it.
     """
 
     steepness: float
