@@ -192,12 +192,14 @@ def test_vision_share_falls_across_mcr_bins_when_the_mcr_measures_reliance_on_te
     assert binned["records"].tolist() == [10] * 5 and binned["mcr_low"].is_monotonic_increasing
 
 
-def test_the_checks_say_whether_the_uninstructed_choice_follows_the_balance():
-    from amps.report.baseline import choice_follows_balance
+def test_the_checks_say_whether_the_uninstructed_choice_follows_the_evidence_and_each_modality_s_own():
+    from amps.report.baseline import EVIDENCE_COLUMNS, choice_follows_evidence
 
     records = _world(40)
     truth = balance(records)
+    text_strength = records.set_index("record_id")["text_strength"]
     # "follows": text in both orders where the text outweighs the image, vision in both where not;
+    # "reads the wording": text where the context is firm (0.75 or more), whatever the image;
     # "stubborn": text everywhere in the first order, vision in the second, whatever the evidence.
     rows = [
         {"model": model, "condition": "none", "record_id": record_id, "order": order, "choice": choice}
@@ -205,13 +207,21 @@ def test_the_checks_say_whether_the_uninstructed_choice_follows_the_balance():
         for order in ("vision_first", "text_first")
         for model, choice in (
             ("follows", "text" if value > 0 else "vision"),
+            ("reads the wording", "text" if text_strength[record_id] >= 0.75 else "vision"),
             ("stubborn", "text" if order == "vision_first" else "vision"),
         )
     ]
     answers = pd.DataFrame(rows)
-    follows = choice_follows_balance(answers, records)
-    assert follows["follows"] > 0.8 and np.isnan(follows["stubborn"])  # a constant share has no rank correlation
-    assert choice_follows_balance(answers, records.drop(columns="image_strength")) == {}  # MC²: no strengths
+    follows = choice_follows_evidence(answers, records)
+    assert follows["follows"]["choice_follows_balance"] > 0.8
+    assert follows["follows"]["choice_follows_text_strength"] > 0.3 and follows["follows"]["choice_follows_image_strength"] > 0.3
+    wording = follows["reads the wording"]
+    assert wording["choice_follows_text_strength"] > 0.8 and abs(wording["choice_follows_image_strength"]) < 0.3
+    # A constant share has no rank correlation.
+    assert all(np.isnan(follows["stubborn"][column]) for column in EVIDENCE_COLUMNS)
+    assert choice_follows_evidence(answers, records.drop(columns="image_strength")) == {}  # MC²: no strengths
     scores = score(pd.concat([_answers("honest", honest)], ignore_index=True), ["model", "condition"])
-    assert np.isnan(toy_checks(scores, CHECKS).iloc[0]["choice_follows_balance"])
-    assert toy_checks(scores, CHECKS, {"honest": 0.42}).iloc[0]["choice_follows_balance"] == 0.42
+    assert toy_checks(scores, CHECKS).iloc[0][list(EVIDENCE_COLUMNS)].isna().all()
+    given = {"honest": dict(zip(EVIDENCE_COLUMNS, (0.42, 0.5, 0.1)))}
+    row = toy_checks(scores, CHECKS, given).iloc[0]
+    assert row[list(EVIDENCE_COLUMNS)].tolist() == [0.42, 0.5, 0.1]

@@ -8,7 +8,7 @@ from typing import ClassVar, Mapping
 import numpy as np
 import pandas as pd
 
-from amps.report.mcr_validation import STRENGTHS, balance, text_choice
+from amps.report.mcr_validation import STRENGTHS, balance, choice_share
 from amps.statistics import spearman
 
 
@@ -41,6 +41,8 @@ class BaselineChecks:
         )
 
 
+#: How the uninstructed choice follows the evidence (:func:`choice_follows_evidence`).
+EVIDENCE_COLUMNS = ("choice_follows_balance", "choice_follows_text_strength", "choice_follows_image_strength")
 CHECK_COLUMNS = [
     "model",
     "agreeing_accuracy",
@@ -56,25 +58,42 @@ CHECK_COLUMNS = [
     "lowest_task_vision_ratio",
     "highest_task_vision_ratio",
     "leans_both_ways",
-    "choice_follows_balance",
+    *EVIDENCE_COLUMNS,
     "passes",
 ]
 
 
-def choice_follows_balance(answers: pd.DataFrame, records: pd.DataFrame) -> dict[str, float]:
-    """Per model: Spearman's rho of each record's uninstructed share of text answers (both option orders) with
-    its evidence balance (text strength − image strength); empty when the records carry no strengths (MC²)."""
+def choice_follows_evidence(answers: pd.DataFrame, records: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Per model: how its uninstructed choice follows the evidence, as Spearman's rho over records (both option orders).
+
+    ``choice_follows_balance``: the share of text answers with the balance (text strength − image strength);
+    ``choice_follows_text_strength``: the same share with the text's strength; ``choice_follows_image_strength``:
+    the share of vision answers with the image's strength. Each is positive where the model trusts that evidence
+    more the stronger it is. Empty when the records carry no strengths (MC²).
+    """
     if not set(STRENGTHS) <= set(records.columns):
         return {}
-    truth = balance(records)
+    by_id = records.set_index("record_id")
+    # Each column: whose share of answers, against which evidence.
+    against = dict(
+        zip(
+            EVIDENCE_COLUMNS,
+            (("text", balance(records)), ("text", by_id["text_strength"]), ("vision", by_id["image_strength"])),
+        )
+    )
     result = {}
     for model in sorted(answers["model"].unique()):
-        shares = text_choice(answers, model)
-        result[model] = spearman(shares.to_numpy(), truth.reindex(shares.index).to_numpy(dtype=float))
+        shares = {modality: choice_share(answers, model, modality) for modality in ("text", "vision")}
+        result[model] = {
+            column: spearman(shares[modality].to_numpy(), truth.reindex(shares[modality].index).to_numpy(dtype=float))
+            for column, (modality, truth) in against.items()
+        }
     return result
 
 
-def toy_checks(scores: pd.DataFrame, checks: BaselineChecks, follows_balance: Mapping[str, float] | None = None) -> pd.DataFrame:
+def toy_checks(
+    scores: pd.DataFrame, checks: BaselineChecks, follows_evidence: Mapping[str, Mapping[str, float]] | None = None
+) -> pd.DataFrame:
     """The behaviour the toy models must show, per model, with pass/fail against the config (``evaluation.checks``).
 
     A model passes when it answers agreeing records right with no instruction and under each (so it
@@ -82,11 +101,11 @@ def toy_checks(scores: pd.DataFrame, checks: BaselineChecks, follows_balance: Ma
     answers the blank-image control under the image instruction at chance (it reads the image), gives
     few answers naming no option, and has a pooled uninstructed vision ratio within the range.
     ``leans_both_ways`` (one task's ratio at most the first bound of ``task_lean``, one's at least the
-    second) is reported beside it: the run needs it on some scales, not every model, and so is
-    ``choice_follows_balance`` (:func:`choice_follows_balance`, given in ``follows_balance``; NaN without it):
-    whether the uninstructed choice goes with the stronger evidence. ``weakest_image_task`` names the task
-    whose agreeing records the model answers worst under the image instruction (where a toy falls back on
-    "pick the option the text does not mention"), with that accuracy.
+    second) is reported beside it: the run needs it on some scales, not every model, and so are the
+    ``choice_follows_*`` columns (:func:`choice_follows_evidence`, given in ``follows_evidence``; NaN without
+    it): whether the uninstructed choice goes with the stronger evidence, and with each modality's own.
+    ``weakest_image_task`` names the task whose agreeing records the model answers worst under the image
+    instruction (where a toy falls back on "pick the option the text does not mention"), with that accuracy.
     """
     pooled = scores[scores["view"] == "pooled"].set_index(["model", "condition", "task"])
     rows = []
@@ -113,7 +132,7 @@ def toy_checks(scores: pd.DataFrame, checks: BaselineChecks, follows_balance: Ma
         row["leans_both_ways"] = bool(
             row["lowest_task_vision_ratio"] <= checks.task_lean[0] and row["highest_task_vision_ratio"] >= checks.task_lean[1]
         )
-        row["choice_follows_balance"] = (follows_balance or {}).get(model, np.nan)
+        row.update({column: (follows_evidence or {}).get(model, {}).get(column, np.nan) for column in EVIDENCE_COLUMNS})
         agreeing = min(row["agreeing_accuracy"], row["agreeing_accuracy_image"], row["agreeing_accuracy_text"])
         following = min(row["follows_image_instruction"], row["follows_text_instruction"])
         row["passes"] = bool(

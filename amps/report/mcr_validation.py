@@ -50,10 +50,11 @@ def balance(records: pd.DataFrame) -> pd.Series:
     return (records["text_strength"] - records["image_strength"]).set_axis(records["record_id"])
 
 
-def text_choice(baselines: pd.DataFrame, model: str) -> pd.Series:
-    """A model's share of text answers to the uninstructed conflicts, per record id (both option orders)."""
+def choice_share(baselines: pd.DataFrame, model: str, modality: str = "text") -> pd.Series:
+    """A model's share of answers following ``modality`` (``text`` or ``vision``) to the uninstructed conflicts,
+    per record id (both option orders)."""
     answers = baselines[(baselines["model"] == model) & (baselines["condition"] == "none")]
-    return (answers["choice"] == "text").groupby(answers["record_id"]).mean()
+    return (answers["choice"] == modality).groupby(answers["record_id"]).mean()
 
 
 def correlations(
@@ -70,7 +71,7 @@ def correlations(
     rows = []
     for model, table in mcr.items():
         against = dict(truths)
-        choices = text_choice(baselines, model) if baselines is not None else pd.Series(dtype=float)
+        choices = choice_share(baselines, model) if baselines is not None else pd.Series(dtype=float)
         if not choices.empty:
             against["text_choice"] = choices
         ablation = record_values(table, "ablation_ratio")  # NaN also where neither modality pulls

@@ -40,15 +40,15 @@ def summarize_baseline(settings: SummarizeBaseline, answers: str, benchmark_dir:
     from amps.core.io import read_table, split_paths, write_table
     from amps.data.benchmark import Benchmark
     from amps.metrics import score
-    from amps.report.baseline import choice_follows_balance, toy_checks
+    from amps.report.baseline import choice_follows_evidence, toy_checks
 
     asked = pd.concat([read_table(path) for path in split_paths(answers)], ignore_index=True)
     table = score(asked, ["model", "condition"])
     table.insert(0, "run", settings.run_name)
     write_table(scores, table)
     # The behaviour checks are the toy models' design targets; pretrained models are only measured.
-    follows_balance = choice_follows_balance(asked, Benchmark(benchmark_dir).records)
-    check_table = toy_checks(table[table["model"].isin(settings.toy_models)], settings.checks, follows_balance)
+    follows_evidence = choice_follows_evidence(asked, Benchmark(benchmark_dir).records)
+    check_table = toy_checks(table[table["model"].isin(settings.toy_models)], settings.checks, follows_evidence)
     check_table.insert(0, "run", settings.run_name)
     write_table(checks, check_table)
     log.info("toy model checks:\n%s", check_table.to_string(index=False))
