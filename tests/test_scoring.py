@@ -194,6 +194,7 @@ def test_vision_share_falls_across_mcr_bins_when_the_mcr_measures_reliance_on_te
 
 def test_the_checks_say_whether_the_uninstructed_choice_follows_the_evidence_and_each_modality_s_own():
     from amps.report.baseline import EVIDENCE_COLUMNS, choice_follows_evidence
+    from amps.report.mcr_validation import choice_share
 
     records = _world(40)
     truth = balance(records)
@@ -220,6 +221,8 @@ def test_the_checks_say_whether_the_uninstructed_choice_follows_the_evidence_and
     # A constant share has no rank correlation.
     assert all(np.isnan(follows["stubborn"][column]) for column in EVIDENCE_COLUMNS)
     assert choice_follows_evidence(answers, records.drop(columns="image_strength")) == {}  # MC²: no strengths
+    with pytest.raises(ValueError, match="unknown modality 'image'"):
+        choice_share(answers, "follows", "image")
     scores = score(pd.concat([_answers("honest", honest)], ignore_index=True), ["model", "condition"])
     assert toy_checks(scores, CHECKS).iloc[0][list(EVIDENCE_COLUMNS)].isna().all()
     given = {"honest": dict(zip(EVIDENCE_COLUMNS, (0.42, 0.5, 0.1)))}

@@ -30,7 +30,7 @@ import pandas as pd
 
 from amps.mcr.table import mcr_values, record_values
 from amps.statistics import bootstrap_interval, group_seed, spearman
-from amps.vocabulary import ESTIMATORS
+from amps.vocabulary import CHOICES, ESTIMATORS
 
 #: The reference measures' names in the ``estimator`` column (:mod:`amps.mcr.ablation`): the input ablation and
 #: the answer-position ablation.
@@ -53,6 +53,8 @@ def balance(records: pd.DataFrame) -> pd.Series:
 def choice_share(baselines: pd.DataFrame, model: str, modality: str = "text") -> pd.Series:
     """A model's share of answers following ``modality`` (``text`` or ``vision``) to the uninstructed conflicts,
     per record id (both option orders)."""
+    if modality not in CHOICES[:2]:
+        raise ValueError(f"unknown modality {modality!r}; expected one of {CHOICES[:2]}")
     answers = baselines[(baselines["model"] == model) & (baselines["condition"] == "none")]
     return (answers["choice"] == modality).groupby(answers["record_id"]).mean()
 
