@@ -8,7 +8,7 @@ from typing import ClassVar, Mapping
 import numpy as np
 import pandas as pd
 
-from amps.report.mcr_validation import STRENGTHS, balance, choice_share
+from amps.report.mcr_validation import STRENGTHS, choice_share, ground_truths
 from amps.statistics import spearman
 
 
@@ -73,12 +73,12 @@ def choice_follows_evidence(answers: pd.DataFrame, records: pd.DataFrame) -> dic
     """
     if not set(STRENGTHS) <= set(records.columns):
         return {}
-    by_id = records.set_index("record_id")
+    truths = ground_truths(records)
     # Each column: whose share of answers, against which evidence.
     against = dict(
         zip(
             EVIDENCE_COLUMNS,
-            (("text", balance(records)), ("text", by_id["text_strength"]), ("vision", by_id["image_strength"])),
+            (("text", truths["balance"]), ("text", truths["text_strength"]), ("vision", truths["image_strength"])),
         )
     )
     result = {}

@@ -50,7 +50,15 @@ def balance(records: pd.DataFrame) -> pd.Series:
     return (records["text_strength"] - records["image_strength"]).set_axis(records["record_id"])
 
 
-def choice_share(baselines: pd.DataFrame, model: str, modality: str = "text") -> pd.Series:
+def ground_truths(records: pd.DataFrame) -> dict[str, pd.Series]:
+    """Per record id: the balance, then each strength (text, image), the world's ground truth a measure is set
+    against."""
+    truths = {"balance": balance(records)}
+    truths.update({column: records[column].set_axis(records["record_id"]) for column in STRENGTHS[::-1]})
+    return truths
+
+
+def choice_share(baselines: pd.DataFrame, model: str, modality: str) -> pd.Series:
     """A model's share of answers following ``modality`` (``text`` or ``vision``) to the uninstructed conflicts,
     per record id (both option orders)."""
     if modality not in CHOICES[:2]:
@@ -68,12 +76,11 @@ def correlations(
     ``against``: ``balance``, ``text_strength``, ``image_strength``, ``text_choice`` (where ``baselines`` hold the
     model's uninstructed answers) and, for all but the input ablation, ``ablation_ratio`` (the model's own reliance).
     """
-    truths = {"balance": balance(records)}
-    truths.update({column: records[column].set_axis(records["record_id"]) for column in STRENGTHS[::-1]})
+    truths = ground_truths(records)
     rows = []
     for model, table in mcr.items():
         against = dict(truths)
-        choices = choice_share(baselines, model) if baselines is not None else pd.Series(dtype=float)
+        choices = choice_share(baselines, model, "text") if baselines is not None else pd.Series(dtype=float)
         if not choices.empty:
             against["text_choice"] = choices
         ablation = record_values(table, "ablation_ratio")  # NaN also where neither modality pulls
